@@ -1,0 +1,1 @@
+//! Wires config, proxy, telemetry, metrics, eBPF and admin servers together.

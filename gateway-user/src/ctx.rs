@@ -1,0 +1,186 @@
+//! Per-request record shared by every subsystem: the proxy fills it in phase by phase, and
+//! telemetry (spans, access log, metrics) and CEL read it once the request ends.
+//!
+//! It lives low in the crate so that `llm`, `mcp`, `cel` and `telemetry` can depend on it
+//! without depending on `proxy`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value as Json;
+
+/// Who is to blame for a failed request: used for span status, metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// W3C trace identity of the gateway's server span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceIds {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The caller's span, when the request carried a `traceparent`.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// Whether this request is exported as a span.
+    pub sampled: bool,
+}
+
+impl TraceIds {
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// What the gateway learned about an LLM exchange, in passing.
+#[derive(Clone, Debug, Default)]
+pub struct LlmInfo {
+    /// Provider name as agentgateway reports it: `openai`, `anthropic`, `gemini`, `azure.openai`, ...
+    pub provider: String,
+    /// Operation per OTel GenAI: `chat`, `embeddings`, `responses`, `models`, `messages`.
+    pub operation: &'static str,
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub cached_input_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    pub streaming: bool,
+    /// Request messages as `[{role, content}]`, captured only when config references them.
+    pub prompt: Option<Json>,
+    /// Completion texts (one per choice), captured only when config references them.
+    pub completion: Option<Vec<String>>,
+    /// Request parameters (temperature, max_tokens, top_p, ...).
+    pub params: serde_json::Map<String, Json>,
+    pub finish_reasons: Vec<String>,
+    /// Time from request start to the first streamed token.
+    pub first_token: Option<Duration>,
+    /// Tool calls the model asked for (names).
+    pub tool_calls: Vec<String>,
+}
+
+/// What the gateway learned about an MCP exchange.
+#[derive(Clone, Debug, Default)]
+pub struct McpInfo {
+    pub method: Option<String>,
+    pub session_id: Option<String>,
+    pub request_id: Option<Json>,
+    pub target: Option<String>,
+    pub tool_name: Option<String>,
+    pub tool_arguments: Option<Json>,
+    pub tool_result: Option<Json>,
+    pub tool_error: Option<Json>,
+    /// Resource or prompt name when the method is about one.
+    pub resource: Option<String>,
+    pub error_type: Option<String>,
+}
+
+/// Kernel-measured timing of a TCP flow, read from BPF maps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowTiming {
+    pub connect: Option<Duration>,
+    pub srtt: Option<Duration>,
+    pub retransmits: Option<u32>,
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+}
+
+/// The request record. Fields are filled by the phase that knows them.
+#[derive(Clone, Debug)]
+pub struct RequestLog {
+    pub start: Instant,
+    pub start_time: SystemTime,
+    pub end: Option<Instant>,
+    pub gateway: String,
+    pub listener: String,
+    pub route: Option<String>,
+    pub endpoint: Option<String>,
+    pub backend: Option<String>,
+    pub src_addr: Option<SocketAddr>,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub uri: String,
+    pub scheme: &'static str,
+    pub version: &'static str,
+    /// Request headers, minus credentials (see `telemetry::redact`).
+    pub request_headers: Vec<(String, String)>,
+    pub status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    pub llm: Option<LlmInfo>,
+    pub mcp: Option<McpInfo>,
+    pub trace: TraceIds,
+    /// Id of the CLIENT span for the upstream call, when there was one.
+    pub upstream_span_id: Option<[u8; 8]>,
+    pub upstream_start: Option<Instant>,
+    pub upstream_end: Option<Instant>,
+    pub error: Option<String>,
+    pub blame: Option<Blame>,
+    /// The client went away before the response finished.
+    pub client_cancelled: bool,
+    pub downstream_flow: Option<FlowTiming>,
+    pub upstream_flow: Option<FlowTiming>,
+}
+
+impl RequestLog {
+    pub fn new(gateway: String, listener: String) -> Self {
+        RequestLog {
+            start: Instant::now(),
+            start_time: SystemTime::now(),
+            end: None,
+            gateway,
+            listener,
+            route: None,
+            endpoint: None,
+            backend: None,
+            src_addr: None,
+            method: String::new(),
+            host: String::new(),
+            path: String::new(),
+            uri: String::new(),
+            scheme: "http",
+            version: "HTTP/1.1",
+            request_headers: Vec::new(),
+            status: None,
+            response_headers: Vec::new(),
+            llm: None,
+            mcp: None,
+            trace: TraceIds::default(),
+            upstream_span_id: None,
+            upstream_start: None,
+            upstream_end: None,
+            error: None,
+            blame: None,
+            client_cancelled: false,
+            downstream_flow: None,
+            upstream_flow: None,
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.end.unwrap_or_else(Instant::now) - self.start
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}

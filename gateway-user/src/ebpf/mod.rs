@@ -1,0 +1,1 @@
+//! eBPF loader and BPF map readers.

@@ -1,0 +1,14 @@
+//! The gateway daemon as a library, so integration tests, fuzz targets and benches reach the
+//! same code the binary runs. `app` wires the subsystems; see ARCHITECTURE.md for who owns what.
+
+pub mod admin;
+pub mod app;
+pub mod cel;
+pub mod config;
+pub mod ctx;
+pub mod ebpf;
+pub mod llm;
+pub mod mcp;
+pub mod metrics;
+pub mod proxy;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! LLM providers: request/response formats, translation between them, and stream parsing.

@@ -1,0 +1,1 @@
+//! MCP gateway: one endpoint multiplexing stdio, SSE and streamable-HTTP targets.

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine of this kind.
+# Idempotent: every step checks before it installs. Versions are pinned.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+VENV="${GATEWAY_TEST_VENV:-$ROOT/target/test-venv}"
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+# --- Debian packages: netns/veth tooling, bpftool, Prometheus + promtool, load generator.
+need_apt=()
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v bpftool >/dev/null || need_apt+=(bpftool)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v wrk >/dev/null || need_apt+=(wrk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# --- Rust: rust-src for the nightly eBPF build, bpf-linker linked against rustc's own LLVM.
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "rustup: rust-src (nightly)"
+  rustup component add rust-src --toolchain nightly
+fi
+if ! bpf-linker --version >/dev/null 2>&1; then
+  log "cargo install bpf-linker 0.13.0 (about 4 minutes)"
+  SYSROOT="$(rustc +stable --print sysroot)"
+  LLVM_SO="$(basename "$(ls "$SYSROOT"/lib/libLLVM.so.* | head -1)")"
+  LINKDIR="$(mktemp -d)"
+  ln -s "$SYSROOT/lib/$LLVM_SO" "$LINKDIR/libLLVM.so"
+  LLVM_PREFIX="$SYSROOT" RUSTFLAGS="-L $LINKDIR" \
+    cargo +stable install bpf-linker --version 0.13.0 --locked --no-default-features --features llvm-22
+  rm -rf "$LINKDIR"
+fi
+
+# --- Python: real SDK clients and a real OTLP receiver, in a venv.
+command -v uv >/dev/null || python3 -m pip install -q uv==0.9.5 || python3 -m pip install -q uv
+if [ ! -x "$VENV/bin/python" ]; then
+  log "venv: $VENV"
+  uv venv -q "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import openai, anthropic, pytest, rotel, mcp' 2>/dev/null; then
+  log "pip: test clients"
+  uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
+fi
+log "done"
