@@ -89,6 +89,21 @@ pub struct McpInfo {
     /// Resource or prompt name when the method is about one.
     pub resource: Option<String>,
     pub error_type: Option<String>,
+    /// One entry per call the gateway made to an MCP target for this request (a `tools/list`
+    /// fans out to every target). Telemetry turns each into a CLIENT child span.
+    pub target_calls: Vec<TargetCall>,
+}
+
+/// One upstream call to an MCP target.
+#[derive(Clone, Debug)]
+pub struct TargetCall {
+    pub target: String,
+    /// Span id the gateway put into the target's trace context (`traceparent` header or
+    /// `params._meta`), so the target's spans hang under this call.
+    pub span_id: [u8; 8],
+    pub start: Instant,
+    pub end: Option<Instant>,
+    pub error: Option<String>,
 }
 
 /// Kernel-measured timing of a TCP flow, read from BPF maps.

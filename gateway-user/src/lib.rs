@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod body;
 pub mod cel;
 pub mod config;
 pub mod ctx;
