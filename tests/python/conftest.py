@@ -493,3 +493,99 @@ def rotel(tmp_path: Path) -> Iterable[Rotel]:
         yield r
     finally:
         stop_process(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# The standard LLM gateway configuration the test_llm* modules share.
+
+OPENAI_SECRET = "sk-test-secret"
+ANTHROPIC_SECRET = "sk-ant-test-secret"
+GEMINI_SECRET = "gm-test-secret"
+AZURE_SECRET = "az-test-secret"
+SECRETS = (OPENAI_SECRET, ANTHROPIC_SECRET, GEMINI_SECRET, AZURE_SECRET)
+# What the SDK clients send; the gateway must replace it with the backend key.
+CLIENT_KEY = "sk-client-key-must-not-leak"
+
+# agentgateway standalone format. Route prefixes: /openai, /anthropic (native), /oa2an (OpenAI
+# clients, Anthropic backend), /an2oa (Anthropic clients, OpenAI backend), /gemini, /azure,
+# /slow (1 s request timeout), /dead (nothing listens upstream).
+LLM_CONFIG = """
+config:
+  readinessAddr: 127.0.0.1:{ready_port}
+  statsAddr: 127.0.0.1:{stats_port}
+  adminAddr: 127.0.0.1:{admin_port}
+binds:
+- port: {port}
+  listeners:
+  - name: default
+    routes:
+    - name: openai
+      matches: [{path: {pathPrefix: /openai}}]
+      backends:
+      - ai:
+          name: openai
+          provider: {openAI: {}}
+          hostOverride: "{sim}"
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+    - name: anthropic
+      matches: [{path: {pathPrefix: /anthropic}}]
+      backends:
+      - ai: {name: anthropic, provider: {anthropic: {}}, hostOverride: "{sim}"}
+      policies:
+        backendAuth: {key: "sk-ant-test-secret"}
+    - name: oa2an
+      matches: [{path: {pathPrefix: /oa2an}}]
+      backends:
+      - ai: {name: anthropic-for-openai-clients, provider: {anthropic: {}}, hostOverride: "{sim}"}
+      policies:
+        backendAuth: {key: "sk-ant-test-secret"}
+    - name: an2oa
+      matches: [{path: {pathPrefix: /an2oa}}]
+      backends:
+      - ai: {name: openai-for-anthropic-clients, provider: {openAI: {}}, hostOverride: "{sim}"}
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+    - name: gemini
+      matches: [{path: {pathPrefix: /gemini}}]
+      backends:
+      - ai: {name: gemini, provider: {gemini: {}}, hostOverride: "{sim}"}
+      policies:
+        backendAuth: {key: "gm-test-secret"}
+    - name: azure
+      matches: [{path: {pathPrefix: /azure}}]
+      backends:
+      - ai:
+          name: azure
+          provider: {azure: {resourceName: sim, resourceType: openAI, apiVersion: "2024-10-21"}}
+          hostOverride: "{sim}"
+      policies:
+        backendAuth: {key: "az-test-secret"}
+    - name: slow
+      matches: [{path: {pathPrefix: /slow}}]
+      backends:
+      - ai: {name: openai-slow, provider: {openAI: {}}, hostOverride: "{sim}"}
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+        timeout: {requestTimeout: 1s}
+    - name: dead
+      matches: [{path: {pathPrefix: /dead}}]
+      backends:
+      - ai: {name: openai-dead, provider: {openAI: {}}, hostOverride: "127.0.0.1:{dead_port}"}
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+"""
+
+
+@pytest.fixture(scope="module")
+def llm_gateway(module_gateway_factory: GatewayFactory) -> Gateway:
+    """One gateway running LLM_CONFIG, shared by a test module."""
+    return module_gateway_factory(LLM_CONFIG, dead_port=free_port())
+
+
+def assert_no_leaks(recorded: list[dict]) -> None:
+    """The client's own key must not reach the provider in any header or the query."""
+    for r in recorded:
+        for name, value in r["headers"].items():
+            assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+        assert CLIENT_KEY not in (r.get("query") or ""), "client key leaked upstream in the query"
