@@ -14,7 +14,7 @@
 mod context;
 mod functions;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::{Arc, LazyLock};
 
@@ -188,7 +188,13 @@ impl Executor {
     }
 
     pub fn eval(&self, expr: &Expression) -> Result<Value, CelError> {
-        expr.program.execute(&self.ctx).map_err(CelError::from_exec)
+        // cel-interpreter panics on a few inputs (e.g. message literals `T{a: 1}`); a bad
+        // expression must fail its field, not the request.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            expr.program.execute(&self.ctx)
+        }))
+        .map_err(|_| CelError::Eval(format!("expression {:?} is not supported", expr.src)))?
+        .map_err(CelError::from_exec)
     }
 
     /// Evaluates a keep-filter: `true` keeps; anything else (false, error, missing) drops.

@@ -344,7 +344,11 @@ fields:
     fn unknown_tracing_field_is_rejected_with_path() {
         let de = serde_yaml::Deserializer::from_str("fields:\n  ad: {}\n");
         let err = serde_path_to_error::deserialize::<_, RawTracing>(de).unwrap_err();
-        assert_eq!(err.path().to_string(), "fields");
+        assert!(
+            err.path().to_string().starts_with("fields"),
+            "{}",
+            err.path()
+        );
         assert!(err.to_string().contains("unknown field `ad`"), "{err}");
     }
 

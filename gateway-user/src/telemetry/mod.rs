@@ -377,28 +377,43 @@ impl Telemetry {
             self.write_log(&log, &exec, &base);
         }
         if let Some(t) = &self.tracer
-            && log.trace.sampled
-            && log.trace.trace_id != [0; 16]
-            && t.filter.as_ref().is_none_or(|f| exec.eval_bool(f))
+            && let Some(spans) = self.make_spans(t, &log, &exec, base)
         {
-            let mut a: Attrs = base
-                .into_iter()
-                .filter(|(k, _)| !t.fields.drops(k))
-                .collect();
-            let mut extra = Attrs::new();
-            attrs::span_extra(&log, &mut extra);
-            a.extend(extra.into_iter().filter(|(k, _)| !t.fields.drops(k)));
-            t.fields
-                .eval_into(&exec, &mut a, |_, o| self.count(o, "tracing"));
-            let name = match a.iter().position(|(k, _)| k == "span.name") {
-                Some(i) => match a.remove(i).1 {
-                    AttrValue::Str(s) => Some(s),
-                    other => Some(other.to_string()),
-                },
-                None => None,
-            };
-            t.queue.push(spans::build(&log, &t.scope, a, name));
+            t.queue.push(spans);
         }
+    }
+
+    /// The request's spans, or `None` when it is not sampled or the trace filter drops it.
+    fn make_spans(
+        &self,
+        t: &Tracer,
+        log: &RequestLog,
+        exec: &Executor,
+        base: Attrs,
+    ) -> Option<Vec<opentelemetry_sdk::trace::SpanData>> {
+        if !log.trace.sampled
+            || log.trace.trace_id == [0; 16]
+            || t.filter.as_ref().is_some_and(|f| !exec.eval_bool(f))
+        {
+            return None;
+        }
+        let mut a: Attrs = base
+            .into_iter()
+            .filter(|(k, _)| !t.fields.drops(k))
+            .collect();
+        let mut extra = Attrs::new();
+        attrs::span_extra(log, &mut extra);
+        a.extend(extra.into_iter().filter(|(k, _)| !t.fields.drops(k)));
+        t.fields
+            .eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
+        let name = a
+            .iter()
+            .position(|(k, _)| k == "span.name")
+            .map(|i| match a.remove(i).1 {
+                AttrValue::Str(s) => s,
+                other => other.to_string(),
+            });
+        Some(spans::build(log, &t.scope, a, name))
     }
 
     fn count(&self, o: FieldOutcome, source: &str) {
