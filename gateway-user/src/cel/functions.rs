@@ -95,16 +95,76 @@ fn to_json_fn(
 
 /// `default(expr, fallback)`: `fallback` when `expr` is missing (no such key, undeclared
 /// variable) or null. Other errors propagate.
+///
+/// The interpreter eagerly evaluates the first argument of every one- and two-argument call
+/// (to dispatch operators), which would turn a missing `expr` into an error before `default`
+/// runs. `rewrite_default` therefore compiles `default(a, b)` as `default(null, a, b)`, a
+/// three-argument call whose arguments are left to the function.
 fn default(ftx: &FunctionContext) -> Result<Value> {
-    if ftx.args.len() != 2 {
-        return Err(ExecutionError::invalid_argument_count(2, ftx.args.len()));
-    }
-    match ftx.ptx.resolve(&ftx.args[0]) {
+    let (expr, fallback) = match ftx.args.len() {
+        3 => (&ftx.args[1], &ftx.args[2]),
+        2 => (&ftx.args[0], &ftx.args[1]),
+        n => {
+            return Err(ExecutionError::invalid_argument_count(
+                2,
+                n.saturating_sub(1),
+            ));
+        }
+    };
+    match ftx.ptx.resolve(expr) {
         Ok(Value::Null)
         | Err(ExecutionError::NoSuchKey(_))
-        | Err(ExecutionError::UndeclaredReference(_)) => ftx.ptx.resolve(&ftx.args[1]),
+        | Err(ExecutionError::UndeclaredReference(_)) => ftx.ptx.resolve(fallback),
         other => other,
     }
+}
+
+/// Rewrites each global call `default(` outside string literals to `default(null, ` (see
+/// `default`). Method calls (`x.default(`) and identifiers such as `my_default(` are left alone.
+pub(super) fn rewrite_default(src: &str) -> std::borrow::Cow<'_, str> {
+    if !src.contains("default") {
+        return std::borrow::Cow::Borrowed(src);
+    }
+    let b = src.as_bytes();
+    let mut out = String::with_capacity(src.len() + 8);
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                // Skip the literal (triple-quoted or not), honouring backslash escapes.
+                let triple = b.get(i..i + 3) == Some(&[q, q, q][..]);
+                let close: &[u8] = if triple { &b[i..i + 3] } else { &b[i..i + 1] };
+                i += close.len();
+                while i < b.len() && !b[i..].starts_with(close) {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += close.len();
+            }
+            b'd' if b[i..].starts_with(b"default")
+                && (i == 0
+                    || !(b[i - 1].is_ascii_alphanumeric()
+                        || b[i - 1] == b'_'
+                        || b[i - 1] == b'.')) =>
+            {
+                let mut j = i + "default".len();
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < b.len() && b[j] == b'(' {
+                    out.push_str(&src[last..=j]);
+                    out.push_str("null, ");
+                    last = j + 1;
+                    i = j + 1;
+                } else {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&src[last.min(src.len())..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn check_base64_ns(ftx: &FunctionContext) -> Result<()> {
@@ -139,4 +199,31 @@ fn base64_decode(ftx: &FunctionContext, v: Value) -> Result<Value> {
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
         .map(|b| Value::Bytes(Arc::new(b)))
         .map_err(|e| ftx.error(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_default;
+
+    #[test]
+    fn default_rewrite_table() {
+        for (src, want) in [
+            ("default(a.b, 1)", "default(null, a.b, 1)"),
+            (
+                "default (a, 'default(x)')",
+                "default (null, a, 'default(x)')",
+            ),
+            (
+                "x.default(1) + my_default(2)",
+                "x.default(1) + my_default(2)",
+            ),
+            (
+                r#""default(" + string(default(a, "b"))"#,
+                r#""default(" + string(default(null, a, "b"))"#,
+            ),
+            ("defaults(1)", "defaults(1)"),
+        ] {
+            assert_eq!(rewrite_default(src), want, "{src}");
+        }
+    }
 }

@@ -114,10 +114,15 @@ pub struct Expression {
 impl Expression {
     /// Parses `src`. Unknown variables are not an error here (they may be absent per request).
     pub fn compile(src: &str) -> Result<Expression, CelError> {
-        let program = Program::compile(src).map_err(|e| CelError::Parse {
+        let parse_err = |msg: String| CelError::Parse {
             src: src.to_owned(),
-            msg: e.to_string().replace('\n', " "),
-        })?;
+            msg,
+        };
+        let rewritten = functions::rewrite_default(src);
+        // The ANTLR-generated parser panics on some truncated inputs; that is a config error.
+        let program = std::panic::catch_unwind(|| Program::compile(&rewritten))
+            .map_err(|_| parse_err("syntax error".to_owned()))?
+            .map_err(|e| parse_err(e.to_string().replace('\n', " ")))?;
         let refs = scan_refs(&program, src);
         Ok(Expression {
             src: src.to_owned(),

@@ -32,17 +32,30 @@ fn wall(log: &RequestLog, at: Instant) -> SystemTime {
     log.start_time + at.saturating_duration_since(log.start)
 }
 
-fn span(
-    log: &RequestLog,
-    scope: &InstrumentationScope,
+/// One span to emit, before it is tied to the request's trace.
+struct Spec {
     id: [u8; 8],
+    /// Parent span id and whether it is remote.
     parent: Option<([u8; 8], bool)>,
     kind: SpanKind,
     name: String,
-    (start, end): (SystemTime, SystemTime),
+    start: SystemTime,
+    end: SystemTime,
     attrs: Attrs,
     status: Status,
-) -> SpanData {
+}
+
+fn span(log: &RequestLog, scope: &InstrumentationScope, spec: Spec) -> SpanData {
+    let Spec {
+        id,
+        parent,
+        kind,
+        name,
+        start,
+        end,
+        attrs,
+        status,
+    } = spec;
     let flags = if log.trace.sampled {
         TraceFlags::SAMPLED
     } else {
@@ -105,13 +118,16 @@ pub fn build(
     out.push(span(
         log,
         scope,
-        log.trace.span_id,
-        log.trace.parent_span_id.map(|p| (p, true)),
-        SpanKind::Server,
-        name,
-        (log.start_time, wall(log, end)),
-        server_attrs,
-        status,
+        Spec {
+            id: log.trace.span_id,
+            parent: log.trace.parent_span_id.map(|p| (p, true)),
+            kind: SpanKind::Server,
+            name,
+            start: log.start_time,
+            end: wall(log, end),
+            attrs: server_attrs,
+            status,
+        },
     ));
 
     if let Some(id) = log.upstream_span_id {
@@ -160,13 +176,16 @@ pub fn build(
         out.push(span(
             log,
             scope,
-            id,
-            Some((log.trace.span_id, false)),
-            SpanKind::Client,
-            name,
-            (start, stop),
-            a,
-            status,
+            Spec {
+                id,
+                parent: Some((log.trace.span_id, false)),
+                kind: SpanKind::Client,
+                name,
+                start,
+                end: stop,
+                attrs: a,
+                status,
+            },
         ));
     }
 
@@ -194,13 +213,16 @@ pub fn build(
             out.push(span(
                 log,
                 scope,
-                call.span_id,
-                Some((log.trace.span_id, false)),
-                SpanKind::Client,
-                name,
-                (wall(log, call.start), wall(log, call.end.unwrap_or(end))),
-                a,
-                status,
+                Spec {
+                    id: call.span_id,
+                    parent: Some((log.trace.span_id, false)),
+                    kind: SpanKind::Client,
+                    name,
+                    start: wall(log, call.start),
+                    end: wall(log, call.end.unwrap_or(end)),
+                    attrs: a,
+                    status,
+                },
             ));
         }
     }

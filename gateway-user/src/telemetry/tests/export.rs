@@ -288,7 +288,7 @@ fields:
         "-> gen_ai.usage.input_tokens: Int(8)",
         r#"-> gen_ai.prompt: Str([{"content":"Be brief","role":"system"},{"content":"hi","role":"user"}])"#,
         "-> url.scheme: Str(http)",
-        "Kind           : Server",
+        "Kind           : SPAN_KIND_SERVER",
     ] {
         needles.push(n.to_owned());
     }
