@@ -116,7 +116,7 @@ config.yaml in agentgateway's standalone format. `config.ebpf` is this gateway's
 {{- end }}
 {{- $steer = concat $steer $v.ebpf.extraSteer }}
 {{- $_ := set $ebpf "cgroup" $v.ebpf.cgroup }}
-{{- $_ := set $ebpf "steer" $steer }}
+{{- $_ := set $ebpf "steer" (ternary $steer (list) (gt (len $steer) 0)) }}
 {{- end }}
 {{- $cfg := dict
   "adminAddr" $v.gateway.adminAddr
