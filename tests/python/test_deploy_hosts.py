@@ -187,6 +187,8 @@ def test_systemd_security_exposure_is_low(tmp_path):
 def test_unit_runs_the_gateway_with_only_the_ebpf_capabilities():
     assert unit_values("ExecStart") == ["/usr/local/bin/gateway -f /etc/gateway/config.yaml"]
     assert unit_values("ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    (pre,) = unit_values("ExecStartPre")
+    assert pre.startswith("+") and "-o gateway -g gateway -m 0700 /sys/fs/bpf/gateway" in pre
     assert unit_values("Restart") == ["on-failure"]
     assert unit_values("EnvironmentFile") == ["/etc/gateway/gateway.env"]
     assert unit_values("User") == ["gateway"]

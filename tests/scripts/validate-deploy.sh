@@ -6,7 +6,9 @@
 #     agentgateway's schema and the pod spec, and checks deploy/kubernetes/ is the current render;
 #   - lints deploy/Dockerfile (hadolint) and deploy/kind/run.sh (shellcheck), cross-checks the kind
 #     manifests, runs deploy/kind/client.py against a local stub;
-#   - runs `systemd-analyze verify` and `systemd-analyze security --offline` on the systemd unit.
+#   - runs `systemd-analyze verify` and `systemd-analyze security --offline` on the systemd unit;
+#   - as root: loads and attaches every eBPF program type the gateway uses with exactly the
+#     capabilities the chart and the unit grant (deploy/tools/ebpf_caps_probe.py under setpriv).
 # The checks are pytest tests (tests/python/test_deploy*.py), so the main test runner runs them too.
 #
 # Usage: tests/scripts/validate-deploy.sh [--regen] [pytest args...]
@@ -32,4 +34,4 @@ if [ "${1:-}" = "--regen" ]; then
   "$PY" "$ROOT/deploy/tools/render_manifests.py"
 fi
 cd "$ROOT"
-exec "$PY" -m pytest -q tests/python/test_deploy.py tests/python/test_deploy_hosts.py "$@"
+exec "$PY" -m pytest -q tests/python/test_deploy.py tests/python/test_deploy_hosts.py tests/python/test_deploy_caps.py "$@"
