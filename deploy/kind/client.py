@@ -44,8 +44,10 @@ def main() -> int:
         return fail(f"empty completion: {resp.model_dump_json()}")
     if resp.usage is None or resp.usage.prompt_tokens <= 0 or resp.usage.completion_tokens <= 0:
         return fail(f"completion without token usage: {resp.usage!r}")
-    print(f"OK completion model={resp.model} prompt_tokens={resp.usage.prompt_tokens} "
-          f"completion_tokens={resp.usage.completion_tokens}")
+    print(
+        f"OK completion model={resp.model} prompt_tokens={resp.usage.prompt_tokens} "
+        f"completion_tokens={resp.usage.completion_tokens}"
+    )
     print(f"TRACE_ID={trace_id}")
 
     metrics_url = os.environ.get("GATEWAY_METRICS_URL")

@@ -80,9 +80,9 @@ class Render:
         return next(v for k, v in self.templates.items() if k.endswith("NOTES.txt"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def render(values_name: str | None = None) -> Render:
-    """Cached render for a ci/ values file (None: chart defaults)."""
+    """Cached render for a values file (see load_values; None: chart defaults)."""
     return Render(load_values(values_name) if values_name else None)
 
 

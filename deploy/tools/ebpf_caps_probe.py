@@ -53,7 +53,21 @@ def prog_load(prog_type: int, attach_type: int = 0, ret: int = 1, btf_id: int = 
     code = ctypes.create_string_buffer(insns(ret), 16)
     lic = ctypes.create_string_buffer(b"GPL")
     _keep.extend([code, lic])
-    attr = struct.pack("<IIQQIIQII16sII", prog_type, 2, ctypes.addressof(code), ctypes.addressof(lic), 0, 0, 0, 0, 0, b"probe", 0, attach_type)
+    attr = struct.pack(
+        "<IIQQIIQII16sII",
+        prog_type,
+        2,
+        ctypes.addressof(code),
+        ctypes.addressof(lic),
+        0,
+        0,
+        0,
+        0,
+        0,
+        b"probe",
+        0,
+        attach_type,
+    )
     attr = attr.ljust(108, b"\0") + struct.pack("<I", btf_id)  # attach_btf_id at offset 108
     return bpf(BPF_PROG_LOAD, attr)
 

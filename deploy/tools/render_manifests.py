@@ -98,15 +98,16 @@ def main(argv: list[str]) -> int:
         if args.check:
             stale.append(name)
             sys.stdout.writelines(
-                difflib.unified_diff(have.splitlines(True), want.splitlines(True), f"committed/{name}", f"rendered/{name}")
+                difflib.unified_diff(
+                    have.splitlines(True), want.splitlines(True), f"committed/{name}", f"rendered/{name}"
+                )
             )
         else:
             target.write_text(want)
             print(f"wrote {target.relative_to(DEPLOY.parent)}")
     if stale:
         print(
-            f"\ndeploy/kubernetes/ is out of date ({', '.join(stale)}); "
-            "run: python deploy/tools/render_manifests.py",
+            f"\ndeploy/kubernetes/ is out of date ({', '.join(stale)}); run: python deploy/tools/render_manifests.py",
             file=sys.stderr,
         )
         return 1

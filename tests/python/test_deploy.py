@@ -77,7 +77,9 @@ def test_plain_manifests_are_the_current_render():
         text=True,
         check=False,
     )
-    assert proc.returncode == 0, f"stale deploy/kubernetes/; run deploy/tools/render_manifests.py\n{proc.stdout}{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"stale deploy/kubernetes/; run deploy/tools/render_manifests.py\n{proc.stdout}{proc.stderr}"
+    )
 
 
 def test_plain_manifests_validate_strictly(tmp_path):
@@ -188,7 +190,11 @@ def test_default_pod_has_least_privilege_for_ebpf():
     assert pod["automountServiceAccountToken"] is False
     mounts = {m["name"]: m for m in r.container["volumeMounts"]}
     vols = {v["name"]: v for v in pod["volumes"]}
-    for name, path, ro in [("bpffs", "/sys/fs/bpf", False), ("cgroup", "/sys/fs/cgroup", True), ("btf", "/sys/kernel/btf", True)]:
+    for name, path, ro in [
+        ("bpffs", "/sys/fs/bpf", False),
+        ("cgroup", "/sys/fs/cgroup", True),
+        ("btf", "/sys/kernel/btf", True),
+    ]:
         assert vols[name]["hostPath"] == {"path": path, "type": "Directory"}
         assert mounts[name]["mountPath"] == path
         assert mounts[name].get("readOnly", False) is ro
@@ -277,8 +283,14 @@ def test_servicemonitor_selects_the_headless_metrics_service():
 def test_otlp_endpoint_and_headers_from_a_secret():
     r = dc.render("all-options-values.yaml")
     env = r.env
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["valueFrom"]["secretKeyRef"] == {"name": "otlp-credentials", "key": "endpoint"}
-    assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"] == {"name": "otlp-credentials", "key": "headers"}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["valueFrom"]["secretKeyRef"] == {
+        "name": "otlp-credentials",
+        "key": "endpoint",
+    }
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "otlp-credentials",
+        "key": "headers",
+    }
     tracing = r.config["config"]["tracing"]
     assert tracing["otlpEndpoint"] == "$OTEL_EXPORTER_OTLP_ENDPOINT"
     assert tracing["otlpProtocol"] == "http"

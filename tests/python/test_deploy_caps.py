@@ -94,4 +94,3 @@ def test_each_granted_capability_is_needed(env):
     assert without_perfmon["load_tp_btf"] == "EPERM" and without_perfmon["attach_connect4"] == "ok"
     without_bpf = run_probe(env, [c for c in base if c != "BPF"])
     assert without_bpf["map_create_hash"] == "EPERM"
-

@@ -73,7 +73,9 @@ def test_dockerfile_stages_and_toolchains():
     assert froms == ["rust:${RUST_VERSION}-bookworm AS builder", "debian:bookworm-slim AS runtime"]
     workspace = (dc.ROOT / "Cargo.toml").read_text()
     assert f'rust-version = "{args["RUST_VERSION"]}"' in workspace, "builder image must match the workspace MSRV"
-    assert re.fullmatch(r"nightly-\d{4}-\d{2}-\d{2}", args["EBPF_NIGHTLY"]), "pin the nightly (its LLVM must match bpf-linker's)"
+    assert re.fullmatch(r"nightly-\d{4}-\d{2}-\d{2}", args["EBPF_NIGHTLY"]), (
+        "pin the nightly (its LLVM must match bpf-linker's)"
+    )
     runs = " ".join(a for op, a in ins if op == "RUN")
     assert 'rustup toolchain install "${EBPF_NIGHTLY}" --profile minimal --component rust-src' in runs
     assert ("ENV", "GATEWAY_EBPF_TOOLCHAIN=${EBPF_NIGHTLY}") in ins
@@ -101,7 +103,9 @@ def test_image_binaries_and_entrypoint_match_chart_unit_and_kind():
     assert entry == ["/usr/local/bin/gateway"]
     assert cmd == dc.render().container["args"] == ["-f", "/etc/gateway/config.yaml"]
     assert unit_values("ExecStart") == [" ".join(entry + cmd)]
-    sim = next(d for d in kind_docs("e2e.yaml") if d["kind"] == "Deployment" and d["metadata"]["name"] == "provider-sim")
+    sim = next(
+        d for d in kind_docs("e2e.yaml") if d["kind"] == "Deployment" and d["metadata"]["name"] == "provider-sim"
+    )
     assert sim["spec"]["template"]["spec"]["containers"][0]["command"] == ["/usr/local/bin/provider-sim"]
     exposed = {int(p) for op, a in ins if op == "EXPOSE" for p in a.split()}
     assert {p["containerPort"] for p in dc.render().container["ports"]} <= exposed
@@ -257,7 +261,9 @@ def _svc_target(url_or_host: str) -> tuple[str, str, int]:
 
 
 def _service(docs: list[dict], name: str, ns: str) -> dict:
-    (svc,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == name and d["metadata"]["namespace"] == ns]
+    (svc,) = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == name and d["metadata"]["namespace"] == ns
+    ]
     return svc
 
 
@@ -310,7 +316,9 @@ def test_kind_client_calls_the_gateway_service_and_metrics_port():
     name, ns, port = _svc_target(env["GATEWAY_BASE_URL"]["value"])
     svc = r.one("Service")
     assert (name, ns, port) == (svc["metadata"]["name"], svc["metadata"]["namespace"], svc["spec"]["ports"][0]["port"])
-    assert env["GATEWAY_METRICS_URL"]["value"] == f"http://$(NODE_IP):{dc.container_port(r.container, 'metrics')}/metrics"
+    assert (
+        env["GATEWAY_METRICS_URL"]["value"] == f"http://$(NODE_IP):{dc.container_port(r.container, 'metrics')}/metrics"
+    )
     names = [e["name"] for e in c["env"]]
     assert names.index("NODE_IP") < names.index("GATEWAY_METRICS_URL")
     pinned = re.search(r"openai==(\S+)", " ".join(c["args"])).group(1)
@@ -323,13 +331,18 @@ def test_kind_images_and_names_agree_with_run_sh():
     image = f"{values['image']['repository']}:{values['image']['tag']}"
     assert f'IMAGE="{image}"' in run and kind_render().container["image"] == image
     assert values["image"]["pullPolicy"] == "Never"
-    sim = next(d for d in kind_docs("e2e.yaml") if d["kind"] == "Deployment" and d["metadata"]["name"] == "provider-sim")
+    sim = next(
+        d for d in kind_docs("e2e.yaml") if d["kind"] == "Deployment" and d["metadata"]["name"] == "provider-sim"
+    )
     assert sim["spec"]["template"]["spec"]["containers"][0]["image"] == image
     chart_defaults = yaml.safe_load((dc.CHART / "values.yaml").read_text())
     assert f"create secret generic {chart_defaults['providerSecret']['name']}" in run
     assert re.search(r'^GW_NS="ai-gateway"$', run, re.M) and re.search(r'^E2E_NS="ai-gateway-e2e"$', run, re.M)
     job = kind_docs("client-job.yaml")[0]
-    assert "configmap e2e-client" in run and job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == "e2e-client"
+    assert (
+        "configmap e2e-client" in run
+        and job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == "e2e-client"
+    )
 
 
 def test_run_sh_references_only_files_that_exist():
@@ -341,7 +354,9 @@ def test_run_sh_references_only_files_that_exist():
         assert path.exists(), f"run.sh uses {ref}, which does not exist"
 
 
-@pytest.mark.parametrize("script", [KIND / "run.sh", dc.ROOT / "tests" / "scripts" / "validate-deploy.sh"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "script", [KIND / "run.sh", dc.ROOT / "tests" / "scripts" / "validate-deploy.sh"], ids=lambda p: p.name
+)
 def test_scripts_parse_and_pass_shellcheck(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert os.access(script, os.X_OK)
@@ -370,19 +385,25 @@ class _StubApi(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         req = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        type(self).seen.append({"path": self.path, "traceparent": self.headers.get("traceparent", ""), "model": req["model"]})
+        type(self).seen.append(
+            {"path": self.path, "traceparent": self.headers.get("traceparent", ""), "model": req["model"]}
+        )
         body = {
             "id": "chatcmpl-stub",
             "object": "chat.completion",
             "created": 0,
             "model": req["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": type(self).content}}],
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": type(self).content}}
+            ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
         }
         self._send(200, json.dumps(body).encode(), "application/json")
 
     def do_GET(self):  # noqa: N802
-        self._send(200, b'# TYPE gen_ai_client_token_usage counter\ngen_ai_client_token_usage{type="input"} 7\n', "text/plain")
+        self._send(
+            200, b'# TYPE gen_ai_client_token_usage counter\ngen_ai_client_token_usage{type="input"} 7\n', "text/plain"
+        )
 
 
 @pytest.fixture
@@ -398,7 +419,9 @@ def stub_api():
 def _run_client(base: str) -> subprocess.CompletedProcess:
     pytest.importorskip("openai")
     env = {**os.environ, "GATEWAY_BASE_URL": f"{base}/v1", "GATEWAY_METRICS_URL": f"{base}/metrics"}
-    return subprocess.run([sys.executable, str(KIND / "client.py")], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(KIND / "client.py")], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_kind_client_sends_a_traced_request(stub_api):
