@@ -282,6 +282,15 @@ def test_kind_cluster_config_holds_the_gateway_address():
         assert ipaddress.ip_address(r.one("Service")["spec"]["clusterIP"]) in subnet
 
 
+def test_kind_gateway_steers_the_service_address_from_every_pod():
+    r = kind_render()
+    ebpf, spec = r.config["config"]["ebpf"], r.one("Service")["spec"]
+    assert ebpf["mode"] == "auto"
+    assert ebpf["steer"] == [{"address": f"{spec['clusterIP']}:{spec['ports'][0]['port']}", "bind": 8080}]
+    mount = next(m["mountPath"] for m in r.container["volumeMounts"] if m["name"] == "cgroup")
+    assert ebpf["cgroup"] == mount  # kind nests pods under /kubelet; the root covers them all
+
+
 def test_kind_gateway_routes_to_the_provider_sim_service():
     e2e = kind_docs("e2e.yaml")
     (route,) = kind_render().config["binds"][0]["listeners"][0]["routes"]
