@@ -195,6 +195,42 @@ impl Ebpf {
     pub fn attached_cgroups(&self) -> &[PathBuf] {
         &self.attached
     }
+
+    /// Kernel run statistics of each loaded program. The kernel only counts while run-time
+    /// stats are on (see [`enable_run_stats`]); otherwise the numbers stay at zero.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let Ok(bpf) = self._bpf.lock() else {
+            return Vec::new();
+        };
+        bpf.programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_owned(),
+                    run_count: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Run statistics of one kernel program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time: Duration,
+}
+
+/// Turns on the kernel's BPF run-time accounting (`BPF_ENABLE_STATS`) for as long as the
+/// returned fd is open. It costs two clock reads per program run: for benchmarks and
+/// debugging, not for production.
+pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, EbpfError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| EbpfError::Load {
+        what: "BPF_ENABLE_STATS".into(),
+        detail: e.to_string(),
+    })
 }
 
 /// Socket cookie of `fd` (`SO_COOKIE`), the key of the kernel's per-socket records.
