@@ -138,6 +138,8 @@ pub struct OrigDst {
     pub connect_ns: u64,
     /// `bpf_ktime_get_ns` when the client's side reached ESTABLISHED (0 until then).
     pub established_ns: u64,
+    /// Cookie of the client socket: its close removes the entry only if it still owns it.
+    pub cookie: u64,
 }
 
 /// Kernel record of one TCP flow of the gateway, keyed by socket cookie.
@@ -173,6 +175,14 @@ pub struct FlowRecord {
     pub remote_port: u16,
     pub family: u16,
     pub _pad: u16,
+    /// Original destination of a steered connection the gateway accepted (copied from
+    /// `ORIG_BY_SRC` at PASSIVE_ESTABLISHED, so one lookup by cookie answers both). Network
+    /// order; `orig_family == 0` when the connection was not steered.
+    pub orig_addr: [u32; 4],
+    /// Host order.
+    pub orig_port: u16,
+    pub orig_family: u16,
+    pub _pad2: u32,
 }
 
 /// Key of the acceleration sockhash: a socket by its own 4-tuple. The sk_msg program looks up
@@ -197,8 +207,8 @@ const _: () = assert!(core::mem::size_of::<SteerKey6>() == 20);
 const _: () = assert!(core::mem::size_of::<SteerTarget>() == 8);
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<SockAddrKey>() == 20);
-const _: () = assert!(core::mem::size_of::<OrigDst>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowRecord>() == 96);
+const _: () = assert!(core::mem::size_of::<OrigDst>() == 48);
+const _: () = assert!(core::mem::size_of::<FlowRecord>() == 120);
 const _: () = assert!(core::mem::size_of::<SockPairKey>() == 40);
 const _: () = assert!(core::mem::align_of::<FlowRecord>() == 8);
 const _: () = assert!(core::mem::align_of::<OrigDst>() == 8);

@@ -126,7 +126,10 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => on_active_established(ctx),
         BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => on_passive_established(ctx),
         BPF_SOCK_OPS_RTT_CB | BPF_SOCK_OPS_RETRANS_CB => on_update(ctx, false),
-        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == TCP_CLOSE => on_update(ctx, true),
+        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == TCP_CLOSE => {
+            forget_client(ctx);
+            on_update(ctx, true)
+        }
         _ => None,
     }
 }
@@ -232,6 +235,9 @@ fn on_active_established(ctx: &SockOpsContext) -> Option<()> {
         }
         let _ = ORIG_BY_COOKIE.remove(&c);
         steered = true;
+        // Only the close is needed from a client socket: its entry goes with it, so a later
+        // connection reusing the address is never mistaken for this one.
+        let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
         debug!(
             ctx,
             "sock_ops: steered flow cookie={} client port {}", c, t.local_port
@@ -275,6 +281,21 @@ fn on_passive_established(ctx: &SockOpsContext) -> Option<()> {
     }
     let mut rec = new_record(&t, flags);
     rec.established_ns = now();
+    // On one host the client's ACTIVE_ESTABLISHED (which re-keyed the original destination)
+    // runs before the gateway's PASSIVE_ESTABLISHED: copy it so one lookup answers both.
+    let client = SockAddrKey {
+        addr: t.remote,
+        port: t.remote_port,
+        family: t.family,
+    };
+    // SAFETY: the value is copied out at once.
+    if let Some(o) = unsafe { ORIG_BY_SRC.get(&client) }
+        && o.bind_port == t.local_port
+    {
+        rec.orig_addr = o.addr;
+        rec.orig_port = o.port;
+        rec.orig_family = o.family;
+    }
     // SAFETY: ops is the context.
     snapshot(unsafe { &*ctx.ops }, &mut rec);
     if FLOWS
@@ -284,6 +305,22 @@ fn on_passive_established(ctx: &SockOpsContext) -> Option<()> {
         count(Stat::Flows);
     }
     enable_callbacks(ctx);
+    Some(())
+}
+
+/// A steered client socket closes: drop its original-destination entry if it still owns it.
+fn forget_client(ctx: &SockOpsContext) -> Option<()> {
+    let t = tuple(ctx)?;
+    let key = SockAddrKey {
+        addr: t.local,
+        port: t.local_port,
+        family: t.family,
+    };
+    // SAFETY: the value is read at once.
+    let owner = unsafe { ORIG_BY_SRC.get(&key) }?.cookie;
+    if owner == cookie(ctx) {
+        let _ = ORIG_BY_SRC.remove(&key);
+    }
     Some(())
 }
 

@@ -41,6 +41,8 @@ fn main() -> std::process::ExitCode {
 struct Accepted {
     peer: SocketAddr,
     orig: Option<SocketAddr>,
+    /// `Ebpf::accepted` at accept time.
+    at_accept: Option<ebpf::AcceptedFlow>,
     record: Option<gateway_common::FlowRecord>,
     lines: usize,
 }
@@ -59,6 +61,7 @@ fn serve_gateway(
                 break;
             };
             let orig = ebpf.original_dst(peer);
+            let at_accept = ebpf.accepted(sock.as_fd());
             sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
             let mut reader = BufReader::new(sock.try_clone().expect("clone"));
             let mut w = sock.try_clone().expect("clone");
@@ -74,6 +77,7 @@ fn serve_gateway(
             out.push(Accepted {
                 peer,
                 orig,
+                at_accept,
                 record,
                 lines,
             });
@@ -180,6 +184,17 @@ fn steering_flows_and_cleanup() -> TestResult {
     check(accepted.len() == 2, format!("accepted {accepted:?}"))?;
     for a in &accepted {
         check(a.orig.is_some(), format!("original dst recovered: {a:?}"))?;
+        let at_accept = a
+            .at_accept
+            .ok_or_else(|| format!("no record at accept: {a:?}"))?;
+        check(
+            at_accept.original_dst == a.orig,
+            format!("accepted() and original_dst() disagree: {a:?}"),
+        )?;
+        check(
+            at_accept.flow.srtt.is_some(),
+            format!("no handshake RTT at accept: {a:?}"),
+        )?;
         let r = a
             .record
             .ok_or_else(|| format!("no passive flow record for {a:?}"))?;
@@ -196,6 +211,11 @@ fn steering_flows_and_cleanup() -> TestResult {
         check(
             r.remote_port == a.peer.port(),
             format!("4-tuple {r:?} vs {a:?}"),
+        )?;
+        // The client has closed: its original-destination entry went with it.
+        check(
+            ebpf.original_dst(a.peer).is_none(),
+            format!("stale original dst after client close: {a:?}"),
         )?;
     }
     check(

@@ -4,7 +4,9 @@
 //! The proxy calls [`start`] once at start-up and keeps the returned [`Ebpf`]; dropping it
 //! detaches every program (bpf_links, nothing pinned). Per connection the proxy may call:
 //!
-//! - [`Ebpf::original_dst`] at accept: one `BPF_MAP_LOOKUP_ELEM` on `ORIG_BY_SRC`;
+//! - [`Ebpf::accepted`] at accept: one `getsockopt(SO_COOKIE)` and one `BPF_MAP_LOOKUP_ELEM`
+//!   on `FLOWS`, giving the handshake timing and the original destination of a steered
+//!   connection (or [`Ebpf::original_dst`] by peer address, one lookup on `ORIG_BY_SRC`);
 //! - [`Ebpf::flow`] after a response completes: one `getsockopt(SO_COOKIE)` and one
 //!   `BPF_MAP_LOOKUP_ELEM` on `FLOWS` (a few microseconds, off the response path);
 //! - [`Ebpf::record_upstream`] once per new upstream connection, with its flow.
@@ -164,6 +166,25 @@ impl Ebpf {
         self.orig_by_src.get(&sock_addr_key(peer), 0).ok()
     }
 
+    /// Everything the kernel knows about a connection the gateway just accepted, in one map
+    /// lookup: its flow timing so far (handshake RTT) and, when it was steered, its original
+    /// destination. Call it at accept. Prefer it to [`Ebpf::original_dst`], whose entry goes
+    /// away when the client closes.
+    pub fn accepted(&self, fd: BorrowedFd<'_>) -> Option<AcceptedFlow> {
+        let r = self.flow_record(socket_cookie(fd)?)?;
+        Some(AcceptedFlow {
+            flow: flow_timing(&r),
+            original_dst: (r.orig_family != 0).then(|| {
+                orig_to_addr(&OrigDst {
+                    addr: r.orig_addr,
+                    port: r.orig_port,
+                    family: r.orig_family,
+                    ..OrigDst::default()
+                })
+            }),
+        })
+    }
+
     /// Kernel flow timing for a socket (accepted or upstream), by its fd (uses `SO_COOKIE`).
     pub fn flow(&self, fd: BorrowedFd<'_>) -> Option<FlowTiming> {
         self.flow_by_cookie(socket_cookie(fd)?)
@@ -213,6 +234,14 @@ impl Ebpf {
             })
             .collect()
     }
+}
+
+/// What [`Ebpf::accepted`] returns.
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptedFlow {
+    pub flow: FlowTiming,
+    /// Where the client meant to connect, when the kernel steered it to the gateway.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// Run statistics of one kernel program.
