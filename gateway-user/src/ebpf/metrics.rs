@@ -35,12 +35,16 @@ pub fn register_enabled(
     registry.register(Box::new(g))
 }
 
-/// Upstream TCP metrics fed by `Ebpf::record_upstream`.
-#[derive(Clone)]
+/// Upstream TCP metrics fed by `Ebpf::record_upstream` / `record_upstream_conn`.
 pub struct UpstreamMetrics {
     connect: Histogram,
     retransmits: IntCounter,
+    /// Upstream connections already counted: cookie -> retransmits counted so far. Bounded:
+    /// cleared when it outgrows `SEEN_MAX` (the worst case is one connect time counted twice).
+    seen: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
 }
+
+const SEEN_MAX: usize = 65536;
 
 impl UpstreamMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
@@ -63,7 +67,31 @@ impl UpstreamMetrics {
         Ok(UpstreamMetrics {
             connect,
             retransmits,
+            seen: Default::default(),
         })
+    }
+
+    /// Like [`UpstreamMetrics::record`], per connection: the connect time is observed once per
+    /// cookie and retransmits are counted as the increase since the previous call.
+    pub fn record_conn(&self, cookie: u64, flow: &FlowTiming) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.len() >= SEEN_MAX && !seen.contains_key(&cookie) {
+            seen.clear();
+        }
+        let retrans = flow.retransmits.unwrap_or(0);
+        match seen.insert(cookie, retrans) {
+            None => {
+                if let Some(c) = flow.connect {
+                    self.connect.observe(c.as_secs_f64());
+                }
+                self.retransmits.inc_by(u64::from(retrans));
+            }
+            Some(before) => self
+                .retransmits
+                .inc_by(u64::from(retrans.saturating_sub(before))),
+        }
     }
 
     pub fn record(&self, flow: &FlowTiming) {
@@ -122,5 +150,31 @@ impl Collector for KernelStats {
             fresh.with_label_values(&[label]).inc_by(self.get(stat));
         }
         fresh.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn per_connection_recording_counts_connect_once_and_retransmit_deltas() {
+        let registry = Registry::new();
+        let m = UpstreamMetrics::register(&registry).expect("register");
+        let flow = |retransmits| FlowTiming {
+            connect: Some(Duration::from_millis(2)),
+            retransmits: Some(retransmits),
+            ..FlowTiming::default()
+        };
+        m.record_conn(7, &flow(1));
+        m.record_conn(7, &flow(3));
+        m.record_conn(7, &flow(3));
+        m.record_conn(8, &flow(0));
+        assert_eq!(m.connect.get_sample_count(), 2);
+        assert_eq!(m.retransmits.get(), 3);
+        m.record(&flow(2));
+        assert_eq!(m.connect.get_sample_count(), 3);
+        assert_eq!(m.retransmits.get(), 5);
     }
 }

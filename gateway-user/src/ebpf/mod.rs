@@ -9,7 +9,11 @@
 //!   connection (or [`Ebpf::original_dst`] by peer address, one lookup on `ORIG_BY_SRC`);
 //! - [`Ebpf::flow`] after a response completes: one `getsockopt(SO_COOKIE)` and one
 //!   `BPF_MAP_LOOKUP_ELEM` on `FLOWS` (a few microseconds, off the response path);
-//! - [`Ebpf::record_upstream`] once per new upstream connection, with its flow.
+//! - for upstream connections, wrap the TCP connector in [`CookieConnector`]: each response
+//!   then carries an [`UpstreamCookie`] extension; after the response completes call
+//!   [`Ebpf::flow_by_cookie`] (one lookup) and [`Ebpf::record_upstream_conn`], which feeds
+//!   the upstream connect histogram once per connection ([`Ebpf::record_upstream`] is the
+//!   variant for callers that see each connection once).
 //!
 //! Choices worth knowing:
 //! - The gateway's own connects are excluded from steering by its **cgroup id** (read from
@@ -20,6 +24,7 @@
 //! - The original destination is stored by socket cookie at connect() and re-keyed by client
 //!   `(ip, port)` at ESTABLISHED, because connect4 runs before the source port is chosen.
 
+pub mod connector;
 mod loader;
 pub mod metrics;
 pub mod probe;
@@ -38,6 +43,7 @@ use prometheus::Registry;
 use crate::config::ebpf::{RawEbpf, RawEbpfMode};
 use crate::ctx::FlowTiming;
 
+pub use connector::{CookieConnector, UpstreamCookie};
 pub use loader::KERNEL_LOG_TARGET;
 pub use probe::FORCE_UNAVAILABLE_ENV;
 pub use settings::Settings;
@@ -205,6 +211,15 @@ impl Ebpf {
     /// connection's total.
     pub fn record_upstream(&self, flow: &FlowTiming) {
         self.upstream.record(flow);
+    }
+
+    /// Per-request variant for pooled upstream connections: pass the [`UpstreamCookie`] of the
+    /// response and its flow. The connect time is observed once per connection, retransmits
+    /// as the increase since the connection's previous request.
+    pub fn record_upstream_conn(&self, cookie: u64, flow: Option<&FlowTiming>) {
+        if let Some(f) = flow {
+            self.upstream.record_conn(cookie, f);
+        }
     }
 
     /// A kernel event counter, summed over CPUs.
