@@ -101,7 +101,10 @@ fn init_logging(snap: &Snapshot) -> FilterHandle {
             .with_target(true)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(true).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(filter)

@@ -97,6 +97,12 @@ impl HttpBody for ObservedBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.idle = None;
                     let Some(t) = this.transform.as_mut() else {
+                        // hyper stops polling once a sized body is written out, so notice the
+                        // end here rather than waiting for a `None` that may never be asked for.
+                        if this.inner.is_end_stream() {
+                            this.ended = true;
+                            this.complete();
+                        }
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     let data = match frame.into_data() {

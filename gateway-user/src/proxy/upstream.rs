@@ -52,11 +52,15 @@ fn build(up: &Upstream) -> HttpClient {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let tls = up
+    let mut tls = up
         .tls
         .as_ref()
         .map(|t| (**t).clone())
         .unwrap_or_else(|| (*crate::config::tls::default_client()).clone());
+    // hyper-rustls sets ALPN itself (and refuses a preset list): keep only the choice of
+    // whether HTTP/2 may be offered.
+    let offer_h2 = tls.alpn_protocols.is_empty() || tls.alpn_protocols.iter().any(|p| p == b"h2");
+    tls.alpn_protocols.clear();
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
@@ -66,7 +70,11 @@ fn build(up: &Upstream) -> HttpClient {
         }
         _ => builder,
     };
-    let connector = builder.enable_all_versions().wrap_connector(http);
+    let connector = if offer_h2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
