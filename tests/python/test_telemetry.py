@@ -185,8 +185,9 @@ def chat(gw, **kw):
     return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kw)
 
 
-def server_span(rotel, name=SPAN, **kw):
-    return rotel.wait_for_span(name, where=lambda s: s.kind == "SPAN_KIND_SERVER", **kw)[-1]
+def server_span(rotel, name=SPAN, where=lambda s: True, **kw):
+    """The newest SERVER span named ``name`` that satisfies ``where``."""
+    return rotel.wait_for_span(name, where=lambda s: s.kind == "SPAN_KIND_SERVER" and where(s), **kw)[-1]
 
 
 def test_seed_000_grpc_camel_case_fields(sim, gateway_factory, rotel):
