@@ -331,7 +331,7 @@ async fn span_shape_server_client_and_mcp_children() {
         .expect("sampled");
     assert_eq!(spans.len(), 3);
     let server = &spans[0];
-    assert_eq!(server.name, "POST /v1/chat/completions");
+    assert_eq!(server.name, "tools/list", "MCP method names the span");
     assert_eq!(server.span_kind, SpanKind::Server);
     assert!(server.parent_span_is_remote);
     assert_eq!(
