@@ -273,12 +273,16 @@ def test_seed_004_env_only_and_grpc_scheme(sim, gateway_factory, rotel, monkeypa
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "edge-gw")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,team=ai%20platform")
     gw = start(gateway_factory)
     chat(gw)
-    assert server_span(rotel).resource.get("service.name") == "edge-gw"
+    resource = server_span(rotel).resource
+    assert resource.get("service.name") == "edge-gw"
+    assert resource.get("deployment.environment") == "ci" and resource.get("team") == "ai platform"
     gw.stop()
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     monkeypatch.delenv("OTEL_SERVICE_NAME")
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
     # The enterprise rawConfig block, with its grpc:// endpoint scheme.
     gw = start(gateway_factory, SEED_004_ENTERPRISE.replace(
         "{otlp}", f"grpc://127.0.0.1:{rotel.grpc_port}"))
@@ -299,6 +303,29 @@ def test_incoming_traceparent_is_the_parent(sim, gateway_factory, rotel):
     assert upstream["traceparent"].startswith(f"00-{trace}-")
     assert upstream["traceparent"].split("-")[2] not in (parent, span.span_id)
     assert upstream.get("tracestate") == "congo=t61rcWkgMzE"
+
+
+DEAD_ROUTE = """
+    - name: dead
+      matches: [{path: {pathPrefix: /dead}}]
+      backends:
+      - ai: {name: openai-dead, provider: {openAI: {}}, hostOverride: "127.0.0.1:{dead_port}"}
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+"""
+
+
+def test_failed_upstream_marks_spans_as_errors(sim, gateway_factory, rotel):
+    text = (BASE + DEAD_ROUTE).replace("{telemetry}", SEED_000_GEMINI.replace("{otlp}", rotel.grpc_endpoint))
+    gw = gateway_factory(text.replace("{policies}", ""), dead_port=free_port())
+    client = openai.OpenAI(base_url=f"{gw.url}/dead/v1", api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert err.value.status_code >= 500
+    span = server_span(rotel, "POST /dead/v1/chat/completions")
+    assert "ERROR" in span.status.upper(), span
+    assert span.attributes["http.status"] == err.value.status_code
+    assert "error.type" in span.attributes
 
 
 def metrics_text(gw) -> str:
