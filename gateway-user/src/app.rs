@@ -16,7 +16,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::{self, ConfigErrors, Snapshot, Source};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::proxy::server::Listeners;
+use crate::proxy::server::{AcceptHook, Listeners};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 
 /// Where the config comes from.
@@ -231,8 +231,19 @@ async fn serve(
     }
     ready.done("admin");
 
+    // eBPF (config.ebpf): kernel steering and flow timing. Held until the process exits;
+    // dropping it detaches every program.
+    let ports: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
+    let (ebpf, _ebpf_status) = crate::ebpf::start(
+        snap.raw.config.as_ref().and_then(|c| c.ebpf.as_ref()),
+        &ports,
+        metrics.registry(),
+    )
+    .map_err(|e| AppError::Ebpf(e.to_string()))?;
+    let hook = ebpf.clone().map(ebpf_accept_hook);
+
     let mut listeners = Listeners::default();
-    listeners.reconcile(&proxy, &snap, None).await?;
+    listeners.reconcile(&proxy, &snap, hook.clone()).await?;
     ready.done("listeners");
     tracing::info!(gateway = %g.gateway_name, "gateway ready");
 
@@ -241,16 +252,18 @@ async fn serve(
         let proxy = proxy.clone();
         let listeners = listeners.clone();
         let input = input.clone();
+        let hook = hook.clone();
         move || {
             let proxy = proxy.clone();
             let listeners = listeners.clone();
             let reloads = reloads.clone();
             let input = input.clone();
+            let hook = hook.clone();
             async move {
                 match load(&input) {
                     Ok(new) => {
                         let new = Arc::new(new);
-                        let res = listeners.lock().await.reconcile(&proxy, &new, None).await;
+                        let res = listeners.lock().await.reconcile(&proxy, &new, hook).await;
                         match res {
                             Ok(_) => {
                                 proxy.swap(new);
@@ -299,8 +312,22 @@ async fn serve(
         .drain(snap.global.drain_deadline)
         .await;
     telemetry.shutdown().await;
+    drop(ebpf);
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// At accept: the connection's kernel flow record (handshake timing, and the original
+/// destination when the kernel steered it here), one BPF map lookup.
+fn ebpf_accept_hook(ebpf: Arc<crate::ebpf::Ebpf>) -> AcceptHook {
+    Arc::new(move |stream, info| {
+        if let Some(a) = ebpf.accepted(std::os::fd::AsFd::as_fd(stream)) {
+            info.flow = Some(a.flow);
+            if let Some(dst) = a.original_dst {
+                tracing::debug!(peer = %info.peer, original_dst = %dst, "steered connection accepted");
+            }
+        }
+    })
 }
 
 /// Polls the config file once a second. Comparing the resolved file's identity and content
