@@ -160,6 +160,8 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
     let mut merged = Vec::new();
     let mut failures = Vec::new();
     let mut owners = Vec::new();
+    // With `prefixMode: never`, two targets may list the same name; the first one serves it.
+    let mut seen = std::collections::HashSet::new();
     let session_id = session.id.as_str();
     for (&idx, r) in targets.iter().zip(results) {
         let items = match r {
@@ -191,6 +193,10 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
                 ListKind::Tools | ListKind::Prompts => shared.naming.expose(idx, name),
                 ListKind::Resources | ListKind::Templates => shared.naming.expose_uri(idx, name),
             };
+            if !seen.insert(exposed.clone()) {
+                tracing::debug!(name = %exposed, target, "duplicate name hidden");
+                continue;
+            }
             if matches!(kind, ListKind::Tools | ListKind::Prompts) {
                 owners.push(((kind == ListKind::Tools, exposed.clone()), idx));
             }
