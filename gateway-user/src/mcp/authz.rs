@@ -1,30 +1,26 @@
-//! `mcpAuthorization`: CEL rules over `mcp.*` and the HTTP request, compiled at config load,
-//! evaluated per tool/prompt/resource to filter list results and to deny calls.
+//! `mcpAuthorization`: CEL rules over `mcp.*` and the HTTP request, compiled at config load
+//! with the shared engine (`crate::cel`), evaluated per tool/prompt/resource to filter list
+//! results and to deny calls.
 //!
-//! The CEL activation is `mcp = {methodName, sessionId, tool|prompt|resource: {name, target,
-//! arguments?}}` plus `request = {method, path, host, headers}`. An expression that fails to
-//! evaluate (for example one referring to `jwt`, which this gateway does not populate) counts
-//! as "did not match": it never allows, and never denies.
-//!
-//! TODO(cel): `crate::cel` (the shared engine the telemetry helper is writing) had not landed
-//! when this was written, so expressions are compiled with `cel-interpreter` directly behind
-//! [`RuleEngine`]. Swap [`CelInterpreter`] for an adapter over `crate::cel::Expression` once it
-//! is on main, and drop the duplicate dependency.
+//! Each question is evaluated against the request record with `mcp` describing the subject:
+//! `mcp.methodName`, `mcp.sessionId`, and `mcp.tool.{name,target,arguments}` for tools,
+//! `mcp.prompt.{name,target}` for prompts, `mcp.resource.{name,target}` for resources (the
+//! target's own names, not the prefixed ones, as agentgateway does). `request.*`, `source.*`
+//! and the rest of the CEL context come from the HTTP request. An expression that fails to
+//! evaluate (for example one reading `jwt`, which this gateway does not populate) counts as
+//! "did not match": it never allows and never denies.
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 
+use crate::cel::{CelError, Executor, Expression, Refs};
 use crate::config::mcp::{RawMcpAuthorization, RawMcpKeyedRule, RawMcpRule};
-use crate::ctx::RequestLog;
+use crate::ctx::{McpInfo, RequestLog};
 
 /// Errors while compiling rules.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthzError {
-    #[error("{path}: invalid CEL expression {expr:?}: {reason}")]
-    Compile {
-        path: String,
-        expr: String,
-        reason: String,
-    },
+    #[error("{path}: {source}")]
+    Compile { path: String, source: CelError },
 }
 
 /// What a rule is asked about.
@@ -33,16 +29,6 @@ pub enum Kind {
     Tool,
     Prompt,
     Resource,
-}
-
-impl Kind {
-    fn key(self) -> &'static str {
-        match self {
-            Kind::Tool => "tool",
-            Kind::Prompt => "prompt",
-            Kind::Resource => "resource",
-        }
-    }
 }
 
 /// One authorization question: may this session use `kind` `name` of `target`?
@@ -57,56 +43,34 @@ pub struct Subject<'a> {
     pub session_id: Option<&'a str>,
 }
 
-/// A compiled boolean expression. The seam where `crate::cel` plugs in.
-pub trait RuleEngine: Send + Sync + std::fmt::Debug {
-    /// Evaluates to a bool; `Err` (including a non-bool result) means "no match".
-    fn eval_bool(&self, activation: &Map<String, Json>) -> Result<bool, String>;
-}
-
-/// `cel-interpreter` backed rule.
-#[derive(Debug)]
-pub struct CelInterpreter {
-    program: cel_interpreter::Program,
-}
-
-impl CelInterpreter {
-    pub fn compile(src: &str) -> Result<Self, String> {
-        // cel-parser 0.10 panics (antlr `unreachable!`) on some malformed input such as
-        // `a ==`; a config typo must be an error, not a crash.
-        let parsed = std::panic::catch_unwind(|| cel_interpreter::Program::compile(src))
-            .map_err(|_| "syntax error (the CEL parser rejected the expression)".to_string())?;
-        parsed
-            .map(|program| CelInterpreter { program })
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl RuleEngine for CelInterpreter {
-    fn eval_bool(&self, activation: &Map<String, Json>) -> Result<bool, String> {
-        let mut ctx = cel_interpreter::Context::default();
-        for (k, v) in activation {
-            ctx.add_variable(k.as_str(), v).map_err(|e| e.to_string())?;
+impl Subject<'_> {
+    /// The `mcp` record CEL sees for this question.
+    fn info(&self) -> McpInfo {
+        let mut m = McpInfo {
+            method: Some(self.method.to_string()),
+            session_id: self.session_id.map(str::to_string),
+            target: Some(self.target.to_string()),
+            ..Default::default()
+        };
+        match self.kind {
+            Kind::Tool => {
+                m.tool_name = Some(self.name.to_string());
+                m.tool_arguments = self.arguments.cloned();
+            }
+            Kind::Prompt => m.prompt_name = Some(self.name.to_string()),
+            Kind::Resource => m.resource = Some(self.name.to_string()),
         }
-        match self.program.execute(&ctx) {
-            Ok(cel_interpreter::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("expected bool, got {other:?}")),
-            Err(e) => Err(e.to_string()),
-        }
+        m
     }
-}
-
-#[derive(Debug)]
-struct Rule {
-    src: String,
-    engine: Box<dyn RuleEngine>,
 }
 
 /// A compiled rule set.
 #[derive(Debug, Default)]
 pub struct Authorizer {
-    allow: Vec<Rule>,
-    deny: Vec<Rule>,
-    require: Vec<Rule>,
+    allow: Vec<Expression>,
+    deny: Vec<Expression>,
+    require: Vec<Expression>,
+    refs: Refs,
 }
 
 impl Authorizer {
@@ -114,6 +78,7 @@ impl Authorizer {
     pub fn compile(raw: Option<&RawMcpAuthorization>, yaml_path: &str) -> Result<Self, AuthzError> {
         let mut a = Authorizer::default();
         let Some(raw) = raw else { return Ok(a) };
+        let mut refs: Option<Refs> = None;
         for (i, rule) in raw.rules.iter().enumerate() {
             let (list, src) = match rule {
                 RawMcpRule::Allow(s) | RawMcpRule::Keyed(RawMcpKeyedRule::Allow(s)) => {
@@ -122,16 +87,15 @@ impl Authorizer {
                 RawMcpRule::Keyed(RawMcpKeyedRule::Deny(s)) => (&mut a.deny, s),
                 RawMcpRule::Keyed(RawMcpKeyedRule::Require(s)) => (&mut a.require, s),
             };
-            let engine = CelInterpreter::compile(src).map_err(|reason| AuthzError::Compile {
+            let expr = Expression::compile(src).map_err(|source| AuthzError::Compile {
                 path: format!("{yaml_path}.rules[{i}]"),
-                expr: src.clone(),
-                reason,
+                source,
             })?;
-            list.push(Rule {
-                src: src.clone(),
-                engine: Box::new(engine),
-            });
+            let r = expr.references();
+            refs = Some(refs.map_or(r, |acc| acc.union(r)));
+            list.push(expr);
         }
+        a.refs = refs.unwrap_or_default();
         Ok(a)
     }
 
@@ -141,15 +105,23 @@ impl Authorizer {
 
     /// agentgateway semantics: no rules allows; a true deny denies; every require must be true;
     /// with allow rules, one must be true; with only deny/require rules, allow.
-    pub fn allows(&self, subject: &Subject<'_>, log: &RequestLog) -> bool {
+    ///
+    /// `scratch` is a copy of the request record that this call overwrites `mcp` in; callers
+    /// reuse one per request so a list of N tools costs one clone, not N.
+    pub fn allows(&self, subject: &Subject<'_>, scratch: &mut RequestLog) -> bool {
         if self.is_empty() {
             return true;
         }
-        let act = activation(subject, log);
-        let matches = |r: &Rule| match r.engine.eval_bool(&act) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(rule = %r.src, error = %e, "mcpAuthorization rule did not evaluate");
+        scratch.mcp = Some(subject.info());
+        let exec = Executor::new(scratch, self.refs);
+        let matches = |e: &Expression| match exec.eval(e) {
+            Ok(crate::cel::Value::Bool(b)) => b,
+            Ok(other) => {
+                tracing::debug!(rule = %e.source(), "mcpAuthorization rule returned {other:?}, not a bool");
+                false
+            }
+            Err(err) => {
+                tracing::debug!(rule = %e.source(), "mcpAuthorization rule did not evaluate: {err}");
                 false
             }
         };
@@ -163,37 +135,10 @@ impl Authorizer {
     }
 }
 
-/// Builds the CEL variables for one question.
-fn activation(subject: &Subject<'_>, log: &RequestLog) -> Map<String, Json> {
-    let mut res = Map::new();
-    res.insert("name".into(), subject.name.into());
-    res.insert("target".into(), subject.target.into());
-    if let Some(args) = subject.arguments {
-        res.insert("arguments".into(), args.clone());
-    }
-    let mut mcp = Map::new();
-    mcp.insert("methodName".into(), subject.method.into());
-    if let Some(s) = subject.session_id {
-        mcp.insert("sessionId".into(), s.into());
-    }
-    mcp.insert(subject.kind.key().into(), Json::Object(res));
-    let headers: Map<String, Json> = log
-        .request_headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Json::String(v.clone())))
-        .collect();
-    let mut act = Map::new();
-    act.insert("mcp".into(), Json::Object(mcp));
-    act.insert(
-        "request".into(),
-        json!({"method": log.method, "path": log.path, "host": log.host, "headers": headers}),
-    );
-    act
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn authorizer(rules: &[RawMcpRule]) -> Authorizer {
         let raw = RawMcpAuthorization {
@@ -265,7 +210,7 @@ mod tests {
         for (rules, subject, want) in cases {
             let a = authorizer(&rules);
             assert_eq!(
-                a.allows(&subject, &log),
+                a.allows(&subject, &mut log),
                 want,
                 "rules {rules:?} subject {subject:?}"
             );
@@ -288,11 +233,31 @@ mod tests {
     }
 
     #[test]
+    fn prompts_and_resources_have_their_own_names() {
+        let mut log = RequestLog::new(String::new(), String::new());
+        let a = authorizer(&[
+            allow(r#"mcp.prompt.name == "greet" && mcp.prompt.target == "a""#),
+            allow(r#"mcp.resource.name == "memo://note""#),
+        ]);
+        let mut s = tool("greet", "a");
+        s.kind = Kind::Prompt;
+        assert!(a.allows(&s, &mut log));
+        s.kind = Kind::Tool;
+        assert!(
+            !a.allows(&s, &mut log),
+            "a tool named greet is not the prompt"
+        );
+        let mut r = tool("memo://note", "b");
+        r.kind = Kind::Resource;
+        assert!(a.allows(&r, &mut log));
+    }
+
+    #[test]
     fn arguments_are_visible() {
         let args = json!({"message": "secret"});
         let mut s = tool("echo", "a");
         s.arguments = Some(&args);
         let a = authorizer(&[allow(r#"mcp.tool.arguments.message != "secret""#)]);
-        assert!(!a.allows(&s, &RequestLog::new(String::new(), String::new())));
+        assert!(!a.allows(&s, &mut RequestLog::new(String::new(), String::new())));
     }
 }

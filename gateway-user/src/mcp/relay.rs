@@ -38,6 +38,12 @@ pub struct Rcx {
     pub log: Arc<RequestLog>,
 }
 
+impl Rcx {
+    fn authorize(&self, shared: &super::Shared, subject: &Subject<'_>) -> bool {
+        shared.authz.is_empty() || shared.authz.allows(subject, &mut (*self.log).clone())
+    }
+}
+
 /// The listing methods and where their items and names live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ListKind {
@@ -162,6 +168,7 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
     let mut owners = Vec::new();
     // With `prefixMode: never`, two targets may list the same name; the first one serves it.
     let mut seen = std::collections::HashSet::new();
+    let mut scratch: Option<RequestLog> = None;
     let session_id = session.id.as_str();
     for (&idx, r) in targets.iter().zip(results) {
         let items = match r {
@@ -186,7 +193,11 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
                 method: kind.method(),
                 session_id: Some(session_id),
             };
-            if !shared.authz.allows(&subject, &rcx.log) {
+            let allowed = shared.authz.is_empty()
+                || shared
+                    .authz
+                    .allows(&subject, scratch.get_or_insert_with(|| (*rcx.log).clone()));
+            if !allowed {
                 continue;
             }
             let exposed = match kind {
@@ -293,6 +304,7 @@ async fn named_call(
             i.tool_name = Some(orig.clone());
         } else {
             i.resource = Some(orig.clone());
+            i.prompt_name = Some(orig.clone());
         }
     });
     let subject = Subject {
@@ -303,7 +315,7 @@ async fn named_call(
         method,
         session_id: Some(&session.id),
     };
-    if !shared.authz.allows(&subject, &rcx.log) {
+    if !rcx.authorize(shared, &subject) {
         rcx.tel
             .update(|i| i.error_type = Some(error_type::UNAUTHORIZED.into()));
         return Err(RpcError::new(
@@ -410,7 +422,7 @@ async fn uri_call(
         method,
         session_id: Some(&session.id),
     };
-    if !shared.authz.allows(&subject, &rcx.log) {
+    if !rcx.authorize(shared, &subject) {
         rcx.tel
             .update(|i| i.error_type = Some(error_type::UNAUTHORIZED.into()));
         return Err(RpcError::new(
