@@ -59,7 +59,7 @@ fn telemetry_config(snap: &Snapshot) -> TelemetryConfig<'_> {
     let g = snap.raw.config.as_ref();
     TelemetryConfig {
         tracing: g.and_then(|c| c.tracing.as_ref()),
-        logging: g.and_then(|c| c.logging.as_ref()),
+        logging: snap.logging.as_ref(),
         frontend_tracing: snap
             .raw
             .frontend_policies

@@ -135,3 +135,19 @@ fn llm_shorthand_and_mcp_shorthand_compile() {
     .expect("llm shorthand");
     assert_eq!(snap.binds[0].port, 4001);
 }
+
+#[test]
+fn access_log_policy_merges_over_config_logging() {
+    let snap = load_str(
+        "config:\n  logging:\n    format: json\n    fields:\n      add: {a: '\"1\"'}\nfrontendPolicies:\n  accessLog:\n    filter: 'response.code >= 400'\n    add: {user: 'request.headers[\"x-user\"]'}\n    remove: [src.addr]\n",
+        Source::Embedded,
+    )
+    .expect("accessLog policy");
+    let l = snap.logging.as_ref().expect("logging");
+    assert_eq!(l.format.as_deref(), Some("json"));
+    assert_eq!(l.filter.as_deref(), Some("response.code >= 400"));
+    let f = l.fields.as_ref().expect("fields");
+    let names: Vec<&str> = f.add.0.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, vec!["a", "user"]);
+    assert_eq!(f.remove, vec!["src.addr".to_owned()]);
+}
