@@ -286,6 +286,8 @@ impl McpBackend {
                 trace_id,
             },
             log: authz_log,
+            request_id: None,
+            cancelled: Default::default(),
         };
         let path = parts.uri.path();
         let r = server::Req {

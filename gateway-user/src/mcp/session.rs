@@ -39,12 +39,27 @@ struct Inflight {
     target: usize,
     progress_token: Option<Json>,
     sink: mpsc::Sender<Json>,
+    /// The client's request id (as JSON text), to map `notifications/cancelled`.
+    client_id: Option<String>,
+    /// The id the transport gave the upstream request (0 until sent).
+    upstream_id: Arc<AtomicU64>,
+    cancelled: Arc<tokio::sync::Notify>,
 }
 
 /// Removes an in-flight entry when the call ends, however it ends.
 pub struct InflightGuard {
     session: Arc<Session>,
     seq: u64,
+    sink: mpsc::Sender<Json>,
+    upstream_id: Arc<AtomicU64>,
+    cancelled: Arc<tokio::sync::Notify>,
+}
+
+impl InflightGuard {
+    /// Resolves when the client cancels this request.
+    pub async fn cancelled(&self) {
+        self.cancelled.notified().await;
+    }
 }
 
 impl Drop for InflightGuard {
@@ -242,6 +257,7 @@ impl Session {
         self: &Arc<Self>,
         target: usize,
         params: Option<&Json>,
+        client_id: Option<&Json>,
         sink: mpsc::Sender<Json>,
     ) -> InflightGuard {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
@@ -249,15 +265,51 @@ impl Session {
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get("progressToken"))
             .cloned();
+        let upstream_id = Arc::new(AtomicU64::new(0));
+        let cancelled = Arc::new(tokio::sync::Notify::new());
         lock(&self.inflight).push(Inflight {
             seq,
             target,
             progress_token,
-            sink,
+            sink: sink.clone(),
+            client_id: client_id.map(Json::to_string),
+            upstream_id: upstream_id.clone(),
+            cancelled: cancelled.clone(),
         });
         InflightGuard {
             session: self.clone(),
             seq,
+            sink,
+            upstream_id,
+            cancelled,
+        }
+    }
+
+    /// The client's `notifications/cancelled`: tells the target serving that request, with the
+    /// target's own request id. Unknown ids (already answered) are ignored, as MCP allows.
+    pub async fn cancel(&self, params: Option<Json>) {
+        let Some(params) = params else { return };
+        let Some(key) = params.get("requestId").map(Json::to_string) else {
+            return;
+        };
+        let found = lock(&self.inflight)
+            .iter()
+            .find(|f| f.client_id.as_deref() == Some(key.as_str()))
+            .map(|f| {
+                // Stored permit: the waiting call sees it even if it is not polling right now.
+                f.cancelled.notify_one();
+                (f.target, f.upstream_id.load(Ordering::Acquire))
+            });
+        let Some((target, upstream)) = found.filter(|(_, id)| *id != 0) else {
+            return;
+        };
+        let mut p = params;
+        p["requestId"] = Json::from(upstream);
+        let note = jsonrpc::notification("notifications/cancelled", Some(p));
+        if let Some(c) = self.conn(target)
+            && let Err(e) = c.send(note, None).await
+        {
+            tracing::debug!(session = %self.id, "forwarding cancel failed: {e}");
         }
     }
 
@@ -369,7 +421,7 @@ pub async fn call(
     target: &str,
     method: &str,
     params: Option<Json>,
-    sink: Option<mpsc::Sender<Json>>,
+    inflight: Option<&InflightGuard>,
     tel: &Telemetry,
     shared: &Shared,
 ) -> Result<Result<Json, RpcError>, UpstreamError> {
@@ -390,7 +442,11 @@ pub async fn call(
         });
         info.target_calls.len() - 1
     };
-    let ctx = CallCtx { traceparent, sink };
+    let ctx = CallCtx {
+        traceparent,
+        sink: inflight.map(|g| g.sink.clone()),
+        upstream_id: inflight.map(|g| g.upstream_id.clone()),
+    };
     let out = conn
         .request(method, params, &ctx, shared.limits.request_timeout)
         .await;

@@ -112,6 +112,7 @@ impl StreamableConn {
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        ctx.record_id(id);
         let req = build_request(id, method, params, &ctx.traceparent);
         let resp = self.post(&req, Some(&ctx.traceparent)).await?;
         let status = resp.status();

@@ -56,6 +56,16 @@ pub struct CallCtx {
     pub traceparent: String,
     /// Where messages tied to this call go (progress, sampling) when the transport can tell.
     pub sink: Option<mpsc::Sender<Json>>,
+    /// Receives the id the transport gives the request, so a client cancel can name it.
+    pub upstream_id: Option<std::sync::Arc<AtomicU64>>,
+}
+
+impl CallCtx {
+    pub fn record_id(&self, id: u64) {
+        if let Some(slot) = &self.upstream_id {
+            slot.store(id, Ordering::Release);
+        }
+    }
 }
 
 /// Limits shared by every connection of a backend.
