@@ -224,9 +224,9 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
             merged.push(item);
         }
     }
-    if merged.is_empty()
+    // failOpen still fails when every target failed.
+    if failures.len() == targets.len()
         && let Some(e) = failures.into_iter().next()
-        && targets.len() == 1
     {
         return Err(e);
     }
