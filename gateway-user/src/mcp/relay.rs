@@ -366,7 +366,10 @@ async fn forward(
     })?;
     let inflight = session.track(idx, Some(&params), rcx.request_id.as_ref(), sink);
     let outcome = tokio::select! {
-        r = call(&conn, target, method, Some(params), Some(&inflight), &rcx.tel, shared) => r,
+        r = call(&conn, target, method, Some(params), Some(&inflight), &rcx.tel, shared) => {
+            session.flush_inbound().await;
+            r
+        }
         () = inflight.cancelled() => {
             // MCP: a cancelled request gets no response; the transport sees `cancelled`.
             rcx.cancelled.store(true, std::sync::atomic::Ordering::Release);

@@ -107,7 +107,11 @@ impl Session {
         });
         let weak: Weak<Session> = Arc::downgrade(&s);
         tokio::spawn(async move {
-            while let Some(ib) = rx.recv().await {
+            while let Some(mut ib) = rx.recv().await {
+                if let Some(ack) = ib.barrier.take() {
+                    let _ = ack.send(());
+                    continue;
+                }
                 let Some(s) = weak.upgrade() else { break };
                 s.route_inbound(ib).await;
             }
@@ -310,6 +314,24 @@ impl Session {
             && let Err(e) = c.send(note, None).await
         {
             tracing::debug!(session = %self.id, "forwarding cancel failed: {e}");
+        }
+    }
+
+    /// Waits until every target message queued so far has been routed, so that a call's
+    /// progress notifications reach its stream before its response does (stdio and SSE
+    /// targets deliver both on one stream, routed by different tasks).
+    pub async fn flush_inbound(&self) {
+        let Some(tx) = lock(&self.inbound_tx).clone() else {
+            return;
+        };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let marker = Inbound {
+            target: usize::MAX,
+            msg: Json::Null,
+            barrier: Some(ack),
+        };
+        if tx.send(marker).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
         }
     }
 

@@ -164,13 +164,7 @@ impl StreamableConn {
         {
             return;
         }
-        let _ = self
-            .inbound
-            .send(Inbound {
-                target: self.idx,
-                msg,
-            })
-            .await;
+        let _ = self.inbound.send(Inbound::new(self.idx, msg)).await;
     }
 
     /// Notifications and responses: the target answers 202.
@@ -225,7 +219,7 @@ impl StreamableConn {
                 };
                 for ev in events {
                     if let Some(msg) = event_message(&ev)
-                        && inbound.send(Inbound { target: idx, msg }).await.is_err()
+                        && inbound.send(Inbound::new(idx, msg)).await.is_err()
                     {
                         return;
                     }

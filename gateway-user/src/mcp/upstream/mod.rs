@@ -47,6 +47,18 @@ pub enum UpstreamError {
 pub struct Inbound {
     pub target: usize,
     pub msg: Json,
+    /// Set on a flush marker: acknowledged once everything queued before it was routed.
+    pub barrier: Option<oneshot::Sender<()>>,
+}
+
+impl Inbound {
+    pub fn new(target: usize, msg: Json) -> Self {
+        Inbound {
+            target,
+            msg,
+            barrier: None,
+        }
+    }
 }
 
 /// Per-call context.
@@ -203,7 +215,7 @@ impl Pending {
     /// `method` to `inbound`. Responses nobody waits for are dropped.
     pub async fn dispatch(&self, msg: Json, idx: usize, inbound: &mpsc::Sender<Inbound>) {
         if msg.get("method").is_some() {
-            if inbound.send(Inbound { target: idx, msg }).await.is_err() {
+            if inbound.send(Inbound::new(idx, msg)).await.is_err() {
                 tracing::debug!("session gone; dropping target message");
             }
             return;
