@@ -50,6 +50,7 @@ pub async fn run_request(
     rcx.request_id = Some(id.clone());
     let (tx, mut rx) = mpsc::channel::<Json>(64);
     let task = tokio::spawn(async move {
+        let _busy = session.busy();
         let out = relay::handle(&session, &method, params, tx.clone(), &rcx).await;
         if rcx.cancelled.load(std::sync::atomic::Ordering::Acquire) {
             return;
@@ -375,6 +376,8 @@ async fn initialize(r: &Req<'_>, id: Json, params: Json) -> Response<Body> {
                 if let Ok(v) = HeaderValue::from_str(&session.id) {
                     resp.headers_mut().insert(SESSION_HEADER, v);
                 }
+                // Idle time counts from the end of the handshake, not from spawning targets.
+                session.touch();
                 r.sessions.insert(session);
             } else {
                 session.close().await;

@@ -86,6 +86,18 @@ pub struct Session {
     pub(crate) owners: Mutex<HashMap<(bool, String), usize>>,
     next: AtomicU64,
     last_used: Mutex<Instant>,
+    /// Client requests being handled; a busy session is never idle.
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Marks a session busy while a client request runs; touches it when done.
+pub struct BusyGuard(Arc<Session>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
 }
 
 impl Session {
@@ -104,6 +116,7 @@ impl Session {
             owners: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
+            active: std::sync::atomic::AtomicUsize::new(0),
         });
         let weak: Weak<Session> = Arc::downgrade(&s);
         tokio::spawn(async move {
@@ -129,6 +142,17 @@ impl Session {
 
     pub fn idle_for(&self) -> Duration {
         lock(&self.last_used).elapsed()
+    }
+
+    /// Marks the session busy until the guard drops.
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        BusyGuard(self.clone())
+    }
+
+    fn is_busy(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
     }
 
     pub fn stream_sender(&self) -> Option<mpsc::Sender<Json>> {
@@ -574,7 +598,7 @@ impl SessionMap {
         let mut map = lock(&self.sessions);
         let idle: Vec<String> = map
             .iter()
-            .filter(|(_, s)| s.idle_for() > ttl && !s.has_live_stream())
+            .filter(|(_, s)| s.idle_for() > ttl && !s.has_live_stream() && !s.is_busy())
             .map(|(k, _)| k.clone())
             .collect();
         idle.iter().filter_map(|k| map.remove(k)).collect()
