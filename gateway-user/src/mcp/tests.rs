@@ -111,17 +111,6 @@ fn target_urls() {
 }
 
 #[test]
-fn durations() {
-    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-    assert_eq!(parse_duration("1d"), None);
-    assert_eq!(parse_duration("s"), None);
-}
-
-#[test]
 fn query_and_locality() {
     let u: Uri = "/message?x=1&sessionId=abc".parse().expect("uri");
     assert_eq!(query_param(&u, "sessionId").as_deref(), Some("abc"));
