@@ -21,6 +21,9 @@ use serde::Deserialize;
 
 /// `config.ebpf`: kernel-side steering of app connections into the gateway, and kernel flow
 /// timing (connect time, RTT, retransmits, bytes) of the gateway's own connections.
+///
+/// Read once at start-up: a config reload does not re-attach programs or change steer rules
+/// (restart the gateway for that). Absent block: `mode: auto` without steering.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawEbpf {
