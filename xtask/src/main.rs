@@ -1,5 +1,6 @@
 //! Project tasks that `build.rs` cannot do.
 //!
+//! - `cargo xtask demo [--once]`: the offline demo (README's first command).
 //! - `cargo xtask bench-ebpf [--quick] [--write PATH]`: eBPF benchmarks (connect latency
 //!   with/without steering, round trip with/without sk_msg acceleration, sock_ops CPU cost at
 //!   a high connection rate); prints a markdown section and, with `--write`, replaces the
@@ -12,6 +13,7 @@
 
 mod bench;
 mod cgroup;
+mod demo;
 mod nodesim;
 
 use anyhow::{Context as _, bail};
@@ -19,10 +21,11 @@ use anyhow::{Context as _, bail};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <bench-ebpf|node-sim> [options]");
+        bail!("usage: cargo xtask <demo|bench-ebpf|node-sim> [options]");
     };
     let rest = &args[1..];
     match cmd.as_str() {
+        "demo" => demo::run(rest),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

@@ -322,6 +322,10 @@ async fn forward(
     let sent = upstream::send(client, req, &ai.upstream.authority, timeout).await;
     log.upstream_end = Some(std::time::Instant::now());
     let resp = sent.map_err(|e| (e, wire))?;
+    log.upstream_cookie = resp
+        .extensions()
+        .get::<crate::ebpf::UpstreamCookie>()
+        .map(|c| c.0);
     let status = resp.status();
     let (rparts, rbody) = resp.into_parts();
 
