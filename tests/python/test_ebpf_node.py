@@ -235,8 +235,16 @@ def test_pods_reach_provider_through_the_virtual_address(node: Node, gateway_fac
         a = mine[-1].attributes
         assert a.get("network.tcp.rtt_us", 0) > 0, a
         assert a.get("network.tcp.retransmits") == 0, a
+        # The gateway's upstream connection to the simulator: its CLIENT span carries the
+        # kernel-measured connect time (pooled connections carry the first one's).
+        client = [c for c in rotel.wait_for_span(where=lambda c: c.kind == "SPAN_KIND_CLIENT"
+                                                  and c.trace_id == mine[-1].trace_id)]
+        assert client, f"no CLIENT span in trace {mine[-1].trace_id}"
+        assert client[0].attributes.get("network.tcp.rtt_us", 0) > 0, client[0].attributes
 
     text = metrics(gw)
+    connects = re.search(r"agentgateway_upstream_tcp_connect_seconds_count (\d+)", text)
+    assert connects and int(connects.group(1)) >= 1, text
     steered = re.search(r'agentgateway_ebpf_events_total\{event="steered"\} (\d+)', text)
     assert steered and int(steered.group(1)) >= 2, text
 
