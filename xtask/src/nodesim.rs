@@ -17,7 +17,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let status = Command::new(&cargo)
         .current_dir(&root)
         .env_remove("AYA_BUILD_SKIP")
-        .args(["build", "-p", "gateway-user", "-p", "gateway-tests", "--bins"])
+        .args([
+            "build",
+            "-p",
+            "gateway-user",
+            "-p",
+            "gateway-tests",
+            "--bins",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
