@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
             ("gateway_inside_steered_tree", gateway_inside_steered_tree),
             ("accelerated_pair", accelerated_pair),
             ("fallback_when_unavailable", fallback_when_unavailable),
+            ("bad_cgroup_is_reported", bad_cgroup_is_reported),
             ("kernel_logs_reach_tracing", kernel_logs_reach_tracing),
         ],
         &[("fallback", fallback_child), ("logs", logs_child)],
@@ -404,6 +405,39 @@ fn accelerated_pair() -> TestResult {
         )?;
     }
     Ok(())
+}
+
+/// A `cgroup` that is not a cgroup v2 directory: `required` fails naming it, `auto` runs
+/// without eBPF and reports the same reason; nothing stays attached anywhere.
+fn bad_cgroup_is_reported() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("not-a-cgroup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut cfg = RawEbpf {
+        mode: RawEbpfMode::Required,
+        cgroup: Some(dir.clone()),
+        ..RawEbpf::default()
+    };
+    let err = ebpf::start(Some(&cfg), &[8080], &prometheus::Registry::new())
+        .err()
+        .ok_or("required mode accepted a non-cgroup directory")?;
+    let _ = std::fs::remove_dir(&dir);
+    check(
+        err.to_string().contains("not a cgroup v2 directory"),
+        format!("error: {err}"),
+    )?;
+    cfg.mode = RawEbpfMode::Auto;
+    let registry = prometheus::Registry::new();
+    let (handle, status) = ebpf::start(Some(&cfg), &[8080], &registry)?;
+    check(handle.is_none(), "auto mode returned a handle")?;
+    check(
+        matches!(&status, EbpfStatus::Disabled { reason } if reason.contains("not a cgroup v2 directory")),
+        format!("status {status:?}"),
+    )?;
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather())?;
+    check(
+        text.contains("agentgateway_ebpf_enabled{reason=") && text.contains("} 0"),
+        format!("metric: {text}"),
+    )
 }
 
 /// `mode: auto` with BPF unavailable runs without and says why; `required` fails. Runs in a

@@ -65,11 +65,12 @@ macro_rules! ctx {
 pub fn load(object: &[u8], s: &Settings, listen_ports: &[u16]) -> Result<Loaded, EbpfError> {
     let mount = probe::cgroup2_mount().ok_or_else(|| err("cgroup v2")("not mounted".into()))?;
     let target = s.cgroup.clone().unwrap_or_else(|| mount.clone());
-    if !target.starts_with(&mount) || !target.join("cgroup.procs").exists() {
+    // Not required to sit under `mount`: a containerised gateway may see the host's cgroup
+    // tree at another mount point (e.g. /host/sys/fs/cgroup).
+    if !target.join("cgroup.procs").exists() {
         return Err(err("config.ebpf.cgroup")(format!(
-            "{} is not a cgroup v2 directory under {}",
-            target.display(),
-            mount.display()
+            "{} is not a cgroup v2 directory (no cgroup.procs)",
+            target.display()
         )));
     }
     let own = probe::own_cgroup()
