@@ -88,6 +88,8 @@ pub struct McpInfo {
     pub tool_error: Option<Json>,
     /// Resource or prompt name when the method is about one.
     pub resource: Option<String>,
+    /// Prompt name when the method is about a prompt (`prompts/get`), for CEL `mcp.prompt.*`.
+    pub prompt_name: Option<String>,
     pub error_type: Option<String>,
     /// One entry per call the gateway made to an MCP target for this request (a `tools/list`
     /// fans out to every target). Telemetry turns each into a CLIENT child span.

@@ -53,4 +53,13 @@ if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema,
   log "pip: deploy checks"
   uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
 fi
+# --- npm: MCP reference server and the MCP Inspector CLI (MCP integration tests).
+NPM_DIR="${GATEWAY_TEST_NPM:-$ROOT/target/npm}"
+if [ ! -d "$NPM_DIR/node_modules/@modelcontextprotocol/server-everything" ] \
+  || [ ! -x "$NPM_DIR/node_modules/.bin/mcp-inspector" ]; then
+  log "npm: server-everything, inspector -> $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
+    @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.15.0
+fi
 log "done"
