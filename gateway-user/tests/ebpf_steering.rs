@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         &[
             ("steering_flows_and_cleanup", steering_flows_and_cleanup),
             ("gateway_inside_steered_tree", gateway_inside_steered_tree),
+            ("ipv6_steering", ipv6_steering),
             ("accelerated_pair", accelerated_pair),
             ("fallback_when_unavailable", fallback_when_unavailable),
             ("bad_cgroup_is_reported", bad_cgroup_is_reported),
@@ -347,6 +348,48 @@ fn gateway_inside_steered_tree() -> TestResult {
     check(
         ebpf.flow(up.as_fd()).is_some(),
         "no active record for the gateway's socket",
+    )?;
+    Ok(())
+}
+
+/// connect6: an IPv6 virtual address (that exists nowhere) is steered to the gateway's IPv6
+/// loopback listener, and the original destination comes back by peer and at accept.
+fn ipv6_steering() -> TestResult {
+    let cg = Cgroups::create("v6")?;
+    cg.enter_gateway()?;
+    let gw = TcpListener::bind("[::1]:0")?;
+    let gw_port = gw.local_addr()?.port();
+    let virt = "[fd00:dead::1]:18443";
+    let cfg = RawEbpf {
+        mode: RawEbpfMode::Required,
+        cgroup: Some(cg.pods.clone()),
+        steer: vec![RawSteer {
+            address: "[fd00:dead::/64]:18443".into(),
+            bind: gw_port,
+        }],
+        node_address: vec![],
+        accelerate: false,
+    };
+    let (ebpf, _) = ebpf::start(Some(&cfg), &[gw_port], &prometheus::Registry::new())?;
+    let ebpf = ebpf.ok_or("no Ebpf handle")?;
+    let progs = bpftool_cgroup_progs(&cg.pods)?;
+    check(
+        progs.iter().any(|p| p.contains("connect6")),
+        format!("programs on pods cgroup: {progs:?}"),
+    )?;
+    let server = serve_gateway(gw, ebpf.clone(), 1);
+    let out = spawn_client(&cg.app("app1")?, virt, 2)?;
+    check(
+        out.lines
+            .iter()
+            .all(|l| l.starts_with(&format!("gw orig={virt} "))),
+        format!("steered v6 client output: {out:?}"),
+    )?;
+    let accepted = server.join().map_err(|_| "gateway thread panicked")?;
+    let a = accepted.first().ok_or("nothing accepted")?;
+    check(
+        a.at_accept.and_then(|x| x.original_dst) == Some(virt.parse()?),
+        format!("v6 original dst at accept: {a:?}"),
     )?;
     Ok(())
 }
