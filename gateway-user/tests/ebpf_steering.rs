@@ -157,7 +157,7 @@ fn steering_flows_and_cleanup() -> TestResult {
         format!("programs on gateway cgroup: {gw_progs:?}"),
     )?;
 
-    let server = serve_gateway(gw, ebpf.clone(), 2);
+    let server = serve_gateway(gw, ebpf.clone(), 3);
 
     // 1. A client in the steered cgroup, exact ip:port rule.
     let out = spawn_client(&cg.app("app1")?, &format!("127.0.0.2:{direct_port}"), 3)?;
@@ -175,6 +175,19 @@ fn steering_flows_and_cleanup() -> TestResult {
             .is_some_and(|l| l.starts_with(&format!("gw orig=127.0.3.7:{direct_port} "))),
         format!("cidr client output: {out2:?}"),
     )?;
+    // 2b. A dual-stack socket to the IPv4-mapped virtual address (connect6, IPv4 rules).
+    let mapped = spawn_client(
+        &cg.app("app2b")?,
+        &format!("[::ffff:127.0.0.2]:{direct_port}"),
+        1,
+    )?;
+    check(
+        mapped
+            .lines
+            .first()
+            .is_some_and(|l| l.starts_with(&format!("gw orig=127.0.0.2:{direct_port} "))),
+        format!("mapped client output: {mapped:?}"),
+    )?;
     // 3. A process outside the attached cgroup goes direct.
     let out3 = spawn_client(&cg.outside, &format!("127.0.0.2:{direct_port}"), 1)?;
     check(
@@ -183,7 +196,7 @@ fn steering_flows_and_cleanup() -> TestResult {
     )?;
 
     let accepted = server.join().map_err(|_| "gateway thread panicked")?;
-    check(accepted.len() == 2, format!("accepted {accepted:?}"))?;
+    check(accepted.len() == 3, format!("accepted {accepted:?}"))?;
     for a in &accepted {
         check(a.orig.is_some(), format!("original dst recovered: {a:?}"))?;
         let at_accept = a
@@ -262,10 +275,10 @@ fn steering_flows_and_cleanup() -> TestResult {
 
     // Counters and metrics.
     check(
-        ebpf.stat(Stat::Steered) >= 2,
+        ebpf.stat(Stat::Steered) >= 3,
         format!("steered {}", ebpf.stat(Stat::Steered)),
     )?;
-    check(ebpf.stat(Stat::OrigRekeyed) >= 2, "re-key not counted")?;
+    check(ebpf.stat(Stat::OrigRekeyed) >= 3, "re-key not counted")?;
     let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather())?;
     for needle in [
         "agentgateway_ebpf_enabled{reason=\"enabled\"} 1",
