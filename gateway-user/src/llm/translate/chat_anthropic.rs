@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    chat_chunk, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::anthropic;
@@ -251,10 +251,7 @@ pub fn response(msg: &Value, fallback_model: &str) -> Value {
 
 /// Anthropic SSE → OpenAI chat chunks.
 pub struct Stream {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    w: ChunkWriter,
     /// Anthropic content-block index → OpenAI tool_calls index.
     tool_index: HashMap<u64, usize>,
     finish: Option<&'static str>,
@@ -264,25 +261,11 @@ pub struct Stream {
 impl Stream {
     pub fn new(model: &str, include_usage: bool) -> Self {
         Stream {
-            id: new_id("chatcmpl-"),
-            model: model.to_owned(),
-            created: unix_now(),
-            include_usage,
+            w: ChunkWriter::new(model, include_usage),
             tool_index: HashMap::new(),
             finish: None,
             done: false,
         }
-    }
-
-    fn emit(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
-        let chunk = chat_chunk(
-            &self.id,
-            &self.model,
-            self.created,
-            json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]),
-            None,
-        );
-        SseEvent::encode(None, &chunk.to_string(), out);
     }
 }
 
@@ -300,9 +283,10 @@ impl StreamHandler for Stream {
         match kind.as_str() {
             "message_start" => {
                 if let Some(m) = v.pointer("/message/model").and_then(Value::as_str) {
-                    self.model = m.to_owned();
+                    self.w.model = m.to_owned();
                 }
-                self.emit(out, json!({"role": "assistant", "content": ""}), None);
+                self.w
+                    .delta(out, json!({"role": "assistant", "content": ""}), None);
             }
             "content_block_start" => {
                 let block = v.get("content_block").unwrap_or(&Value::Null);
@@ -310,7 +294,7 @@ impl StreamHandler for Stream {
                     let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                     let n = self.tool_index.len();
                     self.tool_index.insert(idx, n);
-                    self.emit(
+                    self.w.delta(
                         out,
                         json!({"tool_calls": [{"index": n, "id": block.get("id"), "type": "function",
                             "function": {"name": block.get("name"), "arguments": ""}}]}),
@@ -323,13 +307,13 @@ impl StreamHandler for Stream {
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = delta.get("text").cloned().unwrap_or(json!(""));
-                        self.emit(out, json!({"content": t}), None);
+                        self.w.delta(out, json!({"content": t}), None);
                     }
                     Some("input_json_delta") => {
                         let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                         if let Some(n) = self.tool_index.get(&idx) {
                             let part = delta.get("partial_json").cloned().unwrap_or(json!(""));
-                            self.emit(
+                            self.w.delta(
                                 out,
                                 json!({"tool_calls": [{"index": n, "function": {"arguments": part}}]}),
                                 None,
@@ -355,23 +339,7 @@ impl StreamHandler for Stream {
         }
         if observed && !self.done {
             self.done = true;
-            self.emit(out, json!({}), Some(self.finish.unwrap_or("stop")));
-            if self.include_usage {
-                let u = &*info;
-                let chunk = chat_chunk(
-                    &self.id,
-                    &self.model,
-                    self.created,
-                    json!([]),
-                    Some(chat_usage(
-                        u.input_tokens.unwrap_or(0),
-                        u.output_tokens.unwrap_or(0),
-                        u.cached_input_tokens,
-                    )),
-                );
-                SseEvent::encode(None, &chunk.to_string(), out);
-            }
-            SseEvent::encode(None, "[DONE]", out);
+            self.w.close(out, self.finish.unwrap_or("stop"), info);
         }
     }
 

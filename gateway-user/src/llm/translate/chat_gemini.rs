@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    chat_chunk, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::gemini;
@@ -241,10 +241,7 @@ pub fn response(g: &Value, request_model: &str) -> Value {
 
 /// Gemini SSE (`alt=sse`) → OpenAI chat chunks.
 pub struct Stream {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    w: ChunkWriter,
     sent_role: bool,
     tools_sent: usize,
     finish: Option<&'static str>,
@@ -254,10 +251,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(model: &str, include_usage: bool) -> Self {
         Stream {
-            id: new_id("chatcmpl-"),
-            model: model.to_owned(),
-            created: unix_now(),
-            include_usage,
+            w: ChunkWriter::new(model, include_usage),
             sent_role: false,
             tools_sent: 0,
             finish: None,
@@ -265,38 +259,12 @@ impl Stream {
         }
     }
 
-    fn emit(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
-        let chunk = chat_chunk(
-            &self.id,
-            &self.model,
-            self.created,
-            json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]),
-            None,
-        );
-        SseEvent::encode(None, &chunk.to_string(), out);
-    }
-
     fn close(&mut self, out: &mut BytesMut, info: &LlmInfo) {
         if self.done {
             return;
         }
         self.done = true;
-        self.emit(out, json!({}), Some(self.finish.unwrap_or("stop")));
-        if self.include_usage {
-            let chunk = chat_chunk(
-                &self.id,
-                &self.model,
-                self.created,
-                json!([]),
-                Some(chat_usage(
-                    info.input_tokens.unwrap_or(0),
-                    info.output_tokens.unwrap_or(0),
-                    info.cached_input_tokens,
-                )),
-            );
-            SseEvent::encode(None, &chunk.to_string(), out);
-        }
-        SseEvent::encode(None, "[DONE]", out);
+        self.w.close(out, self.finish.unwrap_or("stop"), info);
     }
 }
 
@@ -312,23 +280,24 @@ impl StreamHandler for Stream {
         }
         gemini::observe_response(&v, info);
         if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
-            self.model = m.to_owned();
+            self.w.model = m.to_owned();
         }
         if !self.sent_role {
             self.sent_role = true;
-            self.emit(out, json!({"role": "assistant", "content": ""}), None);
+            self.w
+                .delta(out, json!({"role": "assistant", "content": ""}), None);
         }
         let Some(c) = v.pointer("/candidates/0") else {
             return;
         };
         let text = gemini::candidate_text(c);
         if !text.is_empty() {
-            self.emit(out, json!({"content": text}), None);
+            self.w.delta(out, json!({"content": text}), None);
         }
         let calls = tool_calls(c, self.tools_sent);
         if !calls.is_empty() {
             self.tools_sent += calls.len();
-            self.emit(out, json!({"tool_calls": calls}), None);
+            self.w.delta(out, json!({"tool_calls": calls}), None);
         }
         if let Some(fr) = c.get("finishReason").and_then(Value::as_str) {
             self.finish = Some(finish_reason(fr, self.tools_sent > 0));

@@ -109,6 +109,54 @@ pub fn chat_chunk(
     c
 }
 
+/// Writes the OpenAI chat chunks of a translated stream: one id, model and creation time for
+/// the whole stream, and the closing sequence (finish chunk, optional usage chunk, `[DONE]`).
+pub struct ChunkWriter {
+    id: String,
+    /// The response model; updated when the provider names it.
+    pub model: String,
+    created: u64,
+    include_usage: bool,
+}
+
+impl ChunkWriter {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        ChunkWriter {
+            id: new_id("chatcmpl-"),
+            model: model.to_owned(),
+            created: unix_now(),
+            include_usage,
+        }
+    }
+
+    /// One chunk with a delta for choice 0.
+    pub fn delta(&self, out: &mut bytes::BytesMut, delta: Value, finish: Option<&str>) {
+        let chunk = chat_chunk(
+            &self.id,
+            &self.model,
+            self.created,
+            json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]),
+            None,
+        );
+        crate::llm::sse::SseEvent::encode(None, &chunk.to_string(), out);
+    }
+
+    /// The end of the stream: finish reason, the usage chunk if the client asked for it, `[DONE]`.
+    pub fn close(&self, out: &mut bytes::BytesMut, finish: &str, info: &crate::ctx::LlmInfo) {
+        self.delta(out, json!({}), Some(finish));
+        if self.include_usage {
+            let usage = chat_usage(
+                info.input_tokens.unwrap_or(0),
+                info.output_tokens.unwrap_or(0),
+                info.cached_input_tokens,
+            );
+            let chunk = chat_chunk(&self.id, &self.model, self.created, json!([]), Some(usage));
+            crate::llm::sse::SseEvent::encode(None, &chunk.to_string(), out);
+        }
+        crate::llm::sse::SseEvent::encode(None, "[DONE]", out);
+    }
+}
+
 /// OpenAI usage object from token counts.
 pub fn chat_usage(input: u64, output: u64, cached: Option<u64>) -> Value {
     let mut u = json!({
