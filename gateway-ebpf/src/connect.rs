@@ -125,7 +125,7 @@ fn remember(ctx: &SockAddrContext, addr: [u32; 4], port: u16, family: u16, t: &S
         established_ns: 0,
         cookie,
     };
-    if ORIG_BY_COOKIE.insert(&cookie, &orig, 0).is_err() {
+    if ORIG_BY_COOKIE.insert(cookie, orig, 0).is_err() {
         count(Stat::MapErrors);
     }
 }
