@@ -146,6 +146,10 @@ pub struct OrigDst {
 ///
 /// Counters are snapshots of the socket's own totals (not increments), so a program that runs
 /// twice for the same event (two sock_ops links on nested cgroups) writes the same values.
+/// They are taken at ESTABLISHED, at every RTT sample (an ACK of the gateway's data), at a
+/// retransmission and at close. Data that arrived after the last sample (typically the last
+/// response on a kept-alive connection) shows in `bytes_received` at the next sample or at
+/// close; per-packet receive callbacks would cost more than they are worth here.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowRecord {

@@ -40,6 +40,49 @@ pub fn steer_connect6(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 
+/// A dual-stack socket connecting to `::ffff:a.b.c.d` (Java's default, for one): matched
+/// against the IPv4 rules and rewritten to the IPv4-mapped form of the IPv4 target.
+fn try_connect6_mapped(
+    ctx: &SockAddrContext,
+    sa: &mut aya_ebpf::bindings::bpf_sock_addr,
+    dst4: u32,
+    port_be: u16,
+) -> Option<()> {
+    let key = Key::new(
+        STEER_KEY_PORT_BITS + 32,
+        SteerKey4 {
+            port_be,
+            _pad: 0,
+            addr: dst4,
+        },
+    );
+    let target = *STEER_V4.get(&key)?;
+    let new_ip = match should_steer(ctx, CONFIG_F_NODE_IP4)? {
+        Where::Loopback => 0x7f00_0001u32.to_be(),
+        Where::Node => config()?.node_ip4,
+    };
+    let port = u16::from_be(port_be);
+    remember(ctx, [dst4, 0, 0, 0], port, AF_INET, &target);
+    let w = sa.user_ip6.as_mut_ptr();
+    // SAFETY: word-sized writes into the context's user_ip6.
+    unsafe {
+        core::ptr::write_volatile(w, 0);
+        core::ptr::write_volatile(w.add(1), 0);
+        core::ptr::write_volatile(w.add(2), 0xffffu32.to_be());
+        core::ptr::write_volatile(w.add(3), new_ip);
+    }
+    sa.user_port = u32::from(target.bind_port.to_be());
+    count(Stat::Steered);
+    debug!(
+        ctx,
+        "connect6: steer ::ffff:{:i}:{} -> port {}",
+        u32::from_be(dst4),
+        port,
+        target.bind_port
+    );
+    Some(())
+}
+
 /// Same-netns clients are steered to loopback, others to the node address (if configured).
 enum Where {
     Loopback,
@@ -82,7 +125,7 @@ fn remember(ctx: &SockAddrContext, addr: [u32; 4], port: u16, family: u16, t: &S
         established_ns: 0,
         cookie,
     };
-    if ORIG_BY_COOKIE.insert(&cookie, &orig, 0).is_err() {
+    if ORIG_BY_COOKIE.insert(cookie, orig, 0).is_err() {
         count(Stat::MapErrors);
     }
 }
@@ -144,6 +187,9 @@ fn try_connect6(ctx: &SockAddrContext) -> Option<()> {
             core::ptr::read_volatile(p.add(3)),
         ]
     };
+    if dst[0] == 0 && dst[1] == 0 && dst[2] == 0xffffu32.to_be() {
+        return try_connect6_mapped(ctx, sa, dst[3], port_be);
+    }
     let key = Key::new(
         STEER_KEY_PORT_BITS + 128,
         SteerKey6 {

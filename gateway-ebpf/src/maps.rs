@@ -59,5 +59,5 @@ pub fn config() -> Option<&'static GlobalConfig> {
 #[inline(always)]
 pub fn is_gateway_port(port: u16) -> bool {
     // SAFETY: the value is only read for presence.
-    unsafe { GATEWAY_PORTS.get(&port) }.is_some()
+    unsafe { GATEWAY_PORTS.get(port) }.is_some()
 }

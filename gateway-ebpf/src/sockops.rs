@@ -205,7 +205,7 @@ fn on_connect(ctx: &SockOpsContext) -> Option<()> {
     let mut rec = new_record(&t, FLOW_F_ACTIVE);
     rec.connect_ns = now();
     if FLOWS
-        .insert(&cookie(ctx), &rec, u64::from(BPF_NOEXIST))
+        .insert(cookie(ctx), rec, u64::from(BPF_NOEXIST))
         .is_ok()
     {
         count(Stat::Flows);
@@ -219,7 +219,7 @@ fn on_active_established(ctx: &SockOpsContext) -> Option<()> {
     let t = tuple(ctx)?;
     let ts = now();
     let mut steered = false;
-    if let Some(orig) = ORIG_BY_COOKIE.get_ptr_mut(&c) {
+    if let Some(orig) = ORIG_BY_COOKIE.get_ptr_mut(c) {
         // SAFETY: pointer from a successful lookup, valid for this program run.
         let mut o = unsafe { *orig };
         o.established_ns = ts;
@@ -228,12 +228,12 @@ fn on_active_established(ctx: &SockOpsContext) -> Option<()> {
             port: t.local_port,
             family: t.family,
         };
-        if ORIG_BY_SRC.insert(&key, &o, 0).is_ok() {
+        if ORIG_BY_SRC.insert(key, o, 0).is_ok() {
             count(Stat::OrigRekeyed);
         } else {
             count(Stat::MapErrors);
         }
-        let _ = ORIG_BY_COOKIE.remove(&c);
+        let _ = ORIG_BY_COOKIE.remove(c);
         steered = true;
         // Only the close is needed from a client socket: its entry goes with it, so a later
         // connection reusing the address is never mistaken for this one.
@@ -251,7 +251,7 @@ fn on_active_established(ctx: &SockOpsContext) -> Option<()> {
     {
         accel_flag = FLOW_F_ACCELERATED;
     }
-    if let Some(rec) = FLOWS.get_ptr_mut(&c) {
+    if let Some(rec) = FLOWS.get_ptr_mut(c) {
         // SAFETY: pointer from a successful lookup; ops is the context.
         unsafe {
             if (*rec).established_ns == 0 {
@@ -289,7 +289,7 @@ fn on_passive_established(ctx: &SockOpsContext) -> Option<()> {
         family: t.family,
     };
     // SAFETY: the value is copied out at once.
-    if let Some(o) = unsafe { ORIG_BY_SRC.get(&client) }
+    if let Some(o) = unsafe { ORIG_BY_SRC.get(client) }
         && o.bind_port == t.local_port
     {
         rec.orig_addr = o.addr;
@@ -299,7 +299,7 @@ fn on_passive_established(ctx: &SockOpsContext) -> Option<()> {
     // SAFETY: ops is the context.
     snapshot(unsafe { &*ctx.ops }, &mut rec);
     if FLOWS
-        .insert(&cookie(ctx), &rec, u64::from(BPF_NOEXIST))
+        .insert(cookie(ctx), rec, u64::from(BPF_NOEXIST))
         .is_ok()
     {
         count(Stat::Flows);
@@ -317,15 +317,15 @@ fn forget_client(ctx: &SockOpsContext) -> Option<()> {
         family: t.family,
     };
     // SAFETY: the value is read at once.
-    let owner = unsafe { ORIG_BY_SRC.get(&key) }?.cookie;
+    let owner = unsafe { ORIG_BY_SRC.get(key) }?.cookie;
     if owner == cookie(ctx) {
-        let _ = ORIG_BY_SRC.remove(&key);
+        let _ = ORIG_BY_SRC.remove(key);
     }
     Some(())
 }
 
 fn on_update(ctx: &SockOpsContext, closing: bool) -> Option<()> {
-    let rec = FLOWS.get_ptr_mut(&cookie(ctx))?;
+    let rec = FLOWS.get_ptr_mut(cookie(ctx))?;
     // SAFETY: pointer from a successful lookup; ops is the context.
     unsafe {
         snapshot(&*ctx.ops, &mut *rec);

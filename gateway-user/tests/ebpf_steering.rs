@@ -28,8 +28,10 @@ fn main() -> std::process::ExitCode {
         &[
             ("steering_flows_and_cleanup", steering_flows_and_cleanup),
             ("gateway_inside_steered_tree", gateway_inside_steered_tree),
+            ("ipv6_steering", ipv6_steering),
             ("accelerated_pair", accelerated_pair),
             ("fallback_when_unavailable", fallback_when_unavailable),
+            ("bad_cgroup_is_reported", bad_cgroup_is_reported),
             ("kernel_logs_reach_tracing", kernel_logs_reach_tracing),
         ],
         &[("fallback", fallback_child), ("logs", logs_child)],
@@ -155,7 +157,7 @@ fn steering_flows_and_cleanup() -> TestResult {
         format!("programs on gateway cgroup: {gw_progs:?}"),
     )?;
 
-    let server = serve_gateway(gw, ebpf.clone(), 2);
+    let server = serve_gateway(gw, ebpf.clone(), 3);
 
     // 1. A client in the steered cgroup, exact ip:port rule.
     let out = spawn_client(&cg.app("app1")?, &format!("127.0.0.2:{direct_port}"), 3)?;
@@ -173,6 +175,19 @@ fn steering_flows_and_cleanup() -> TestResult {
             .is_some_and(|l| l.starts_with(&format!("gw orig=127.0.3.7:{direct_port} "))),
         format!("cidr client output: {out2:?}"),
     )?;
+    // 2b. A dual-stack socket to the IPv4-mapped virtual address (connect6, IPv4 rules).
+    let mapped = spawn_client(
+        &cg.app("app2b")?,
+        &format!("[::ffff:127.0.0.2]:{direct_port}"),
+        1,
+    )?;
+    check(
+        mapped
+            .lines
+            .first()
+            .is_some_and(|l| l.starts_with(&format!("gw orig=127.0.0.2:{direct_port} "))),
+        format!("mapped client output: {mapped:?}"),
+    )?;
     // 3. A process outside the attached cgroup goes direct.
     let out3 = spawn_client(&cg.outside, &format!("127.0.0.2:{direct_port}"), 1)?;
     check(
@@ -181,7 +196,7 @@ fn steering_flows_and_cleanup() -> TestResult {
     )?;
 
     let accepted = server.join().map_err(|_| "gateway thread panicked")?;
-    check(accepted.len() == 2, format!("accepted {accepted:?}"))?;
+    check(accepted.len() == 3, format!("accepted {accepted:?}"))?;
     for a in &accepted {
         check(a.orig.is_some(), format!("original dst recovered: {a:?}"))?;
         let at_accept = a
@@ -260,10 +275,10 @@ fn steering_flows_and_cleanup() -> TestResult {
 
     // Counters and metrics.
     check(
-        ebpf.stat(Stat::Steered) >= 2,
+        ebpf.stat(Stat::Steered) >= 3,
         format!("steered {}", ebpf.stat(Stat::Steered)),
     )?;
-    check(ebpf.stat(Stat::OrigRekeyed) >= 2, "re-key not counted")?;
+    check(ebpf.stat(Stat::OrigRekeyed) >= 3, "re-key not counted")?;
     let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather())?;
     for needle in [
         "agentgateway_ebpf_enabled{reason=\"enabled\"} 1",
@@ -350,6 +365,48 @@ fn gateway_inside_steered_tree() -> TestResult {
     Ok(())
 }
 
+/// connect6: an IPv6 virtual address (that exists nowhere) is steered to the gateway's IPv6
+/// loopback listener, and the original destination comes back by peer and at accept.
+fn ipv6_steering() -> TestResult {
+    let cg = Cgroups::create("v6")?;
+    cg.enter_gateway()?;
+    let gw = TcpListener::bind("[::1]:0")?;
+    let gw_port = gw.local_addr()?.port();
+    let virt = "[fd00:dead::1]:18443";
+    let cfg = RawEbpf {
+        mode: RawEbpfMode::Required,
+        cgroup: Some(cg.pods.clone()),
+        steer: vec![RawSteer {
+            address: "[fd00:dead::/64]:18443".into(),
+            bind: gw_port,
+        }],
+        node_address: vec![],
+        accelerate: false,
+    };
+    let (ebpf, _) = ebpf::start(Some(&cfg), &[gw_port], &prometheus::Registry::new())?;
+    let ebpf = ebpf.ok_or("no Ebpf handle")?;
+    let progs = bpftool_cgroup_progs(&cg.pods)?;
+    check(
+        progs.iter().any(|p| p.contains("connect6")),
+        format!("programs on pods cgroup: {progs:?}"),
+    )?;
+    let server = serve_gateway(gw, ebpf.clone(), 1);
+    let out = spawn_client(&cg.app("app1")?, virt, 2)?;
+    check(
+        out.lines
+            .iter()
+            .all(|l| l.starts_with(&format!("gw orig={virt} "))),
+        format!("steered v6 client output: {out:?}"),
+    )?;
+    let accepted = server.join().map_err(|_| "gateway thread panicked")?;
+    let a = accepted.first().ok_or("nothing accepted")?;
+    check(
+        a.at_accept.and_then(|x| x.original_dst) == Some(virt.parse()?),
+        format!("v6 original dst at accept: {a:?}"),
+    )?;
+    Ok(())
+}
+
 fn accelerated_pair() -> TestResult {
     let cg = Cgroups::create("accel")?;
     cg.enter_gateway()?;
@@ -404,6 +461,39 @@ fn accelerated_pair() -> TestResult {
         )?;
     }
     Ok(())
+}
+
+/// A `cgroup` that is not a cgroup v2 directory: `required` fails naming it, `auto` runs
+/// without eBPF and reports the same reason; nothing stays attached anywhere.
+fn bad_cgroup_is_reported() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("not-a-cgroup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut cfg = RawEbpf {
+        mode: RawEbpfMode::Required,
+        cgroup: Some(dir.clone()),
+        ..RawEbpf::default()
+    };
+    let err = ebpf::start(Some(&cfg), &[8080], &prometheus::Registry::new())
+        .err()
+        .ok_or("required mode accepted a non-cgroup directory")?;
+    let _ = std::fs::remove_dir(&dir);
+    check(
+        err.to_string().contains("not a cgroup v2 directory"),
+        format!("error: {err}"),
+    )?;
+    cfg.mode = RawEbpfMode::Auto;
+    let registry = prometheus::Registry::new();
+    let (handle, status) = ebpf::start(Some(&cfg), &[8080], &registry)?;
+    check(handle.is_none(), "auto mode returned a handle")?;
+    check(
+        matches!(&status, EbpfStatus::Disabled { reason } if reason.contains("not a cgroup v2 directory")),
+        format!("status {status:?}"),
+    )?;
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather())?;
+    check(
+        text.contains("agentgateway_ebpf_enabled{reason=") && text.contains("} 0"),
+        format!("metric: {text}"),
+    )
 }
 
 /// `mode: auto` with BPF unavailable runs without and says why; `required` fails. Runs in a

@@ -151,6 +151,7 @@ config:
   readinessAddr: 127.0.0.1:{ready_port}
   statsAddr: 127.0.0.1:{stats_port}
   adminAddr: 127.0.0.1:{admin_port}
+{tracing}
   ebpf:
     mode: {mode}
     cgroup: {pods_cgroup}
@@ -171,6 +172,11 @@ binds:
         backendAuth: {key: "sk-test-secret"}
 """
 
+TRACING = """  tracing:
+    otlpEndpoint: {endpoint}
+    otlpProtocol: grpc
+    randomSampling: true"""
+
 POD_CLIENT = """
 import json, sys, openai
 client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0, timeout=20)
@@ -184,12 +190,13 @@ def metrics(gw) -> str:
     return requests.get(f"http://127.0.0.1:{gw.stats_port}/metrics", timeout=5).text
 
 
-def test_pods_reach_provider_through_the_virtual_address(node: Node, gateway_factory, sim, monkeypatch):
+def test_pods_reach_provider_through_the_virtual_address(node: Node, gateway_factory, sim, rotel, monkeypatch):
     monkeypatch.setenv("RUST_LOG", "info,gateway::app=debug,gateway::ebpf=debug")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("GATEWAY_EBPF_FORCE_UNAVAILABLE", raising=False)
     gw = gateway_factory(NODE_CONFIG, mode="required", pods_cgroup=node.pods_cgroup,
-                         node_ip=node.node_ip, virtual=VIRTUAL)
+                         node_ip=node.node_ip, virtual=VIRTUAL,
+                         tracing=TRACING.replace("{endpoint}", rotel.grpc_endpoint))
     text = metrics(gw)
     assert 'agentgateway_ebpf_enabled{reason="enabled"} 1' in text, text
 
@@ -219,7 +226,25 @@ def test_pods_reach_provider_through_the_virtual_address(node: Node, gateway_fac
     # The kernel logged the rewrite (aya-log -> tracing at debug).
     assert f"connect4: steer {VIRTUAL} -> {node.node_ip}:{gw.port}" in gw.output()
 
+    # The SERVER span of each pod's request carries the kernel's timing of the pod's connection
+    # (read at accept: handshake RTT, retransmits, bytes so far).
+    spans = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_SERVER", count=2)
+    for pod in node.pods:
+        mine = [s for s in spans if pod.ip in json.dumps(s.attributes)]
+        assert mine, f"no SERVER span from {pod.ip}: {[s.attributes for s in spans]}"
+        a = mine[-1].attributes
+        assert a.get("network.tcp.rtt_us", 0) > 0, a
+        assert a.get("network.tcp.retransmits") == 0, a
+        # The gateway's upstream connection to the simulator: its CLIENT span carries the
+        # kernel-measured connect time (pooled connections carry the first one's).
+        client = [c for c in rotel.wait_for_span(where=lambda c: c.kind == "SPAN_KIND_CLIENT"
+                                                  and c.trace_id == mine[-1].trace_id)]
+        assert client, f"no CLIENT span in trace {mine[-1].trace_id}"
+        assert client[0].attributes.get("network.tcp.rtt_us", 0) > 0, client[0].attributes
+
     text = metrics(gw)
+    connects = re.search(r"agentgateway_upstream_tcp_connect_seconds_count (\d+)", text)
+    assert connects and int(connects.group(1)) >= 1, text
     steered = re.search(r'agentgateway_ebpf_events_total\{event="steered"\} (\d+)', text)
     assert steered and int(steered.group(1)) >= 2, text
 
@@ -238,7 +263,7 @@ def test_auto_mode_without_bpf_serves_and_says_why(node: Node, gateway_factory, 
     monkeypatch.setenv("GATEWAY_EBPF_FORCE_UNAVAILABLE", "simulated-no-bpf")
     monkeypatch.setenv("NO_COLOR", "1")
     gw = gateway_factory(NODE_CONFIG, mode="auto", pods_cgroup=node.pods_cgroup,
-                         node_ip=node.node_ip, virtual=VIRTUAL)
+                         node_ip=node.node_ip, virtual=VIRTUAL, tracing="")
     text = metrics(gw)
     assert 'agentgateway_ebpf_enabled{reason="GATEWAY_EBPF_FORCE_UNAVAILABLE=simulated-no-bpf"} 0' in text, text
     why = [l for l in gw.output().splitlines() if "eBPF disabled" in l]
@@ -257,7 +282,7 @@ def test_auto_mode_without_bpf_serves_and_says_why(node: Node, gateway_factory, 
 def test_required_mode_without_bpf_fails_start_up(node: Node, gateway_factory, sim, monkeypatch):
     monkeypatch.setenv("GATEWAY_EBPF_FORCE_UNAVAILABLE", "simulated-no-bpf")
     gw = gateway_factory(NODE_CONFIG, wait_ready=False, mode="required", pods_cgroup=node.pods_cgroup,
-                         node_ip=node.node_ip, virtual=VIRTUAL)
+                         node_ip=node.node_ip, virtual=VIRTUAL, tracing="")
     rc = gw.proc.wait(timeout=20)
     assert rc != 0
     assert "simulated-no-bpf" in gw.output(), gw.output()

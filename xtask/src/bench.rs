@@ -498,7 +498,7 @@ fn report(z: &Sizes, r: &Results) -> String {
          stack between a local app and the gateway; kernel TCP counters (RTT, bytes) of such \
          connections stop moving.\n\n\
          Caveat: connections/s is one client's wall clock and includes waits that are not CPU; \
-         on this host it swung more than anything else (in our runs the no-program baseline \
+         on this host it swung more than anything else (in earlier runs the no-program baseline \
          was slower in wall clock although it used less CPU per connection, which we could not \
          explain). The CPU rows and the kernel's own per-program accounting are the numbers to \
          use for the cost of sock_ops and connect4.\n\

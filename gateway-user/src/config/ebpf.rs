@@ -21,6 +21,9 @@ use serde::Deserialize;
 
 /// `config.ebpf`: kernel-side steering of app connections into the gateway, and kernel flow
 /// timing (connect time, RTT, retransmits, bytes) of the gateway's own connections.
+///
+/// Read once at start-up: a config reload does not re-attach programs or change steer rules
+/// (restart the gateway for that). Absent block: `mode: auto` without steering.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawEbpf {
@@ -30,8 +33,9 @@ pub struct RawEbpf {
     #[serde(default)]
     pub mode: RawEbpfMode,
     /// cgroup v2 directory (absolute path) whose processes are steered: on a node, the pods'
-    /// cgroup tree. Default: the root of the cgroup v2 mount (every process on the node except
-    /// the gateway itself). The gateway's own connections are never steered: they are
+    /// cgroup tree (in a container, through a host mount such as
+    /// `/host/sys/fs/cgroup/kubepods.slice`). Default: the root of this process's cgroup v2
+    /// mount (every process on the node except the gateway itself). The gateway's own connections are never steered: they are
     /// recognised by the gateway's cgroup id, so the gateway must not share its cgroup with
     /// the apps it serves.
     #[serde(default)]

@@ -2,8 +2,9 @@
 //! bpf_links (never pinned): dropping the returned [`Loaded`] detaches everything.
 //!
 //! Attach points:
-//! - connect4 / connect6 at the steered cgroup (`config.ebpf.cgroup`, default the cgroup v2
-//!   root), only for families that have steer rules;
+//! - connect4 at the steered cgroup (`config.ebpf.cgroup`, default the cgroup v2 root) when
+//!   there are IPv4 rules, connect6 when there are any rules (IPv4 rules also match
+//!   IPv4-mapped destinations of dual-stack sockets);
 //! - sock_ops at the steered cgroup, and a second link at the gateway's own cgroup unless the
 //!   first already covers it (sock_ops runs only for sockets of processes in the cgroup);
 //! - sk_msg on the acceleration sockhash when `accelerate` is on.
@@ -65,11 +66,12 @@ macro_rules! ctx {
 pub fn load(object: &[u8], s: &Settings, listen_ports: &[u16]) -> Result<Loaded, EbpfError> {
     let mount = probe::cgroup2_mount().ok_or_else(|| err("cgroup v2")("not mounted".into()))?;
     let target = s.cgroup.clone().unwrap_or_else(|| mount.clone());
-    if !target.starts_with(&mount) || !target.join("cgroup.procs").exists() {
+    // Not required to sit under `mount`: a containerised gateway may see the host's cgroup
+    // tree at another mount point (e.g. /host/sys/fs/cgroup).
+    if !target.join("cgroup.procs").exists() {
         return Err(err("config.ebpf.cgroup")(format!(
-            "{} is not a cgroup v2 directory under {}",
-            target.display(),
-            mount.display()
+            "{} is not a cgroup v2 directory (no cgroup.procs)",
+            target.display()
         )));
     }
     let own = probe::own_cgroup()
@@ -104,7 +106,8 @@ pub fn load(object: &[u8], s: &Settings, listen_ports: &[u16]) -> Result<Loaded,
     let mut attached = vec![target.clone()];
     let cg = ctx!(File::open(&target), "opening cgroup {}", target.display())?;
     let has_v4 = s.steer.iter().any(|r| r.addr.is_ipv4());
-    let has_v6 = s.steer.iter().any(|r| r.addr.is_ipv6());
+    // connect6 also serves IPv4 rules: dual-stack sockets connect to `::ffff:a.b.c.d`.
+    let has_v6 = !s.steer.is_empty();
     for (name, wanted) in [("steer_connect4", has_v4), ("steer_connect6", has_v6)] {
         if !wanted {
             continue;

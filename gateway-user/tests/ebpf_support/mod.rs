@@ -42,7 +42,7 @@ pub fn run_main(tests: &[(&str, TestFn)], roles: &[(&str, TestFn)]) -> ExitCode 
         eprintln!("FAIL: eBPF tests need root; set GATEWAY_EBPF_TESTS_ALLOW_SKIP=1 to skip");
         return ExitCode::FAILURE;
     }
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filter = filter_arg(std::env::args().skip(1));
     let mut failed = Vec::new();
     let mut ran = 0;
     for (name, f) in tests {
@@ -70,6 +70,28 @@ pub fn run_main(tests: &[(&str, TestFn)], roles: &[(&str, TestFn)]) -> ExitCode 
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The libtest-style name filter: the first free argument, skipping the values of libtest
+/// flags that take one (`--test-threads 2` must not become the filter "2").
+fn filter_arg(mut args: impl Iterator<Item = String>) -> Option<String> {
+    const WITH_VALUE: &[&str] = &[
+        "--test-threads",
+        "--skip",
+        "--color",
+        "--format",
+        "--logfile",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    while let Some(a) = args.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
 }
 
 /// A private cgroup tree for one test:
