@@ -42,6 +42,9 @@ pub enum ListenError {
 impl Listeners {
     /// Starts loops for new binds and stops those no longer configured. Existing loops keep
     /// running: routes come from the snapshot per request, so they see the new config.
+    ///
+    /// All new sockets are bound before anything is stopped, so a config that cannot be
+    /// applied (a port in use) fails as a whole and the running listeners keep serving.
     pub async fn reconcile(
         &mut self,
         proxy: &Arc<Proxy>,
@@ -52,6 +55,17 @@ impl Listeners {
         for b in &snap.binds {
             let tls = b.listeners.iter().find_map(|l| l.tls.clone());
             wanted.insert(SocketAddr::new(b.address, b.port), tls);
+        }
+        let mut bound = Vec::new();
+        for (addr, tls) in wanted.iter() {
+            if self.binds.contains_key(addr) {
+                continue;
+            }
+            let socket = bind_socket(*addr).map_err(|source| ListenError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            bound.push((*addr, tls.clone(), socket));
         }
         let stale: Vec<SocketAddr> = self
             .binds
@@ -66,11 +80,7 @@ impl Listeners {
             }
         }
         let mut started = Vec::new();
-        for (addr, tls) in wanted {
-            if self.binds.contains_key(&addr) {
-                continue;
-            }
-            let socket = bind_socket(addr).map_err(|source| ListenError::Bind { addr, source })?;
+        for (addr, tls, socket) in bound {
             let local = socket.local_addr().unwrap_or(addr);
             let (stop, stop_rx) = watch::channel(false);
             let limits = snap.global.limits.clone();
