@@ -9,8 +9,11 @@ asserts it saw zero failures.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -196,3 +199,69 @@ def test_reload_to_a_busy_port_keeps_the_old_listener(sim, gateway_factory):
         assert "keeping the last good config" in gw.output()
     finally:
         busy.close()
+
+
+def make_cert(dir: Path, name: str) -> tuple[Path, Path]:
+    cert, key = dir / f"{name}.crt", dir / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def served_cn(port: int) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True, check=True)
+    return out.stdout.strip().rsplit("=", 1)[-1].strip()
+
+
+def test_reload_rotates_the_listener_certificate(sim, gateway_factory, tmp_path):
+    """Certificate rotation: new cert files plus a reload (SIGHUP, or any config edit) must be
+    served to new connections, without a restart."""
+    live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    one = make_cert(tmp_path, "gw-one")
+    two = make_cert(tmp_path, "gw-two")
+    shutil.copy(one[0], live_cert)
+    shutil.copy(one[1], live_key)
+    tls = f"""
+binds:
+- port: {{port}}
+  listeners:
+  - name: tls
+    protocol: HTTPS
+    tls: {{cert: "{live_cert}", key: "{live_key}"}}
+    routes:
+""" + OPENAI_ROUTE
+    from opskit import HEAD
+    gw = gateway_factory(HEAD + tls)
+    assert served_cn(gw.port) == "gw-one"
+    shutil.copy(two[0], live_cert)
+    shutil.copy(two[1], live_key)
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    wait_until(lambda: served_cn(gw.port) == "gw-two", RELOAD_WITHIN, interval=0.1, what="the new certificate")
+    r = requests.post(f"https://127.0.0.1:{gw.port}/openai/v1/chat/completions", json=CHAT, timeout=5, verify=str(two[0]))
+    assert r.status_code == 200
+
+
+def test_reload_applies_listener_limits(sim, gateway_factory):
+    gw = gateway_factory(config(OPENAI_ROUTE))
+    many = {f"x-filler-{i}": str(i) for i in range(30)}
+    assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, headers=many, timeout=5).status_code == 200
+    rewrite(gw, config(OPENAI_ROUTE, extra="  limits:\n    maxHeaders: 20\n    maxRequestBodyBytes: 1000\n"))
+    wait_until(lambda: metric(gw, RELOADS, result="success") == 1, RELOAD_WITHIN, what="the reload")
+
+    def rejected() -> bool:
+        try:
+            return requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, headers=many,
+                                 timeout=5).status_code == 431
+        except requests.ConnectionError:
+            return True
+    assert rejected(), "maxHeaders from the reloaded config must apply to new connections"
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
+    assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=big, timeout=5).status_code == 413
