@@ -265,3 +265,26 @@ def test_reload_applies_listener_limits(sim, gateway_factory):
     assert rejected(), "maxHeaders from the reloaded config must apply to new connections"
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
     assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=big, timeout=5).status_code == 413
+
+
+def test_an_open_stream_survives_a_reload_that_removes_its_route(sim, gateway_factory):
+    """A request keeps the config it started with: removing its route mid-stream neither cuts
+    nor changes the stream; the next request sees the new config."""
+    from opskit import words
+
+    gw = gateway_factory(config(OPENAI_ROUTE, ANTHROPIC_ROUTE))
+    oa = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    stream = oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": words(6)}],
+                                        stream=True, extra_headers={"x-sim-chunk-delay-ms": "150"})
+    chunks = iter(stream)
+    next(chunks)
+    rewrite(gw, config(ANTHROPIC_ROUTE))
+    wait_until(lambda: metric(gw, RELOADS, result="success") == 1, RELOAD_WITHIN, what="the reload")
+    assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, timeout=5).status_code == 404
+    text, finish = "", None
+    for chunk in chunks:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+    assert text == f"Hello from the simulator. You said: {words(6)}"
+    assert finish == "stop"

@@ -118,3 +118,30 @@ def test_stream_longer_than_the_deadline_is_cut_at_the_deadline(sim, gateway_fac
     assert rc == 0, f"exit code {rc}; stderr:\n{gw.stderr()[-2000:]}"
     assert took < 4.0, f"exited {took:.1f}s after SIGTERM (deadline 2s)"
     assert "drain deadline reached" in gw.output()
+
+
+def test_sigterm_lets_a_slow_buffered_request_finish(sim, gateway_factory):
+    """A non-streamed request whose upstream answers 1.5 s later is in flight at SIGTERM: it
+    gets its full response, then the process exits 0."""
+    import threading
+
+    gw = gateway_factory(drain_config("10s"))
+    result: dict = {}
+
+    def call():
+        try:
+            r = requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, timeout=10,
+                              headers={"x-sim-fault": "slow", "x-sim-delay-ms": "1500"})
+            result["status"], result["body"] = r.status_code, r.json()
+        except Exception as e:  # noqa: BLE001
+            result["error"] = repr(e)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.5)
+    assert not result, "the request must still be in flight at SIGTERM"
+    os.kill(gw.proc.pid, signal.SIGTERM)
+    t.join(timeout=10)
+    assert result.get("status") == 200, result
+    assert result["body"]["choices"][0]["message"]["content"].startswith(REPLY_PREFIX)
+    assert gw.proc.wait(timeout=10) == 0

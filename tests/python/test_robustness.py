@@ -20,11 +20,13 @@ OTLP_AUTH = "Bearer otlp-collector-secret-5"
 ANTHROPIC_CLIENT_KEY = "sk-ant-client-key-must-not-leak-6"
 GOOG_CLIENT_KEY = "goog-client-key-must-not-leak-7"
 COOKIE = "session=cookie-must-not-leak-8"
+TENANT_TOKEN = "tenant-token-must-not-leak-9"  # a custom header listed in config.sensitiveHeaders
 BACKEND_KEYS = ("sk-test-secret", "sk-ant-test-secret")
 ALL_SECRETS = BACKEND_KEYS + (CLIENT_KEY, OTLP_AUTH, "otlp-collector-secret-5", ANTHROPIC_CLIENT_KEY,
-                              GOOG_CLIENT_KEY, "cookie-must-not-leak-8")
+                              GOOG_CLIENT_KEY, "cookie-must-not-leak-8", TENANT_TOKEN)
 
 SECRETS_TELEMETRY = f"""
+  sensitiveHeaders: [X-Tenant-Token]
   logging:
     level: debug
     format: json
@@ -47,6 +49,7 @@ SECRETS_TELEMETRY = f"""
         client.cookie: 'request.headers["cookie"]'
         client.headers: 'request.headers'
         client.ua: 'request.headers["user-agent"]'
+        client.tenant: 'request.headers["x-tenant-token"]'
 """
 
 
@@ -62,7 +65,7 @@ def test_secrets_appear_nowhere(sim, gateway_factory, rotel):
         s.get_final_message()
     # Every credential header at once, on a success, a client error and an upstream error.
     headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-api-key": ANTHROPIC_CLIENT_KEY,
-               "x-goog-api-key": GOOG_CLIENT_KEY, "cookie": COOKIE}
+               "x-goog-api-key": GOOG_CLIENT_KEY, "cookie": COOKIE, "x-tenant-token": TENANT_TOKEN}
     assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, headers=headers, timeout=5).status_code == 200
     assert requests.post(f"{gw.url}/openai/v1/chat/completions", data=b"{", headers=headers, timeout=5).status_code == 400
     assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, timeout=5,
@@ -74,7 +77,7 @@ def test_secrets_appear_nowhere(sim, gateway_factory, rotel):
     spans = rotel.wait_for_span(where=lambda s: "client.ua" in s.attributes, count=8)
     for s in spans:
         assert '"user-agent"' in s.attributes.get("client.headers", ""), s.attributes
-        for key in ("client.auth", "client.apikey", "client.goog", "client.cookie"):
+        for key in ("client.auth", "client.apikey", "client.goog", "client.cookie", "client.tenant"):
             assert s.attributes.get(key) in (None, "<redacted>"), (key, s.attributes)
     lines = gw.wait_for_access_log(count=8)
     assert all("every_header" in l for l in lines), lines[0]
