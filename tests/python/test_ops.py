@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from conftest import CLIENT_KEY, wait_until
-from opskit import (ANTHROPIC_ROUTE, CHAT, MESSAGES, OPENAI_ROUTE, Load, config, fill, metric,
-                    ready_status, rewrite)
+from opskit import (ANTHROPIC_ROUTE, CHAT, HEAD, MESSAGES, OPENAI_ROUTE, Load, config, fill, metric,
+                    ready_status, rewrite, start_gateway_at, words)
 
 RELOADS = "agentgateway_config_reloads_total"
 # The watcher polls every 0.5 s; a reload must be visible within this.
@@ -124,8 +124,6 @@ def configmap_layout(root: Path, text: str, version: str) -> None:
 
 
 def test_configmap_symlink_swap_under_load(sim, gateway_factory, tmp_path):
-    from opskit import start_gateway_at
-
     root = tmp_path / "configmap"
     root.mkdir()
     gw = start_gateway_at(gateway_factory, root / "config.yaml", config(OPENAI_ROUTE),
@@ -238,7 +236,6 @@ binds:
     tls: {{cert: "{live_cert}", key: "{live_key}"}}
     routes:
 """ + OPENAI_ROUTE
-    from opskit import HEAD
     gw = gateway_factory(HEAD + tls)
     assert served_cn(gw.port) == "gw-one"
     shutil.copy(two[0], live_cert)
@@ -270,8 +267,6 @@ def test_reload_applies_listener_limits(sim, gateway_factory):
 def test_an_open_stream_survives_a_reload_that_removes_its_route(sim, gateway_factory):
     """A request keeps the config it started with: removing its route mid-stream neither cuts
     nor changes the stream; the next request sees the new config."""
-    from opskit import words
-
     gw = gateway_factory(config(OPENAI_ROUTE, ANTHROPIC_ROUTE))
     oa = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20)
     stream = oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": words(6)}],

@@ -52,6 +52,7 @@ def admin(gw, method: str, path: str) -> requests.Response:
 
 def start(gateway_factory, monkeypatch):
     monkeypatch.setenv("OPS_ADMIN_TEST_KEY", ENV_KEY)
+    monkeypatch.delenv("RUST_LOG", raising=False)  # it would override config.logging.level
     return gateway_factory(config(ROUTES, extra=TRACING), otlp_port=free_port())
 
 

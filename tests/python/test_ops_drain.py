@@ -5,13 +5,18 @@ finish, idle keep-alive connections do not hold the process, and whatever is sti
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import threading
 import time
 
 import httpx2
 import openai
+import pytest
 import requests
 
 from conftest import CLIENT_KEY, wait_until
@@ -123,8 +128,6 @@ def test_stream_longer_than_the_deadline_is_cut_at_the_deadline(sim, gateway_fac
 def test_sigterm_lets_a_slow_buffered_request_finish(sim, gateway_factory):
     """A non-streamed request whose upstream answers 1.5 s later is in flight at SIGTERM: it
     gets its full response, then the process exits 0."""
-    import threading
-
     gw = gateway_factory(drain_config("10s"))
     result: dict = {}
 
@@ -144,4 +147,31 @@ def test_sigterm_lets_a_slow_buffered_request_finish(sim, gateway_factory):
     t.join(timeout=10)
     assert result.get("status") == 200, result
     assert result["body"]["choices"][0]["message"]["content"].startswith(REPLY_PREFIX)
+    assert gw.proc.wait(timeout=10) == 0
+
+
+def test_sigterm_drains_an_http2_stream(sim, gateway_factory):
+    """Same over HTTP/2 (h2c, curl): GOAWAY for new streams, the open one completes."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed")
+    gw = gateway_factory(drain_config("10s"))
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                       "messages": [{"role": "user", "content": words(6)}]})
+    proc = subprocess.Popen(
+        [curl, "-sS", "-N", "--http2-prior-knowledge", "-o", "-", "-w", "\\n%{http_version} %{http_code}\\n",
+         "-H", "content-type: application/json", "-H", "x-sim-chunk-delay-ms: 200", "--data", body,
+         f"{gw.url}/openai/v1/chat/completions"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("data: "), first
+        os.kill(gw.proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "data: [DONE]" in out
+    assert out.rstrip().endswith("2 200"), out[-200:]
     assert gw.proc.wait(timeout=10) == 0

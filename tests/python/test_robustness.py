@@ -53,7 +53,8 @@ SECRETS_TELEMETRY = f"""
 """
 
 
-def test_secrets_appear_nowhere(sim, gateway_factory, rotel):
+def test_secrets_appear_nowhere(sim, gateway_factory, rotel, monkeypatch):
+    monkeypatch.delenv("RUST_LOG", raising=False)  # config.logging.level: debug must apply
     gw = gateway_factory(config(OPENAI_ROUTE, ANTHROPIC_ROUTE, extra=SECRETS_TELEMETRY), otlp=rotel.grpc_endpoint)
     oa = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key=CLIENT_KEY, max_retries=0)
     an = anthropic.Anthropic(base_url=f"{gw.url}/anthropic", api_key=ANTHROPIC_CLIENT_KEY, max_retries=0)
