@@ -6,6 +6,7 @@ clear, API-shaped JSON errors or close abusive connections.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import anthropic
@@ -13,8 +14,8 @@ import httpx2
 import openai
 import requests
 
-from conftest import CLIENT_KEY, wait_until
-from opskit import ANTHROPIC_ROUTE, CHAT, MESSAGES, OPENAI_ROUTE, config, metrics_text
+from conftest import CLIENT_KEY, binary, wait_until
+from opskit import ANTHROPIC_ROUTE, CHAT, MESSAGES, OPENAI_ROUTE, config, metrics_text, rewrite
 
 OTLP_AUTH = "Bearer otlp-collector-secret-5"
 ANTHROPIC_CLIENT_KEY = "sk-ant-client-key-must-not-leak-6"
@@ -274,3 +275,23 @@ def test_malformed_bodies_get_400_in_the_callers_shape(sim, gateway_factory):
         reached = [(r["endpoint"], r.get("body_text"), r.get("status")) for r in sim.requests()]
         assert not local or reached == [], f"{what}: reached the provider: {reached}"
     wait_until(lambda: len(gw.access_log()) >= 3 * len(MALFORMED), 5, what="access-log lines")
+
+
+def test_a_rejected_config_never_echoes_a_secret(sim, gateway_factory):
+    """A typo under a credential field (``backendAuth: "sk-..."`` without ``key:``) is a config
+    error; its message names the path, not the value, since a failed reload goes to the log."""
+    leaked = "sk-live-typo-must-not-be-logged-10"
+    gw = gateway_factory(config(OPENAI_ROUTE))
+    bad = config(OPENAI_ROUTE).replace('backendAuth: {key: "sk-test-secret"}', f'backendAuth: "{leaked}"')
+    assert bad != config(OPENAI_ROUTE)
+    rewrite(gw, bad)
+    wait_until(lambda: "keeping the last good config" in gw.output(), 3, what="the rejected reload")
+    out = gw.output()
+    assert "backendAuth" in out, "the error should still name the field"
+    assert leaked not in out
+    assert requests.post(f"{gw.url}/openai/v1/chat/completions", json=CHAT, timeout=5).status_code == 200
+    # --validate-only says the same (the file on disk is still the rejected one).
+    run = subprocess.run([str(binary("gateway")), "-f", str(gw.config_path), "--validate-only"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0
+    assert "backendAuth" in run.stdout + run.stderr and leaked not in run.stdout + run.stderr
