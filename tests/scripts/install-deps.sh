@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v openssl >/dev/null || need_apt+=(openssl)   # test_ops: certificate rotation
+command -v curl >/dev/null || need_apt+=(curl)         # test_ops_drain: HTTP/2 drain
 # systemd-analyze verifies deploy/systemd/gateway.service offline (no running systemd needed).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
