@@ -124,6 +124,31 @@ EXTRA_CEL = [
 ]
 
 
+# mcp_jsonrpc: `[chunk seed][bytes]`, bytes read both as one client message and as target SSE.
+MCP_MESSAGES = [
+    '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+    '"capabilities":{},"clientInfo":{"name":"c","version":"1"}}}',
+    '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+    '{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{"cursor":"x"}}',
+    '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"everything_echo",'
+    '"arguments":{"message":"hi"},"_meta":{"progressToken":1}}}',
+    '{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"test://static/resource/1"}}',
+    '{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"Echo: hi"}],"isError":false}}',
+    '{"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"Unknown tool","data":{"t":"x"}}}',
+    '[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+    '{"jsonrpc":"1.0","id":1.5,"method":"ping","params":7}',
+]
+MCP_SSE = [
+    'event: message\nid: 1\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[]}}\n\n',
+    'event: endpoint\ndata: /message?sessionId=abc\n\n: ping\n\ndata: a\r\ndata: b\r\n\r\n',
+]
+
+
+def mcp_seeds():
+    for i, m in enumerate(MCP_MESSAGES + MCP_SSE):
+        put("mcp_jsonrpc", bytes([i % 3 * 5]) + m.encode())
+
+
 def cel_and_config_seeds():
     put("config_load", (REPO / "gateway-user/src/config/default.yaml").read_text())
     for e in EXTRA_CEL:
@@ -141,6 +166,7 @@ def cel_and_config_seeds():
 
 def main():
     llm_seeds()
+    mcp_seeds()
     cel_and_config_seeds()
     total = sum(f.stat().st_size for f in CORPUS.rglob("*") if f.is_file())
     for d in sorted(CORPUS.iterdir()):

@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("translate", translate),
     ("config_load", config_load),
     ("cel", cel),
+    ("mcp_jsonrpc", mcp_jsonrpc),
 ];
 
 /// Splits `data` into chunks whose size the input chooses (`seed` 0 = one chunk), so chunk
@@ -139,6 +140,15 @@ fn assert_completions_bounded(info: &LlmInfo) {
 /// A JSON body through every usage/model observer, as a request, a response and a stream
 /// event of each provider.
 pub fn llm_observe(data: &[u8]) {
+    if let Ok(path) = std::str::from_utf8(data) {
+        let _ = RouteType::detect(path);
+        if let Some((model, _)) = gemini::path_model(path) {
+            assert!(
+                path.contains(&model),
+                "model {model:?} not taken from the path"
+            );
+        }
+    }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
@@ -147,6 +157,7 @@ pub fn llm_observe(data: &[u8]) {
         RouteType::Messages,
         RouteType::Responses,
         RouteType::Embeddings,
+        RouteType::GenerateContent,
         RouteType::Passthrough,
     ] {
         let mut info = LlmInfo::default();
@@ -197,6 +208,7 @@ pub fn llm_observe(data: &[u8]) {
     gemini::observe_usage(&v, &mut info);
     assert_completions_bounded(&info);
     let _ = gemini::candidate_text(&v);
+    let _ = gemini::prompt_messages(&v);
 }
 
 // === llm_stream ===
@@ -405,4 +417,61 @@ pub fn cel(data: &[u8]) {
         }
         let _ = Executor::new(log, expr.references()).eval_bool(&expr);
     }
+}
+
+// === mcp_jsonrpc ===
+
+/// `[chunk seed][bytes]`: the bytes as one MCP client message (JSON-RPC classification, the
+/// `_meta` rewrite the gateway applies to forwarded requests) and as a target's SSE stream.
+pub fn mcp_jsonrpc(data: &[u8]) {
+    use gateway::mcp::{jsonrpc, sse};
+
+    let Some((&seed, body)) = data.split_first() else {
+        return;
+    };
+    match jsonrpc::parse(body) {
+        Ok(msg) => {
+            let mut v = msg.to_json();
+            let again = jsonrpc::classify(v.clone()).map_err(|r| r.error);
+            assert_eq!(again, Ok(msg.clone()), "to_json → classify round trip");
+            jsonrpc::set_meta(&mut v, "traceparent", json!("00-x"));
+            if msg.method().is_some() && v["params"].is_object() {
+                assert_eq!(v["params"]["_meta"]["traceparent"], "00-x", "_meta set");
+                let meta_again = jsonrpc::classify(v).map(|m| m.method().map(str::to_owned));
+                assert_eq!(
+                    meta_again.ok().flatten().as_deref(),
+                    msg.method(),
+                    "_meta keeps the message valid"
+                );
+            }
+        }
+        Err(r) => assert!(
+            [jsonrpc::PARSE_ERROR, jsonrpc::INVALID_REQUEST].contains(&r.error.code),
+            "client errors are parse or invalid-request: {:?}",
+            r.error
+        ),
+    }
+
+    // The same bytes as a target's SSE stream: chunking must not change the events.
+    let limit = 1 << 20;
+    let parse = |parts: Vec<&[u8]>| {
+        let mut p = sse::Parser::new(limit);
+        let mut evs = Vec::new();
+        for part in parts {
+            evs.extend(p.push(part).expect("input within the SSE limit"));
+        }
+        evs
+    };
+    assert_eq!(
+        parse(vec![body]),
+        parse(chunks(seed, body)),
+        "chunking changed the MCP SSE events"
+    );
+    // Encode → parse round trip for any one-line event name and CR-free data.
+    let text = String::from_utf8_lossy(body).replace('\r', "");
+    let (name, payload) = text.split_once('\n').unwrap_or((&text, ""));
+    let evs = parse(vec![&sse::encode(name, payload)]);
+    assert_eq!(evs.len(), 1, "one encoded event");
+    assert_eq!(evs[0].event.as_deref(), Some(name), "event name round trip");
+    assert_eq!(evs[0].data, payload, "data round trip");
 }
