@@ -39,6 +39,12 @@ if ! bpf-linker --version >/dev/null 2>&1; then
   rm -rf "$LINKDIR"
 fi
 
+# --- cargo-fuzz for the bounded fuzz run (tests/scripts/fuzz-smoke.sh, step `fuzz`).
+if ! cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2$'; then
+  log "cargo install cargo-fuzz 0.13.2 (about 2 minutes)"
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
 # --- Python: real SDK clients and a real OTLP receiver, in a venv.
 command -v uv >/dev/null || python3 -m pip install -q uv==0.9.5 || python3 -m pip install -q uv
 if [ ! -x "$VENV/bin/python" ]; then

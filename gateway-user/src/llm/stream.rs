@@ -95,8 +95,16 @@ impl SseTransform {
     }
 }
 
-/// Appends `text` to choice `index` of the completion being assembled.
+/// Most choices recorded per response: OpenAI's own limit on `n`. The index comes from the
+/// upstream body, so without a bound one `"index": 4000000000000` would allocate terabytes.
+pub const MAX_COMPLETIONS: usize = 128;
+
+/// Appends `text` to choice `index` of the completion being assembled. Choices past
+/// `MAX_COMPLETIONS` are not recorded (telemetry only; the response itself is untouched).
 pub fn push_completion(info: &mut LlmInfo, index: usize, text: &str) {
+    if index >= MAX_COMPLETIONS {
+        return;
+    }
     let c = info.completion.get_or_insert_with(Vec::new);
     if c.len() <= index {
         c.resize(index + 1, String::new());
@@ -147,6 +155,16 @@ mod tests {
         )
         .expect("data");
         assert_eq!(t.malformed(), 1);
+    }
+
+    #[test]
+    fn completion_index_is_bounded() {
+        let mut info = LlmInfo::default();
+        push_completion(&mut info, MAX_COMPLETIONS - 1, "last");
+        push_completion(&mut info, 4_000_000_000_000, "ignored");
+        let c = info.completion.expect("completion");
+        assert_eq!(c.len(), MAX_COMPLETIONS);
+        assert_eq!(c[MAX_COMPLETIONS - 1], "last");
     }
 
     #[test]
