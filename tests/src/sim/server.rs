@@ -211,7 +211,8 @@ impl Endpoint {
         } else if p.ends_with("/messages") {
             Some(Endpoint::Messages)
         } else if p.ends_with("/models") {
-            Some(if p.contains("/v1beta") {
+            // Gemini's OpenAI-compatible surface (`/v1beta/openai/models`) answers like OpenAI.
+            Some(if p.contains("/v1beta") && !p.contains("/openai/") {
                 Endpoint::GeminiModels
             } else if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key")
             {

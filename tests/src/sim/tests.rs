@@ -521,6 +521,82 @@ async fn stream_faults() {
     assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+#[test]
+fn route_table() {
+    use server::Endpoint;
+    let none = http::HeaderMap::new();
+    let mut anth = http::HeaderMap::new();
+    anth.insert(
+        "anthropic-version",
+        http::HeaderValue::from_static("2023-06-01"),
+    );
+    let gem = |m: &str, stream| {
+        Endpoint::Gemini(gemini::Target {
+            model: m.into(),
+            stream,
+        })
+    };
+    let cases: &[(&str, &http::HeaderMap, Option<Endpoint>)] = &[
+        ("/v1/chat/completions", &none, Some(Endpoint::Chat)),
+        ("/chat/completions", &none, Some(Endpoint::Chat)),
+        (
+            "/api/openai/v1/chat/completions/",
+            &none,
+            Some(Endpoint::Chat),
+        ),
+        (
+            "/v1beta/openai/chat/completions",
+            &none,
+            Some(Endpoint::Chat),
+        ),
+        ("/v1/embeddings", &none, Some(Endpoint::Embeddings)),
+        ("/v1/responses", &none, Some(Endpoint::Responses)),
+        ("/v1/models", &none, Some(Endpoint::OpenAiModels)),
+        ("/v1/models", &anth, Some(Endpoint::AnthropicModels)),
+        ("/v1beta/models", &none, Some(Endpoint::GeminiModels)),
+        ("/v1beta/openai/models", &none, Some(Endpoint::OpenAiModels)),
+        ("/v1/messages", &none, Some(Endpoint::Messages)),
+        ("/anthropic/v1/messages", &none, Some(Endpoint::Messages)),
+        (
+            "/v1/messages/count_tokens",
+            &none,
+            Some(Endpoint::CountTokens),
+        ),
+        (
+            "/openai/deployments/d1/chat/completions",
+            &none,
+            Some(Endpoint::AzureChat("d1".into())),
+        ),
+        (
+            "/openai/deployments/d1/embeddings",
+            &none,
+            Some(Endpoint::AzureEmbeddings("d1".into())),
+        ),
+        ("/openai/deployments/d1/images", &none, None),
+        ("/openai/v1/chat/completions", &none, Some(Endpoint::Chat)),
+        (
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            &none,
+            Some(gem("gemini-2.0-flash", false)),
+        ),
+        (
+            "/v1beta/models/g:streamGenerateContent",
+            &none,
+            Some(gem("g", true)),
+        ),
+        (
+            "/v1/projects/p/locations/us/publishers/google/models/g:generateContent",
+            &none,
+            Some(gem("g", false)),
+        ),
+        ("/v1/completions", &none, None),
+        ("/", &none, None),
+    ];
+    for (path, headers, want) in cases {
+        assert_eq!(&Endpoint::route(path, headers), want, "{path}");
+    }
+}
+
 // === golden fixtures ===
 
 /// One fixture: where the request goes, and the files it produces.
