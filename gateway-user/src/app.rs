@@ -1,1 +1,337 @@
-//! Wires config, proxy, telemetry, metrics, eBPF and admin servers together.
+//! Wires config, proxy, telemetry, metrics, eBPF and admin servers together, and owns the
+//! process lifecycle: start-up (readiness turns green last), reload (file watch and SIGHUP),
+//! and drain on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, Opts};
+use serde_json::Value;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, reload};
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::config::{self, ConfigErrors, Snapshot, Source};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::proxy::server::Listeners;
+use crate::telemetry::{Telemetry, TelemetryConfig};
+
+/// Where the config comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigInput {
+    File(PathBuf),
+    Inline(String),
+    Embedded,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("config: {0}")]
+    Telemetry(String),
+    #[error("{0}")]
+    Listen(#[from] crate::proxy::server::ListenError),
+    #[error("cannot start {what} on {addr}: {source}")]
+    Serve {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("eBPF: {0}")]
+    Ebpf(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub fn load(input: &ConfigInput) -> Result<Snapshot, ConfigErrors> {
+    match input {
+        ConfigInput::File(p) => config::load_file(p),
+        ConfigInput::Inline(s) => config::load_str(s, Source::Inline(s.clone())),
+        ConfigInput::Embedded => config::load_str(config::EMBEDDED_DEFAULT, Source::Embedded),
+    }
+}
+
+fn telemetry_config(snap: &Snapshot) -> TelemetryConfig<'_> {
+    let g = snap.raw.config.as_ref();
+    TelemetryConfig {
+        tracing: g.and_then(|c| c.tracing.as_ref()),
+        logging: g.and_then(|c| c.logging.as_ref()),
+        frontend_tracing: snap
+            .raw
+            .frontend_policies
+            .as_ref()
+            .and_then(|f| f.tracing.as_ref()),
+        gateway_name: &snap.global.gateway_name,
+    }
+}
+
+/// `--validate-only`: compile everything that can fail, without listening.
+pub fn validate(input: &ConfigInput) -> Result<(), AppError> {
+    let snap = load(input)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    rt.block_on(async {
+        Telemetry::new(telemetry_config(&snap), Metrics::new())
+            .map(|_| ())
+            .map_err(|e| AppError::Telemetry(e.to_string()))
+    })
+}
+
+type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(snap: &Snapshot) -> FilterHandle {
+    let logging = snap.raw.config.as_ref().and_then(|c| c.logging.as_ref());
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| logging.and_then(|l| l.level.clone()))
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let json = logging.and_then(|l| l.format.as_deref()) == Some("json");
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_target(true)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed()
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
+    handle
+}
+
+struct State {
+    proxy: Arc<Proxy>,
+    filter: FilterHandle,
+    level: Mutex<String>,
+}
+
+impl AdminState for State {
+    fn config_dump(&self) -> Value {
+        let snap = self.proxy.snapshot();
+        let mut v: Value = serde_yaml::from_str::<serde_yaml::Value>(&snap.text)
+            .ok()
+            .and_then(|y| serde_json::to_value(y).ok())
+            .unwrap_or(Value::Null);
+        admin::redact(&mut v);
+        let source = match &snap.source {
+            Source::File(p) => p.display().to_string(),
+            Source::Inline(_) => "inline (-c)".into(),
+            Source::Embedded => "embedded default".into(),
+        };
+        serde_json::json!({"source": source, "config": v})
+    }
+
+    fn log_level(&self) -> String {
+        self.level.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn set_log_level(&self, filter: &str) -> Result<(), String> {
+        let f = EnvFilter::try_new(filter)
+            .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+        self.filter.reload(f).map_err(|e| e.to_string())?;
+        if let Ok(mut l) = self.level.lock() {
+            *l = filter.to_owned();
+        }
+        Ok(())
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains.
+pub fn run(input: ConfigInput) -> Result<(), AppError> {
+    let snap = Arc::new(load(&input)?);
+    let filter = init_logging(&snap);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = snap.global.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().map_err(AppError::Runtime)?;
+    rt.block_on(serve(input, snap, filter))
+}
+
+async fn serve(
+    input: ConfigInput,
+    snap: Arc<Snapshot>,
+    filter: FilterHandle,
+) -> Result<(), AppError> {
+    let ready = Readiness::new();
+    for task in ["config", "telemetry", "listeners", "admin"] {
+        ready.register(task);
+    }
+    ready.done("config");
+    let metrics = Metrics::new();
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "agentgateway_config_reloads_total",
+            "Config reload attempts by result (success, failure)",
+        ),
+        &["result"],
+    )
+    .map_err(|e| AppError::Telemetry(e.to_string()))?;
+    let _ = metrics.registry().register(Box::new(reloads.clone()));
+
+    let telemetry = Telemetry::new(telemetry_config(&snap), metrics.clone())
+        .map_err(|e| AppError::Telemetry(e.to_string()))?;
+    ready.done("telemetry");
+
+    let proxy = Proxy::new(snap.clone(), telemetry.clone(), metrics.clone());
+    let level = snap
+        .raw
+        .config
+        .as_ref()
+        .and_then(|c| c.logging.as_ref())
+        .and_then(|l| l.level.clone())
+        .unwrap_or_else(|| "info".into());
+    let state = Arc::new(State {
+        proxy: proxy.clone(),
+        filter,
+        level: Mutex::new(level),
+    });
+    let g = &snap.global;
+    if let Some(addr) = g.stats_addr {
+        admin::serve_stats(addr, metrics.clone())
+            .await
+            .map_err(|source| AppError::Serve {
+                what: "stats server (statsAddr)",
+                addr,
+                source,
+            })?;
+    }
+    if let Some(addr) = g.readiness_addr {
+        admin::serve_readiness(addr, ready.clone())
+            .await
+            .map_err(|source| AppError::Serve {
+                what: "readiness server (readinessAddr)",
+                addr,
+                source,
+            })?;
+    }
+    if let Some(addr) = g.admin_addr {
+        admin::serve_admin(addr, state.clone(), ready.clone())
+            .await
+            .map_err(|source| AppError::Serve {
+                what: "admin server (adminAddr)",
+                addr,
+                source,
+            })?;
+    }
+    ready.done("admin");
+
+    let mut listeners = Listeners::default();
+    listeners.reconcile(&proxy, &snap, None).await?;
+    ready.done("listeners");
+    tracing::info!(gateway = %g.gateway_name, "gateway ready");
+
+    let listeners = Arc::new(tokio::sync::Mutex::new(listeners));
+    let reload = {
+        let proxy = proxy.clone();
+        let listeners = listeners.clone();
+        let input = input.clone();
+        move || {
+            let proxy = proxy.clone();
+            let listeners = listeners.clone();
+            let reloads = reloads.clone();
+            let input = input.clone();
+            async move {
+                match load(&input) {
+                    Ok(new) => {
+                        let new = Arc::new(new);
+                        let res = listeners.lock().await.reconcile(&proxy, &new, None).await;
+                        match res {
+                            Ok(_) => {
+                                proxy.swap(new);
+                                reloads.with_label_values(&["success"]).inc();
+                                tracing::info!("config reloaded");
+                            }
+                            Err(e) => {
+                                reloads.with_label_values(&["failure"]).inc();
+                                tracing::error!(error = %e, "config reload rejected; keeping the last good config");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        reloads.with_label_values(&["failure"]).inc();
+                        tracing::error!(error = %e, "config reload rejected; keeping the last good config");
+                    }
+                }
+            }
+        }
+    };
+    if let ConfigInput::File(path) = &input {
+        tokio::spawn(watch_file(path.clone(), reload.clone()));
+    }
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Runtime)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(AppError::Runtime)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                reload().await;
+            }
+        }
+    }
+    let snap = proxy.snapshot();
+    tracing::info!(deadline = ?snap.global.drain_deadline, "draining");
+    ready.set_draining();
+    tokio::time::sleep(snap.global.min_drain).await;
+    listeners
+        .lock()
+        .await
+        .drain(snap.global.drain_deadline)
+        .await;
+    telemetry.shutdown().await;
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// Polls the config file once a second. Comparing the resolved file's identity and content
+/// catches in-place edits and Kubernetes' ConfigMap symlink swap alike.
+async fn watch_file<F, Fut>(path: PathBuf, reload: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+    };
+    let mut last_id = id(&path);
+    let mut last_text = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let now = id(&path);
+        if now == last_id {
+            continue;
+        }
+        last_id = now;
+        let text = std::fs::read(&path).ok();
+        if text.is_none() || text == last_text {
+            continue;
+        }
+        last_text = text;
+        tracing::info!(path = %path.display(), "config file changed; reloading");
+        reload().await;
+    }
+}

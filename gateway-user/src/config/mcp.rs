@@ -7,3 +7,11 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawMcpBackend {}
+
+/// `policies.mcpAuthorization`: CEL rules; a request is allowed when any rule is true.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawMcpAuthorization {
+    #[serde(default)]
+    pub rules: Vec<String>,
+}

@@ -1,1 +1,290 @@
 //! The L7 proxy: listeners, routing, upstream calls, and the request phases.
+//!
+//! Every request runs the same named phases over one `RequestLog`:
+//!
+//! ```text
+//! request_filter ─▶ route ─▶ upstream_request ─▶ response_filter ─▶ logging
+//!  (log fields,     (bind → listener →  (host: forward;      (header        (ObservedBody: at
+//!   trace context)   route → backend)    ai: llm.rs;          modifiers,     end of stream, on
+//!                                        mcp: mcp::serve)     CORS)          error or on drop)
+//! ```
+//!
+//! The config snapshot is loaded once per request, so a reload never changes a request midway.
+
+pub mod body;
+pub mod error;
+pub mod http_backend;
+pub mod llm;
+pub mod route;
+pub mod server;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use self::body::{Finisher, ObservedBody};
+use self::error::ProxyError;
+use crate::body::Body;
+use crate::config::Snapshot;
+use crate::config::snapshot::{BackendKind, Policies};
+use crate::ctx::{FlowTiming, RequestLog};
+use crate::llm::provider::Wire;
+use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
+
+/// Per-connection facts, shared by the requests on that connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub bind_port: u16,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// Kernel timing of the client's connection, when eBPF is on.
+    pub flow: Option<FlowTiming>,
+}
+
+pub struct Proxy {
+    snapshot: ArcSwap<Snapshot>,
+    pub telemetry: Arc<Telemetry>,
+    pub metrics: Arc<Metrics>,
+    clients: upstream::Clients,
+    finisher: Finisher,
+}
+
+impl Proxy {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        telemetry: Arc<Telemetry>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Proxy> {
+        let finisher = body::telemetry_finisher(telemetry.clone());
+        Arc::new(Proxy {
+            snapshot: ArcSwap::new(snapshot),
+            telemetry,
+            metrics,
+            clients: upstream::Clients::default(),
+            finisher,
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Swaps in a new config; requests already running keep the one they started with.
+    pub fn swap(&self, snap: Arc<Snapshot>) {
+        self.snapshot.store(snap);
+    }
+
+    /// Serves one request through all phases. Never fails: errors become responses.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<Body> {
+        let snap = self.snapshot.load_full();
+        let mut log = RequestLog::new(snap.global.gateway_name.clone(), String::new());
+        self.request_filter(&req, &conn, &snap, &mut log);
+        let (resp, transform) = match self.route_and_forward(req, &conn, &snap, &mut log).await {
+            Ok(r) => r,
+            Err((e, wire)) => {
+                log.error = Some(e.to_string());
+                log.blame = Some(e.blame());
+                (e.into_response(wire), None)
+            }
+        };
+        let idle = snap.global.limits.stream_idle_timeout;
+        self.logging(resp, log, transform, idle)
+    }
+
+    /// Phase 1: fill the log from the request and start the trace.
+    fn request_filter(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+        snap: &Snapshot,
+        log: &mut RequestLog,
+    ) {
+        log.src_addr = Some(conn.peer);
+        log.method = req.method().as_str().to_owned();
+        log.host = host_of(req).to_owned();
+        log.path = req.uri().path().to_owned();
+        log.uri = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        log.scheme = if conn.tls { "https" } else { "http" };
+        log.version = version_str(req.version());
+        log.downstream_flow = conn.flow;
+        let capture = self.telemetry.capture();
+        if capture.request_headers {
+            log.request_headers = req
+                .headers()
+                .iter()
+                .filter(|(k, _)| {
+                    !crate::telemetry::redact::is_sensitive(k.as_str())
+                        && !snap
+                            .global
+                            .sensitive_headers
+                            .iter()
+                            .any(|s| s == k.as_str())
+                })
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+        }
+        self.telemetry.start(req.headers(), log);
+    }
+
+    /// Phases 2–4: route, then forward to the chosen backend.
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        snap: &Snapshot,
+        log: &mut RequestLog,
+    ) -> Result<(Response<Body>, Option<crate::llm::stream::SseTransform>), (ProxyError, Wire)>
+    {
+        let wire = crate::llm::RouteType::detect(req.uri().path()).client_wire();
+        let no_route = || ProxyError::NoRoute {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        };
+        let Some(bind) = snap.binds.iter().find(|b| b.port == conn.bind_port) else {
+            return Err((no_route(), wire));
+        };
+        let host = host_of(&req).to_owned();
+        let Some(listener) = route::listener(bind, &host) else {
+            return Err((no_route(), wire));
+        };
+        log.listener = listener.name.clone();
+        let Some(rt) = route::route(
+            listener,
+            &host,
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        ) else {
+            return Err((no_route(), wire));
+        };
+        log.route = Some(rt.name.clone());
+        let Some(backend) = route::backend(&rt) else {
+            return Err((no_route(), wire));
+        };
+        let policies = &backend.policies;
+        if let Some(cors) = &policies.cors
+            && req.method() == http::Method::OPTIONS
+            && req.headers().contains_key(http::header::ORIGIN)
+        {
+            return Ok((http_backend::cors_preflight(cors, req.headers()), None));
+        }
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        let (mut resp, transform) = match &backend.kind {
+            BackendKind::Host(up) => {
+                log.endpoint = Some(up.authority.clone());
+                let client = self.clients.get(up);
+                let resp = http_backend::forward(&self.telemetry, &client, up, policies, req, log)
+                    .await
+                    .map_err(|e| (e, wire))?;
+                (resp, None)
+            }
+            BackendKind::Ai(ai) => {
+                let client = self.clients.get(&ai.upstream);
+                llm::handle(self, &client, ai, policies, req, log, snap).await?
+            }
+            BackendKind::Models(models) => {
+                llm::handle_models(self, models, policies, req, log, snap).await?
+            }
+            BackendKind::Mcp(mcp) => (mcp.serve(req, log).await, None),
+        };
+        self.response_filter(&mut resp, policies, origin.as_ref());
+        Ok((resp, transform))
+    }
+
+    pub(crate) fn client_for(
+        &self,
+        up: &crate::config::snapshot::Upstream,
+    ) -> upstream::HttpClient {
+        self.clients.get(up)
+    }
+
+    /// Phase 5: header modifiers and CORS on the way out.
+    fn response_filter(
+        &self,
+        resp: &mut Response<Body>,
+        policies: &Policies,
+        origin: Option<&HeaderValue>,
+    ) {
+        if let Some(m) = &policies.response_headers {
+            http_backend::apply_modifier(m, resp.headers_mut());
+        }
+        if let (Some(cors), Some(origin)) = (&policies.cors, origin) {
+            http_backend::cors_headers(cors, origin, resp.headers_mut());
+        }
+    }
+
+    /// Phase 6: wrap the body so the log is finished when the response really ends.
+    fn logging(
+        &self,
+        mut resp: Response<Body>,
+        mut log: RequestLog,
+        transform: Option<crate::llm::stream::SseTransform>,
+        idle: std::time::Duration,
+    ) -> Response<Body> {
+        log.status = Some(resp.status().as_u16());
+        if resp.status().is_server_error() && log.error.is_none() {
+            log.error = Some(format!("upstream returned {}", resp.status()));
+            log.blame = Some(crate::ctx::Blame::Upstream);
+        }
+        if self.telemetry.capture().response_headers {
+            log.response_headers = resp
+                .headers()
+                .iter()
+                .filter(|(k, _)| !crate::telemetry::redact::is_sensitive(k.as_str()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+        }
+        let body = std::mem::replace(resp.body_mut(), crate::body::empty());
+        let observed = ObservedBody::new(body, log, self.finisher.clone(), transform, idle);
+        *resp.body_mut() = http_body_util::BodyExt::boxed_unsync(observed);
+        resp
+    }
+}
+
+pub fn host_of<B>(req: &Request<B>) -> &str {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+pub fn version_str(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A plain JSON response for gateway-generated answers.
+pub fn simple(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    error::json_response(status, &body)
+}

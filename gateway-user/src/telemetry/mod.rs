@@ -1,2 +1,459 @@
 //! Request telemetry: OTLP spans, the access log, and the request metrics, all produced once per
 //! request from the finished `RequestLog`.
+//!
+//! Request phases that touch telemetry (the proxy calls exactly these):
+//! ```text
+//! start(headers, log)          traceparent → parent; sampling; ids into log.trace
+//! inject_upstream(log, hdrs)   CLIENT span id → log.upstream_span_id; traceparent upstream
+//! traceparent_for(log, id)     child context for MCP target calls
+//! finish(log)                  metrics, access log line, spans (never blocks)
+//! shutdown()                   flush queued spans, bounded by a deadline
+//! ```
+//! Tracing is configured once at startup (`config.tracing`, `frontendPolicies.tracing`, or
+//! `OTEL_*` env vars; see `settings`). Every CEL expression is compiled in `Telemetry::new`;
+//! `capture()` tells the proxy which optional request data any of them reads.
+
+pub mod accesslog;
+pub mod attrs;
+pub mod fields;
+mod otlp;
+pub mod redact;
+pub mod sampling;
+pub mod settings;
+mod spans;
+#[cfg(test)]
+mod tests;
+pub mod traceparent;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::{InstrumentationScope, KeyValue};
+
+use crate::cel::{CelError, Executor, Expression, Refs};
+use crate::config::telemetry::{RawFrontendTracing, RawLogging, RawTracing};
+use crate::ctx::{RequestLog, TraceIds};
+use crate::metrics::Metrics;
+
+use accesslog::{Format, Sink};
+use fields::{AttrValue, Attrs, FieldOutcome, Fields};
+use sampling::Sampler;
+
+/// Configuration errors. Each names the YAML path (or env var) and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{path}: {source}")]
+    Cel {
+        path: String,
+        #[source]
+        source: CelError,
+    },
+    #[error("{path}: {msg} (got {value:?})")]
+    Invalid {
+        path: String,
+        value: String,
+        msg: String,
+    },
+    #[error("OTLP exporter for {endpoint}: {msg}")]
+    Exporter { endpoint: String, msg: String },
+    #[error("starting the access log writer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The raw config sections telemetry reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TelemetryConfig<'a> {
+    pub tracing: Option<&'a RawTracing>,
+    pub logging: Option<&'a RawLogging>,
+    pub frontend_tracing: Option<&'a RawFrontendTracing>,
+    pub gateway_name: &'a str,
+}
+
+/// Optional request data that some configured expression reads; the proxy captures only these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capture {
+    pub prompt: bool,
+    pub completion: bool,
+    pub request_headers: bool,
+    pub response_headers: bool,
+}
+
+struct Tracer {
+    fields: Fields,
+    random: Sampler,
+    client: Sampler,
+    filter: Option<Expression>,
+    queue: otlp::SpanQueue,
+    scope: InstrumentationScope,
+}
+
+struct AccessLog {
+    enabled: bool,
+    fields: Fields,
+    filter: Option<Expression>,
+    format: Format,
+    sink: Sink,
+}
+
+/// Per-process telemetry, shared by every request.
+pub struct Telemetry {
+    gateway_name: String,
+    tracer: Option<Tracer>,
+    log: AccessLog,
+    metrics: Arc<Metrics>,
+    /// Variables `finish` must build (union over fields and filters).
+    refs: Refs,
+    capture: Capture,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("gateway", &self.gateway_name)
+            .field("tracing", &self.tracer.is_some())
+            .field("capture", &self.capture)
+            .finish_non_exhaustive()
+    }
+}
+
+fn compile_opt(src: Option<&(String, String)>) -> Result<Option<Expression>, TelemetryError> {
+    src.map(|(path, s)| {
+        Expression::compile(s).map_err(|source| TelemetryError::Cel {
+            path: path.clone(),
+            source,
+        })
+    })
+    .transpose()
+}
+
+/// `warn`, `error` or `off` as the default level hides `info` access lines, as in agentgateway.
+fn level_allows_info(level: Option<&str>) -> bool {
+    let Some(level) = level else { return true };
+    let default = level
+        .split(',')
+        .map(str::trim)
+        .find(|d| !d.contains('='))
+        .unwrap_or("info");
+    !matches!(
+        default.to_ascii_lowercase().as_str(),
+        "warn" | "warning" | "error" | "off"
+    )
+}
+
+// === impl Telemetry ===
+
+impl Telemetry {
+    /// Builds exporters and compiles every CEL expression. Errors name the YAML path + bad value.
+    /// Must run inside the tokio runtime when tracing is configured.
+    pub fn new(
+        cfg: TelemetryConfig<'_>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Telemetry>, TelemetryError> {
+        let sink = Sink::stdout()?;
+        Self::build(cfg, metrics, sink, &|k| std::env::var(k).ok())
+    }
+
+    fn build(
+        cfg: TelemetryConfig<'_>,
+        metrics: Arc<Metrics>,
+        sink: Sink,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Telemetry>, TelemetryError> {
+        let log = Self::build_log(cfg.logging, sink)?;
+        let tracer = match settings::resolve(cfg.tracing, cfg.frontend_tracing, env)? {
+            Some(s) => Some(Self::build_tracer(s, metrics.clone())?),
+            None => None,
+        };
+        let mut refs = log.fields.refs();
+        let mut start_refs = Refs::default();
+        if let Some(f) = &log.filter {
+            refs = refs.union(f.references());
+        }
+        if let Some(t) = &tracer {
+            refs = refs.union(t.fields.refs());
+            if let Some(f) = &t.filter {
+                refs = refs.union(f.references());
+            }
+            start_refs = t.random.refs().union(t.client.refs());
+        }
+        let all = refs.union(start_refs);
+        let capture = Capture {
+            prompt: all.llm_prompt,
+            completion: all.llm_completion,
+            request_headers: all.request_headers,
+            response_headers: all.response_headers,
+        };
+        Ok(Arc::new(Telemetry {
+            gateway_name: cfg.gateway_name.to_owned(),
+            tracer,
+            log,
+            metrics,
+            refs,
+            capture,
+        }))
+    }
+
+    fn build_log(raw: Option<&RawLogging>, sink: Sink) -> Result<AccessLog, TelemetryError> {
+        const L: &str = "config.logging";
+        let format = match raw.and_then(|l| l.format.as_deref()) {
+            None | Some("text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(other) => {
+                return Err(TelemetryError::Invalid {
+                    path: format!("{L}.format"),
+                    value: other.to_owned(),
+                    msg: "must be `text` or `json`".into(),
+                });
+            }
+        };
+        let fields = match raw.and_then(|l| l.fields.as_ref()) {
+            Some(f) => Fields::compile(&f.add, &f.remove, &format!("{L}.fields.add"))?,
+            None => Fields::default(),
+        };
+        let filter = raw
+            .and_then(|l| l.filter.clone())
+            .map(|f| (format!("{L}.filter"), f));
+        Ok(AccessLog {
+            enabled: level_allows_info(raw.and_then(|l| l.level.as_deref())),
+            fields,
+            filter: compile_opt(filter.as_ref())?,
+            format,
+            sink,
+        })
+    }
+
+    fn build_tracer(
+        s: settings::TracingSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Tracer, TelemetryError> {
+        let mut fields = Fields::compile(&Default::default(), &s.remove, "")?;
+        for (path, add) in &s.add {
+            fields.extend(Fields::compile(add, &[], path)?);
+        }
+        let random = match &s.random {
+            Some((path, v)) => Sampler::compile(v, path)?,
+            None => Sampler::Always(false),
+        };
+        let client = match &s.client {
+            Some((path, v)) => Sampler::compile(v, path)?,
+            None => Sampler::Always(true),
+        };
+        let filter = compile_opt(s.filter.as_ref())?;
+
+        // Resource: OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME < policy `resources`.
+        let mut res: Vec<KeyValue> = s
+            .env_resources
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        if let Some(n) = &s.service_name {
+            res.push(KeyValue::new("service.name", n.clone()));
+        }
+        let exec = Executor::empty();
+        for (name, src) in &s.resources {
+            let path = format!("frontendPolicies.tracing.resources[{name:?}]");
+            let expr = Expression::compile(src).map_err(|source| TelemetryError::Cel {
+                path: path.clone(),
+                source,
+            })?;
+            let v = exec
+                .eval(&expr)
+                .map_err(|source| TelemetryError::Cel { path, source })?;
+            if let Some(a) = fields::to_attr(&v) {
+                res.push(spans::to_kv(name.clone(), a));
+            }
+        }
+        let queue = otlp::SpanQueue::start(&s.export, otlp::resource(res), metrics)?;
+        Ok(Tracer {
+            fields,
+            random,
+            client,
+            filter,
+            queue,
+            scope: InstrumentationScope::builder("gateway")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        })
+    }
+
+    /// Which optional request data the config needs captured.
+    pub fn capture(&self) -> Capture {
+        self.capture
+    }
+
+    /// Whether spans are exported at all.
+    pub fn tracing_enabled(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// At request start: parse traceparent/tracestate from headers, decide sampling, assign ids
+    /// into `log.trace`. Also fills `log.request_headers` (credentials skipped) when a
+    /// configured expression reads them and the proxy has not.
+    pub fn start(&self, headers: &HeaderMap, log: &mut RequestLog) {
+        if self.capture.request_headers && log.request_headers.is_empty() {
+            log.request_headers = headers
+                .iter()
+                .filter(|(k, _)| !redact::is_sensitive(k.as_str()))
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+        }
+        let Some(t) = &self.tracer else { return };
+        let incoming = headers
+            .get(http::header::HeaderName::from_static("traceparent"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(traceparent::parse);
+        let sampler = if incoming.is_some() {
+            &t.client
+        } else {
+            &t.random
+        };
+        let sampled = sampler.sample(log).unwrap_or_else(|e| {
+            if !matches!(e, CelError::Missing(_)) {
+                self.metrics
+                    .cel_errors
+                    .with_label_values(&["sampling"])
+                    .inc();
+            }
+            false
+        });
+        log.trace = match incoming {
+            Some(tp) => TraceIds {
+                trace_id: tp.trace_id,
+                span_id: traceparent::new_span_id(),
+                parent_span_id: Some(tp.span_id),
+                sampled,
+            },
+            None if sampled => TraceIds {
+                trace_id: traceparent::new_trace_id(),
+                span_id: traceparent::new_span_id(),
+                parent_span_id: None,
+                sampled: true,
+            },
+            None => TraceIds::default(),
+        };
+    }
+
+    /// Before the upstream call: allocate the CLIENT span id (`log.upstream_span_id`) and write
+    /// `traceparent` into `headers`. An incoming `tracestate` is vendor data for the trace and
+    /// is forwarded unchanged (the gateway adds no entry of its own), so it is left in place.
+    pub fn inject_upstream(&self, log: &mut RequestLog, headers: &mut HeaderMap) {
+        if log.trace.trace_id == [0; 16] {
+            return;
+        }
+        let id = traceparent::new_span_id();
+        log.upstream_span_id = Some(id);
+        let tp = traceparent::format(&log.trace.trace_id, &id, log.trace.sampled);
+        if let Ok(v) = HeaderValue::from_str(&tp) {
+            headers.insert(http::header::HeaderName::from_static("traceparent"), v);
+        }
+        if let Some(ts) = headers.get("tracestate")
+            && ts
+                .to_str()
+                .ok()
+                .and_then(traceparent::sanitize_tracestate)
+                .is_none()
+        {
+            headers.remove("tracestate");
+        }
+    }
+
+    /// W3C traceparent string for a child span of this request (MCP helper uses it for
+    /// `params._meta` / target headers).
+    pub fn traceparent_for(&self, log: &RequestLog, span_id: [u8; 8]) -> Option<String> {
+        (log.trace.trace_id != [0; 16])
+            .then(|| traceparent::format(&log.trace.trace_id, &span_id, log.trace.sampled))
+    }
+
+    /// At request end (never blocks): metrics, access log line, spans.
+    pub fn finish(&self, mut log: RequestLog) {
+        if log.end.is_none() {
+            log.end = Some(Instant::now());
+        }
+        self.metrics.record(&log);
+        let exec = Executor::new(&log, self.refs);
+        let base = attrs::base(&log);
+        if self.log.enabled && self.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
+            self.write_log(&log, &exec, &base);
+        }
+        if let Some(t) = &self.tracer
+            && let Some(spans) = self.make_spans(t, &log, &exec, base)
+        {
+            t.queue.push(spans);
+        }
+    }
+
+    /// The request's spans, or `None` when it is not sampled or the trace filter drops it.
+    fn make_spans(
+        &self,
+        t: &Tracer,
+        log: &RequestLog,
+        exec: &Executor,
+        base: Attrs,
+    ) -> Option<Vec<opentelemetry_sdk::trace::SpanData>> {
+        if !log.trace.sampled
+            || log.trace.trace_id == [0; 16]
+            || t.filter.as_ref().is_some_and(|f| !exec.eval_bool(f))
+        {
+            return None;
+        }
+        let mut a: Attrs = base
+            .into_iter()
+            .filter(|(k, _)| !t.fields.drops(k))
+            .collect();
+        let mut extra = Attrs::new();
+        attrs::span_extra(log, &mut extra);
+        a.extend(extra.into_iter().filter(|(k, _)| !t.fields.drops(k)));
+        t.fields
+            .eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
+        let name = a
+            .iter()
+            .position(|(k, _)| k == "span.name")
+            .map(|i| match a.remove(i).1 {
+                AttrValue::Str(s) => s,
+                other => other.to_string(),
+            });
+        Some(spans::build(log, &t.scope, a, name))
+    }
+
+    fn count(&self, o: FieldOutcome, source: &str) {
+        if let FieldOutcome::Error(e) = o {
+            tracing::debug!(error = %e, source, "telemetry field evaluation failed");
+            self.metrics.cel_errors.with_label_values(&[source]).inc();
+        }
+    }
+
+    fn write_log(&self, log: &RequestLog, exec: &Executor, base: &Attrs) {
+        let f = &self.log.fields;
+        let mut a: Attrs = if f.is_empty() {
+            base.clone()
+        } else {
+            base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect()
+        };
+        let mut extra = Attrs::new();
+        attrs::log_extra(log, &mut extra);
+        a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
+        f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
+        let ts = log
+            .start_time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            + log
+                .end
+                .map_or(Duration::ZERO, |e| e.saturating_duration_since(log.start));
+        let line = match self.log.format {
+            Format::Text => accesslog::format_text(ts, &a),
+            Format::Json => accesslog::format_json(ts, &a),
+        };
+        if !self.log.sink.send(line) {
+            self.metrics.access_log_dropped.inc();
+        }
+    }
+
+    /// Flush spans on shutdown (bounded by a deadline).
+    pub async fn shutdown(&self) {
+        if let Some(t) = &self.tracer {
+            t.queue.flush(Duration::from_secs(5)).await;
+        }
+    }
+}

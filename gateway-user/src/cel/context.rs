@@ -1,0 +1,313 @@
+//! Builds the CEL variables (`request`, `response`, `llm`, `source`, `backend`, `mcp`, `env`)
+//! from a `RequestLog`. Only variables named in `Refs` are built; `llm.prompt`,
+//! `llm.completion` and the header maps only when an expression mentions them.
+//!
+//! Credentials never reach CEL: header values whose name `telemetry::redact::is_sensitive`
+//! flags are replaced by `<redacted>`, even if the proxy forgot to strip them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::UNIX_EPOCH;
+
+use cel_interpreter::Context;
+use cel_interpreter::objects::{Key, Map};
+
+use super::{Refs, Value, from_json};
+use crate::ctx::RequestLog;
+use crate::telemetry::redact::{REDACTED, is_sensitive};
+
+/// Map under construction; each field may be inserted under two spellings.
+struct Obj(HashMap<Key, Value>);
+
+impl Obj {
+    fn new() -> Obj {
+        Obj(HashMap::new())
+    }
+    fn set(&mut self, k: &'static str, v: Value) {
+        self.0.insert(Key::String(Arc::new(k.to_owned())), v);
+    }
+    /// Inserts under the camelCase name and, when different, the snake_case alias.
+    fn set2(&mut self, camel: &'static str, snake: &'static str, v: Value) {
+        if camel != snake {
+            self.set(snake, v.clone());
+        }
+        self.set(camel, v);
+    }
+    fn done(self) -> Value {
+        Value::Map(Map {
+            map: Arc::new(self.0),
+        })
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::String(Arc::new(v.to_owned()))
+}
+
+fn int(v: u64) -> Value {
+    Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+pub(super) fn populate(ctx: &mut Context<'static>, log: &RequestLog, refs: Refs) {
+    if refs.request {
+        ctx.add_variable_from_value("request", request(log, refs.request_headers));
+    }
+    if refs.response
+        && let Some(resp) = response(log, refs.response_headers)
+    {
+        ctx.add_variable_from_value("response", resp);
+    }
+    if refs.llm
+        && let Some(llm) = llm(log, refs)
+    {
+        ctx.add_variable_from_value("llm", llm);
+    }
+    if refs.source
+        && let Some(addr) = log.src_addr
+    {
+        let mut o = Obj::new();
+        o.set("address", s(&addr.ip().to_string()));
+        o.set("port", Value::Int(i64::from(addr.port())));
+        ctx.add_variable_from_value("source", o.done());
+    }
+    if refs.backend
+        && let Some(b) = &log.backend
+    {
+        let mut o = Obj::new();
+        o.set("name", s(b));
+        ctx.add_variable_from_value("backend", o.done());
+    }
+    if refs.mcp
+        && let Some(m) = mcp(log)
+    {
+        ctx.add_variable_from_value("mcp", m);
+    }
+    if refs.env {
+        ctx.add_variable_from_value("env", env(log));
+    }
+}
+
+fn headers(pairs: &[(String, String)]) -> Value {
+    let mut map: HashMap<Key, Value> = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let name = k.to_ascii_lowercase();
+        let v = if is_sensitive(&name) {
+            REDACTED
+        } else {
+            v.as_str()
+        };
+        let key = Key::String(Arc::new(name));
+        // One value → string; repeated header → list of its values (agentgateway's shape).
+        match map.remove(&key) {
+            None => {
+                map.insert(key, s(v));
+            }
+            Some(Value::List(l)) => {
+                let mut l = (*l).clone();
+                l.push(s(v));
+                map.insert(key, Value::List(Arc::new(l)));
+            }
+            Some(prev) => {
+                map.insert(key, Value::List(Arc::new(vec![prev, s(v)])));
+            }
+        }
+    }
+    Value::Map(Map { map: Arc::new(map) })
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    crate::telemetry::accesslog::format_timestamp(d)
+}
+
+fn request(log: &RequestLog, with_headers: bool) -> Value {
+    let mut o = Obj::new();
+    o.set("method", s(&log.method));
+    o.set("path", s(&log.path));
+    o.set("host", s(&log.host));
+    o.set("scheme", s(log.scheme));
+    o.set("uri", s(&log.uri));
+    let pq = path_and_query(&log.uri).unwrap_or(&log.path);
+    o.set2("pathAndQuery", "path_and_query", s(pq));
+    o.set("version", s(log.version));
+    o.set2("startTime", "start_time", s(&rfc3339(log.start_time)));
+    if let Some(end) = log.end {
+        let end_time = log.start_time + end.saturating_duration_since(log.start);
+        o.set2("endTime", "end_time", s(&rfc3339(end_time)));
+    }
+    if with_headers {
+        o.set("headers", headers(&log.request_headers));
+    }
+    o.done()
+}
+
+/// `/p?q` from either an origin-form or an absolute URI.
+fn path_and_query(uri: &str) -> Option<&str> {
+    if uri.starts_with('/') {
+        return Some(uri);
+    }
+    let rest = uri.split_once("://")?.1;
+    Some(rest.find('/').map_or("/", |i| &rest[i..]))
+}
+
+fn response(log: &RequestLog, with_headers: bool) -> Option<Value> {
+    let code = log.status?;
+    let mut o = Obj::new();
+    o.set("code", Value::Int(i64::from(code)));
+    if with_headers {
+        o.set("headers", headers(&log.response_headers));
+    }
+    Some(o.done())
+}
+
+fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
+    let l = log.llm.as_ref()?;
+    let mut o = Obj::new();
+    o.set("provider", s(&l.provider));
+    if !l.operation.is_empty() {
+        o.set2("operationName", "operation_name", s(l.operation));
+    }
+    if let Some(m) = &l.request_model {
+        o.set2("requestModel", "request_model", s(m));
+    }
+    if let Some(m) = &l.response_model {
+        o.set2("responseModel", "response_model", s(m));
+    }
+    if let Some(t) = l.input_tokens {
+        o.set2("inputTokens", "input_tokens", int(t));
+    }
+    if let Some(t) = l.output_tokens {
+        o.set2("outputTokens", "output_tokens", int(t));
+    }
+    let total = l.total_tokens.or(match (l.input_tokens, l.output_tokens) {
+        (Some(i), Some(o)) => Some(i + o),
+        _ => None,
+    });
+    if let Some(t) = total {
+        o.set2("totalTokens", "total_tokens", int(t));
+    }
+    if let Some(t) = l.cached_input_tokens {
+        o.set2("cachedInputTokens", "cached_input_tokens", int(t));
+    }
+    if let Some(t) = l.reasoning_tokens {
+        o.set2("reasoningTokens", "reasoning_tokens", int(t));
+    }
+    o.set("streaming", Value::Bool(l.streaming));
+    if let Some(ttft) = l.first_token {
+        o.set2(
+            "timeToFirstToken",
+            "time_to_first_token",
+            s(&format!("{}ms", ttft.as_millis())),
+        );
+    }
+    if refs.llm_prompt
+        && let Some(p) = &l.prompt
+    {
+        o.set("prompt", from_json(p));
+    }
+    if refs.llm_completion
+        && let Some(c) = &l.completion
+    {
+        o.set(
+            "completion",
+            Value::List(Arc::new(c.iter().map(|t| s(t)).collect())),
+        );
+    }
+    let params: HashMap<Key, Value> = l
+        .params
+        .iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
+        .collect();
+    o.set(
+        "params",
+        Value::Map(Map {
+            map: Arc::new(params),
+        }),
+    );
+    if !l.finish_reasons.is_empty() {
+        o.set2(
+            "finishReasons",
+            "finish_reasons",
+            Value::List(Arc::new(l.finish_reasons.iter().map(|r| s(r)).collect())),
+        );
+    }
+    if !l.tool_calls.is_empty() {
+        let calls = l
+            .tool_calls
+            .iter()
+            .map(|name| {
+                let mut c = Obj::new();
+                c.set("name", s(name));
+                c.done()
+            })
+            .collect();
+        o.set2("toolCalls", "tool_calls", Value::List(Arc::new(calls)));
+    }
+    Some(o.done())
+}
+
+fn mcp(log: &RequestLog) -> Option<Value> {
+    let m = log.mcp.as_ref()?;
+    let mut o = Obj::new();
+    if let Some(v) = &m.method {
+        o.set2("methodName", "method_name", s(v));
+    }
+    if let Some(v) = &m.session_id {
+        o.set2("sessionId", "session_id", s(v));
+    }
+    if let Some(v) = &m.request_id {
+        o.set2("requestId", "request_id", from_json(v));
+    }
+    if m.tool_name.is_some() || m.tool_arguments.is_some() {
+        let mut t = Obj::new();
+        if let Some(v) = &m.tool_name {
+            t.set("name", s(v));
+        }
+        if let Some(v) = &m.target {
+            t.set("target", s(v));
+        }
+        if let Some(v) = &m.tool_arguments {
+            t.set("arguments", from_json(v));
+        }
+        if let Some(v) = &m.tool_result {
+            t.set("result", from_json(v));
+        }
+        if let Some(v) = &m.tool_error {
+            t.set("error", from_json(v));
+        }
+        o.set("tool", t.done());
+    }
+    if let Some(v) = &m.resource {
+        let mut r = Obj::new();
+        r.set("name", s(v));
+        if let Some(t) = &m.target {
+            r.set("target", s(t));
+        }
+        o.set("resource", r.done());
+    }
+    if let Some(v) = &m.error_type {
+        o.set2("errorType", "error_type", s(v));
+    }
+    Some(o.done())
+}
+
+/// Well-known process attributes (not raw environment variables), read once.
+static ENV: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
+    [
+        ("podName", "POD_NAME"),
+        ("namespace", "POD_NAMESPACE"),
+        ("nodeName", "NODE_NAME"),
+    ]
+    .into_iter()
+    .filter_map(|(k, var)| std::env::var(var).ok().map(|v| (k, v)))
+    .collect()
+});
+
+fn env(log: &RequestLog) -> Value {
+    let mut o = Obj::new();
+    for (k, v) in ENV.iter() {
+        o.set(k, s(v));
+    }
+    o.set("gateway", s(&log.gateway));
+    o.done()
+}

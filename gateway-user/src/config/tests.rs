@@ -1,0 +1,137 @@
+//! Config loading: every error path names its YAML path and value.
+
+use super::*;
+
+fn errs(yaml: &str) -> Vec<String> {
+    match load_str(yaml, Source::Embedded) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn env_none(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let snap = load_str(EMBEDDED_DEFAULT, Source::Embedded).expect("embedded default");
+    assert_eq!(snap.binds.len(), 1);
+    assert_eq!(snap.binds[0].listeners[0].routes.len(), 3);
+}
+
+#[test]
+fn unknown_field_names_path() {
+    let e =
+        errs("binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends:\n      - hots: x\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("binds[0].listeners[0].routes[0].backends[0]"),
+        "{e:?}"
+    );
+    assert!(e[0].contains("hots"), "{e:?}");
+}
+
+#[test]
+fn bad_type_names_path_and_value() {
+    let e = errs("binds:\n- port: notaport\n  listeners: []\n");
+    assert!(e[0].contains("binds[0].port"), "{e:?}");
+    assert!(e[0].contains("notaport"), "{e:?}");
+}
+
+#[test]
+fn backend_needs_exactly_one_kind() {
+    let e = errs(
+        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends:\n      - {host: 'a:1', ai: {provider: {openAI: {}}}}\n",
+    );
+    assert!(
+        e[0].contains("backends[0]") && e[0].contains("exactly one"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_provider_is_listed() {
+    let e = errs(
+        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends:\n      - ai: {name: x, provider: {openaii: {}}}\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("ai.provider.openaii") && e.contains("unknown provider")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_error_is_reported() {
+    let e = errs(
+        "config:\n  statsAddr: nonsense\nbinds:\n- port: 1\n  listeners:\n  - routes:\n    - matches: [{path: {regex: '('}}]\n      policies: {timeout: {requestTimeout: 5 parsecs}}\n      backends: [{host: 'h:1'}]\n",
+    );
+    assert!(e.iter().any(|e| e.contains("config.statsAddr")), "{e:?}");
+    assert!(
+        e.iter().any(|e| e.contains("matches[0].path.regex")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("timeout.requestTimeout") && e.contains("5 parsecs")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn duplicate_ports_rejected() {
+    let e = errs("binds:\n- {port: 1, listeners: []}\n- {port: 1, listeners: []}\n");
+    assert!(e[0].contains("already used"), "{e:?}");
+}
+
+#[test]
+fn env_expansion() {
+    let env = |k: &str| (k == "KEY").then(|| "sk-123".to_owned());
+    let raw = parse_raw(
+        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: 'h:1'}]\n      policies: {backendAuth: {key: $KEY}, requestHeaderModifier: {set: {x: 'a-${KEY}-b'}}}\n",
+        &env,
+    )
+    .expect("parse");
+    let p = raw.binds[0].listeners[0].routes[0]
+        .policies
+        .as_ref()
+        .expect("policies");
+    match p.backend_auth.as_ref().and_then(|a| a.key.as_ref()) {
+        Some(raw::RawSecretRef::Inline(k)) => assert_eq!(k, "sk-123"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let set = &p.request_header_modifier.as_ref().expect("modifier").set;
+    assert_eq!(set["x"], "a-sk-123-b");
+}
+
+#[test]
+fn missing_env_var_names_path() {
+    let e = parse_raw("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies: {backendAuth: {key: $NOPE}}\n", &env_none)
+        .expect_err("missing var");
+    assert!(
+        e.to_string()
+            .contains("binds[0].listeners[0].routes[0].policies.backendAuth.key"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("NOPE"), "{e}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert!(parse_duration("x").is_err());
+    assert!(parse_duration("3 weeks").is_err());
+}
+
+#[test]
+fn llm_shorthand_and_mcp_shorthand_compile() {
+    let snap = load_str(
+        "llm:\n  port: 4001\n  models:\n  - name: smart\n    provider: openAI\n    params: {model: gpt-5, apiKey: k}\n  - name: anthropic/*\n    provider: anthropic\n    params: {apiKey: k}\n    transformation:\n      model: llmRequest.model.stripPrefix(\"anthropic/\")\n",
+        Source::Embedded,
+    )
+    .expect("llm shorthand");
+    assert_eq!(snap.binds[0].port, 4001);
+}

@@ -1,0 +1,215 @@
+//! Incremental Server-Sent Events parser: bytes in, complete events out, with the event's raw
+//! bytes kept so that pass-through streams are forwarded byte for byte.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// One SSE event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// `data:` lines joined with `\n`.
+    pub data: String,
+    /// The exact bytes of the event block, terminator included.
+    pub raw: Bytes,
+}
+
+impl SseEvent {
+    /// Serialises an event the way providers do: optional `event:` line, one `data:` line.
+    pub fn encode(event: Option<&str>, data: &str, out: &mut BytesMut) {
+        if let Some(e) = event {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(e.as_bytes());
+            out.extend_from_slice(b"\n");
+        }
+        for line in data.split('\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\n");
+        }
+        out.extend_from_slice(b"\n");
+    }
+}
+
+/// Buffers partial input across chunks. Bounded: an event larger than `max_event` is an error.
+#[derive(Debug)]
+pub struct SseParser {
+    buf: BytesMut,
+    max_event: usize,
+}
+
+/// The stream broke the SSE framing rules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SseError {
+    #[error("SSE event larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::new(8 << 20)
+    }
+}
+
+impl SseParser {
+    pub fn new(max_event: usize) -> Self {
+        SseParser {
+            buf: BytesMut::new(),
+            max_event,
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Bytes received but not yet part of a complete event.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The next complete event, if one is buffered.
+    pub fn next_event(&mut self) -> Result<Option<SseEvent>, SseError> {
+        let Some((end, term)) = find_boundary(&self.buf) else {
+            if self.buf.len() > self.max_event {
+                return Err(SseError::TooLarge(self.max_event));
+            }
+            return Ok(None);
+        };
+        let raw = self.buf.split_to(end + term).freeze();
+        // Blocks with no data and no event (comments, keep-alives) are still forwarded raw by
+        // callers that pass through; they see them as events with empty data.
+        Ok(Some(parse_block(&raw[..end], raw.clone())))
+    }
+
+    /// Whatever is left at end of stream, as a final event if it has content.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+            self.buf.advance(self.buf.len());
+            return None;
+        }
+        let raw = self.buf.split().freeze();
+        Some(parse_block(&raw, raw.clone()))
+    }
+}
+
+/// Position of the first blank line (`\n\n`, `\r\n\r\n`, `\r\r`) and its length.
+fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i < buf.len() {
+        match buf[i] {
+            b'\n' => {
+                if buf.get(i + 1) == Some(&b'\n') {
+                    return Some((i, 2));
+                }
+                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                    return Some((i, 3));
+                }
+            }
+            b'\r' => {
+                if buf.get(i + 1) == Some(&b'\n')
+                    && buf.get(i + 2) == Some(&b'\r')
+                    && buf.get(i + 3) == Some(&b'\n')
+                {
+                    return Some((i, 4));
+                }
+                if buf.get(i + 1) == Some(&b'\r') {
+                    return Some((i, 2));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn parse_block(block: &[u8], raw: Bytes) -> SseEvent {
+    let text = String::from_utf8_lossy(block);
+    let mut event = None;
+    let mut data: Option<String> = None;
+    for line in text.split(['\n', '\r']) {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.find(':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(' ').unwrap_or(v))
+            }
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = Some(value.to_owned()),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+    }
+    SseEvent {
+        event,
+        data: data.unwrap_or_default(),
+        raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(p: &mut SseParser) -> Vec<SseEvent> {
+        let mut v = Vec::new();
+        while let Some(e) = p.next_event().expect("event") {
+            v.push(e);
+        }
+        v
+    }
+
+    #[test]
+    fn split_across_chunks() {
+        let mut p = SseParser::default();
+        p.push(b"event: message_start\nda");
+        assert!(all(&mut p).is_empty());
+        p.push(b"ta: {\"a\":1}\n\ndata: [DONE]\n\n");
+        let evs = all(&mut p);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].event.as_deref(), Some("message_start"));
+        assert_eq!(evs[0].data, "{\"a\":1}");
+        assert_eq!(
+            &evs[0].raw[..],
+            b"event: message_start\ndata: {\"a\":1}\n\n"
+        );
+        assert_eq!(evs[1].data, "[DONE]");
+    }
+
+    #[test]
+    fn crlf_and_multiline_and_comments() {
+        let mut p = SseParser::default();
+        p.push(b": ping\r\n\r\ndata: a\r\ndata: b\r\n\r\n");
+        let evs = all(&mut p);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].data, "");
+        assert_eq!(evs[1].data, "a\nb");
+    }
+
+    #[test]
+    fn finish_returns_unterminated_tail() {
+        let mut p = SseParser::default();
+        p.push(b"data: tail");
+        assert!(all(&mut p).is_empty());
+        assert_eq!(p.finish().expect("tail").data, "tail");
+        assert!(p.finish().is_none());
+    }
+
+    #[test]
+    fn oversized_event_is_an_error() {
+        let mut p = SseParser::new(8);
+        p.push(b"data: 0123456789");
+        assert_eq!(p.next_event(), Err(SseError::TooLarge(8)));
+    }
+}

@@ -1,0 +1,135 @@
+//! Streamed LLM responses: SSE events are parsed as they pass, observed for usage and text, and
+//! forwarded (or translated) one by one. Nothing is buffered beyond one partial event.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::sse::{SseError, SseEvent, SseParser};
+use crate::ctx::LlmInfo;
+
+/// Per-format stream logic: observes events into `LlmInfo` and writes what the client gets.
+pub trait StreamHandler: Send {
+    /// One complete upstream event. Append the client's bytes to `out` (nothing to drop it).
+    fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo);
+    /// Upstream ended cleanly. Append any closing bytes the client format needs.
+    fn on_end(&mut self, _out: &mut BytesMut, _info: &mut LlmInfo) {}
+    /// Whether the upstream stream reached its protocol-level end (`[DONE]`, `message_stop`...).
+    fn completed(&self) -> bool;
+}
+
+/// Drives a `StreamHandler` over raw body chunks.
+pub struct SseTransform {
+    parser: SseParser,
+    handler: Box<dyn StreamHandler>,
+    start: Instant,
+    capture_completion: bool,
+}
+
+impl SseTransform {
+    pub fn new(handler: Box<dyn StreamHandler>, start: Instant, capture_completion: bool) -> Self {
+        SseTransform {
+            parser: SseParser::default(),
+            handler,
+            start,
+            capture_completion,
+        }
+    }
+
+    /// Feeds one upstream chunk; returns the bytes for the client (possibly empty).
+    pub fn data(&mut self, chunk: &[u8], info: &mut LlmInfo) -> Result<Bytes, SseError> {
+        self.parser.push(chunk);
+        let mut out = BytesMut::new();
+        while let Some(ev) = self.parser.next_event()? {
+            self.event(&ev, &mut out, info);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Upstream finished; returns the closing bytes for the client.
+    pub fn end(&mut self, info: &mut LlmInfo) -> Bytes {
+        let mut out = BytesMut::new();
+        if let Some(ev) = self.parser.finish() {
+            self.event(&ev, &mut out, info);
+        }
+        self.handler.on_end(&mut out, info);
+        if !self.capture_completion {
+            info.completion = None;
+        }
+        out.freeze()
+    }
+
+    pub fn completed(&self) -> bool {
+        self.handler.completed()
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
+        let had_text = info
+            .completion
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|s| !s.is_empty()));
+        self.handler.on_event(ev, out, info);
+        if info.first_token.is_none() {
+            let has_text = info
+                .completion
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|s| !s.is_empty()));
+            if has_text && !had_text {
+                info.first_token = Some(self.start.elapsed());
+            }
+        }
+    }
+}
+
+/// Appends `text` to choice `index` of the completion being assembled.
+pub fn push_completion(info: &mut LlmInfo, index: usize, text: &str) {
+    let c = info.completion.get_or_insert_with(Vec::new);
+    if c.len() <= index {
+        c.resize(index + 1, String::new());
+    }
+    c[index].push_str(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo(bool);
+    impl StreamHandler for Echo {
+        fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
+            if ev.data == "[DONE]" {
+                self.0 = true;
+            } else {
+                push_completion(info, 0, &ev.data);
+            }
+            out.extend_from_slice(&ev.raw);
+        }
+        fn completed(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn forwards_raw_and_sets_first_token() {
+        let mut t = SseTransform::new(Box::new(Echo(false)), Instant::now(), true);
+        let mut info = LlmInfo::default();
+        let out = t.data(b"data: he", &mut info).expect("data");
+        assert!(out.is_empty());
+        let out = t.data(b"llo\n\ndata: [DONE]\n\n", &mut info).expect("data");
+        assert_eq!(&out[..], b"data: hello\n\ndata: [DONE]\n\n");
+        assert!(info.first_token.is_some());
+        assert!(t.completed());
+        t.end(&mut info);
+        assert_eq!(info.completion.as_deref(), Some(&["hello".to_owned()][..]));
+    }
+
+    #[test]
+    fn completion_dropped_unless_captured() {
+        let mut t = SseTransform::new(Box::new(Echo(false)), Instant::now(), false);
+        let mut info = LlmInfo::default();
+        t.data(b"data: x\n\n", &mut info).expect("data");
+        t.end(&mut info);
+        assert!(info.completion.is_none());
+        assert!(info.first_token.is_some());
+    }
+}

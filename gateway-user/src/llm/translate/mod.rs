@@ -1,0 +1,155 @@
+//! Translation between client and provider formats: OpenAI Chat Completions ⇄ Anthropic
+//! Messages, and OpenAI Chat Completions → Gemini generateContent, for requests, responses,
+//! streams and errors. Everything works on `serde_json::Value` so fields a translation does not
+//! know are dropped deliberately rather than failing the request.
+
+pub mod chat_anthropic;
+pub mod chat_gemini;
+pub mod messages_chat;
+
+use serde_json::{Value, json};
+
+use super::provider::Wire;
+
+/// Random id with a provider-style prefix (`chatcmpl-…`, `msg_…`).
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let n: u128 = rng.random();
+    format!("{prefix}{:024x}", n & ((1u128 << 96) - 1))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The human message of an upstream error body in any provider's shape.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    match e {
+        Value::String(s) => Some(s.clone()),
+        _ => e.get("message").and_then(Value::as_str).map(str::to_owned),
+    }
+}
+
+/// Re-shapes an upstream error body for a client that speaks another format. The status is
+/// kept by the caller.
+pub fn error_body(client: Wire, upstream: Wire, status: http::StatusCode, body: &[u8]) -> Value {
+    if client == upstream
+        && let Ok(v) = serde_json::from_slice::<Value>(body)
+    {
+        return v;
+    }
+    let msg = error_message(body).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            format!("upstream returned {status}")
+        } else {
+            text.chars().take(1024).collect()
+        }
+    });
+    super::error_body(client, status, &msg)
+}
+
+/// OpenAI `stop` (string or list) as a list.
+pub fn stop_list(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(s) => Some(json!([s])),
+        Value::Array(_) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Text of OpenAI message content (string or parts).
+pub fn chat_content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Parses tool-call arguments; a model's malformed JSON is kept as a string value.
+pub fn parse_arguments(args: &Value) -> Value {
+    match args {
+        Value::String(s) if s.trim().is_empty() => json!({}),
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| json!({"arguments": s})),
+        Value::Null => json!({}),
+        other => other.clone(),
+    }
+}
+
+/// `data:` line of an OpenAI chat chunk.
+pub fn chat_chunk(
+    id: &str,
+    model: &str,
+    created: u64,
+    choices: Value,
+    usage: Option<Value>,
+) -> Value {
+    let mut c = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    });
+    if let Some(u) = usage {
+        c["usage"] = u;
+    }
+    c
+}
+
+/// OpenAI usage object from token counts.
+pub fn chat_usage(input: u64, output: u64, cached: Option<u64>) -> Value {
+    let mut u = json!({
+        "prompt_tokens": input,
+        "completion_tokens": output,
+        "total_tokens": input + output,
+    });
+    if let Some(c) = cached {
+        u["prompt_tokens_details"] = json!({"cached_tokens": c});
+    }
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reshaped_across_formats() {
+        let body = br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+        let v = error_body(
+            Wire::OpenAi,
+            Wire::Anthropic,
+            http::StatusCode::TOO_MANY_REQUESTS,
+            body,
+        );
+        assert_eq!(v["error"]["message"], "slow down");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        let v = error_body(
+            Wire::Anthropic,
+            Wire::Anthropic,
+            http::StatusCode::TOO_MANY_REQUESTS,
+            body,
+        );
+        assert_eq!(v["type"], "error");
+        let v = error_body(
+            Wire::Anthropic,
+            Wire::Gemini,
+            http::StatusCode::BAD_GATEWAY,
+            b"oops",
+        );
+        assert_eq!(v["error"]["message"], "oops");
+    }
+}

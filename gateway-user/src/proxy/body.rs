@@ -1,0 +1,195 @@
+//! The response body every request ends with: it forwards frames (through an optional SSE
+//! transform), enforces the stream idle timeout, and hands the finished `RequestLog` to
+//! telemetry exactly once: at end of stream, on error, or when the client goes away (drop).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::body::{Body, BoxError};
+use crate::ctx::{Blame, RequestLog};
+use crate::llm::stream::SseTransform;
+use crate::telemetry::Telemetry;
+
+/// Called once with the finished log (telemetry, plus proxy-side bookkeeping).
+pub type Finisher = Arc<dyn Fn(RequestLog) + Send + Sync>;
+
+pub struct ObservedBody {
+    inner: Body,
+    log: Option<RequestLog>,
+    finish: Finisher,
+    transform: Option<SseTransform>,
+    idle_timeout: Duration,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    ended: bool,
+}
+
+impl ObservedBody {
+    pub fn new(
+        inner: Body,
+        log: RequestLog,
+        finish: Finisher,
+        transform: Option<SseTransform>,
+        idle_timeout: Duration,
+    ) -> Self {
+        ObservedBody {
+            inner,
+            log: Some(log),
+            finish,
+            transform,
+            idle_timeout,
+            idle: None,
+            ended: false,
+        }
+    }
+
+    fn complete(&mut self) {
+        if let Some(mut log) = self.log.take() {
+            log.end = Some(Instant::now());
+            (self.finish)(log);
+        }
+    }
+
+    fn fail(&mut self, msg: String, blame: Blame) {
+        if let Some(log) = self.log.as_mut() {
+            if log.error.is_none() {
+                log.error = Some(msg);
+            }
+            log.blame.get_or_insert(blame);
+        }
+        self.complete();
+    }
+}
+
+impl HttpBody for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => {
+                    if this.transform.is_none() {
+                        return Poll::Pending;
+                    }
+                    // Streams only: end one that has been silent for too long.
+                    let timeout = this.idle_timeout;
+                    let sleep = this
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(sleep.as_mut().poll(cx));
+                    this.ended = true;
+                    let msg = format!("stream idle for {timeout:?}");
+                    this.fail(msg.clone(), Blame::Upstream);
+                    return Poll::Ready(Some(Err(msg.into())));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.idle = None;
+                    let Some(t) = this.transform.as_mut() else {
+                        // hyper stops polling once a sized body is written out, so notice the
+                        // end here rather than waiting for a `None` that may never be asked for.
+                        if this.inner.is_end_stream() {
+                            this.ended = true;
+                            this.complete();
+                        }
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let data = match frame.into_data() {
+                        Ok(d) => d,
+                        // Trailers pass through untouched.
+                        Err(f) => return Poll::Ready(Some(Ok(f))),
+                    };
+                    let log = this.log.as_mut();
+                    let mut scratch = crate::ctx::LlmInfo::default();
+                    let info = match log.and_then(|l| l.llm.as_mut()) {
+                        Some(i) => i,
+                        None => &mut scratch,
+                    };
+                    match t.data(&data, info) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        Err(e) => {
+                            this.ended = true;
+                            let msg = format!("upstream stream: {e}");
+                            this.fail(msg.clone(), Blame::Upstream);
+                            return Poll::Ready(Some(Err(msg.into())));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    let msg = format!("upstream body: {e}");
+                    this.fail(msg.clone(), Blame::Upstream);
+                    return Poll::Ready(Some(Err(msg.into())));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let mut tail = Bytes::new();
+                    if let Some(t) = this.transform.as_mut() {
+                        let mut scratch = crate::ctx::LlmInfo::default();
+                        let info = match this.log.as_mut().and_then(|l| l.llm.as_mut()) {
+                            Some(i) => i,
+                            None => &mut scratch,
+                        };
+                        tail = t.end(info);
+                        if !t.completed()
+                            && let Some(log) = this.log.as_mut()
+                        {
+                            log.error.get_or_insert_with(|| {
+                                "upstream stream ended before completion".into()
+                            });
+                            log.blame.get_or_insert(Blame::Upstream);
+                        }
+                    }
+                    this.complete();
+                    if tail.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(tail))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.transform.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            // The client went away (or the connection broke) before the body finished. Dropping
+            // `inner` right after this cancels the upstream request.
+            log.client_cancelled = true;
+            log.error
+                .get_or_insert_with(|| "client disconnected before the response completed".into());
+            log.blame.get_or_insert(Blame::Client);
+        }
+        self.complete();
+    }
+}
+
+/// Finisher that hands the log to telemetry.
+pub fn telemetry_finisher(t: Arc<Telemetry>) -> Finisher {
+    Arc::new(move |log| t.finish(log))
+}

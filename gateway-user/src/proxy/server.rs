@@ -1,0 +1,226 @@
+//! Listeners: one accept loop per bind, HTTP/1.1 and HTTP/2 (h2c and ALPN), optional TLS,
+//! a connection limit, header-read timeout, and graceful drain.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::{ConnInfo, Proxy};
+use crate::config::Snapshot;
+
+/// Running accept loops, reconciled with the config on every reload.
+#[derive(Default)]
+pub struct Listeners {
+    binds: HashMap<SocketAddr, Running>,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Looks up the client's kernel flow timing and original destination at accept time.
+pub type AcceptHook = Arc<dyn Fn(&tokio::net::TcpStream, &mut ConnInfo) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Listeners {
+    /// Starts loops for new binds and stops those no longer configured. Existing loops keep
+    /// running: routes come from the snapshot per request, so they see the new config.
+    pub async fn reconcile(
+        &mut self,
+        proxy: &Arc<Proxy>,
+        snap: &Snapshot,
+        hook: Option<AcceptHook>,
+    ) -> Result<Vec<SocketAddr>, ListenError> {
+        let mut wanted = HashMap::new();
+        for b in &snap.binds {
+            let tls = b.listeners.iter().find_map(|l| l.tls.clone());
+            wanted.insert(SocketAddr::new(b.address, b.port), tls);
+        }
+        let stale: Vec<SocketAddr> = self
+            .binds
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for addr in stale {
+            if let Some(r) = self.binds.remove(&addr) {
+                let _ = r.stop.send(true);
+                tracing::info!(%addr, "listener removed by config reload");
+            }
+        }
+        let mut started = Vec::new();
+        for (addr, tls) in wanted {
+            if self.binds.contains_key(&addr) {
+                continue;
+            }
+            let socket = bind_socket(addr).map_err(|source| ListenError::Bind { addr, source })?;
+            let local = socket.local_addr().unwrap_or(addr);
+            let (stop, stop_rx) = watch::channel(false);
+            let limits = snap.global.limits.clone();
+            let task = tokio::spawn(accept_loop(
+                proxy.clone(),
+                socket,
+                addr.port(),
+                tls,
+                stop_rx,
+                limits,
+                hook.clone(),
+            ));
+            tracing::info!(%local, "listening");
+            self.binds.insert(addr, Running { stop, task });
+            started.push(local);
+        }
+        Ok(started)
+    }
+
+    /// Stops accepting everywhere, then waits (up to `deadline`) for open connections to finish
+    /// their in-flight requests and streams.
+    pub async fn drain(&mut self, deadline: Duration) {
+        for r in self.binds.values() {
+            let _ = r.stop.send(true);
+        }
+        let tasks: Vec<_> = self.binds.drain().map(|(_, r)| r.task).collect();
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(deadline + Duration::from_millis(200), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "drain deadline reached; closing remaining connections"
+            );
+        }
+    }
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    port: u16,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+    limits: crate::config::snapshot::Limits,
+    hook: Option<AcceptHook>,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
+    let builder = Arc::new(builder);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let mut info = ConnInfo {
+            bind_port: port,
+            peer,
+            local,
+            tls: acceptor.is_some(),
+            flow: None,
+        };
+        if let Some(h) = &hook {
+            h(&stream, &mut info);
+        }
+        let info = Arc::new(info);
+        let proxy = proxy.clone();
+        let svc = service_fn(move |req| {
+            let proxy = proxy.clone();
+            let info = info.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, info).await) }
+        });
+        let builder = builder.clone();
+        match &acceptor {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with error");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(acc) => {
+                let acc = acc.clone();
+                let watcher = graceful.watcher();
+                let timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(timeout, acc.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}

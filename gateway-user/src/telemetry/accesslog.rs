@@ -1,0 +1,197 @@
+//! The access log: one line per finished request, in agentgateway's text format
+//! (`<RFC3339>\tinfo\trequest\tkey=value ...`) or as flat JSON, written to stdout by a
+//! dedicated thread so a slow terminal or pipe never blocks a request.
+
+use std::io::Write;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Duration;
+
+use super::fields::{AttrValue, Attrs};
+
+/// Lines that may wait for the writer before new ones are dropped (and counted).
+const QUEUE: usize = 8192;
+
+/// Output format (`config.logging.format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Formats `since_epoch` as `2025-09-12T18:23:54.661414Z` (UTC, microseconds).
+pub fn format_timestamp(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Quotes a text-format value the way agentgateway does: bare unless it is empty or contains
+/// whitespace, `"` or `=`, then as a JSON string (which also escapes control characters).
+fn push_text_value(line: &mut String, v: &AttrValue) {
+    let s = v.to_string();
+    let needs_quote = s.is_empty()
+        || s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'"' || b == b'=' || b.is_ascii_control());
+    if needs_quote && !matches!(v, AttrValue::Str(x) if x.is_empty()) {
+        line.push_str(&serde_json::Value::String(s).to_string());
+    } else {
+        line.push_str(&s);
+    }
+}
+
+/// One text line (without the trailing newline).
+pub fn format_text(ts: Duration, attrs: &Attrs) -> String {
+    let mut line = String::with_capacity(64 + attrs.len() * 24);
+    line.push_str(&format_timestamp(ts));
+    line.push_str("\tinfo\trequest\t");
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(k);
+        line.push('=');
+        push_text_value(&mut line, v);
+    }
+    line
+}
+
+/// One JSON line: `{"timestamp":..,"level":"info","scope":"request", <flat dotted keys>}`.
+pub fn format_json(ts: Duration, attrs: &Attrs) -> String {
+    let mut m = serde_json::Map::with_capacity(attrs.len() + 3);
+    m.insert("timestamp".into(), format_timestamp(ts).into());
+    m.insert("level".into(), "info".into());
+    m.insert("scope".into(), "request".into());
+    for (k, v) in attrs {
+        m.insert(k.clone(), v.to_json());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// Where finished lines go.
+pub enum Sink {
+    /// A background thread writing to stdout.
+    Stdout(SyncSender<String>),
+    /// Tests: lines are delivered to a channel.
+    #[cfg(test)]
+    Capture(std::sync::mpsc::Sender<String>),
+}
+
+// === impl Sink ===
+
+impl Sink {
+    /// Starts the stdout writer thread.
+    pub fn stdout() -> std::io::Result<Sink> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx))?;
+        Ok(Sink::Stdout(tx))
+    }
+
+    /// Never blocks. Returns false when the line was dropped (queue full or writer gone).
+    pub fn send(&self, line: String) -> bool {
+        match self {
+            Sink::Stdout(tx) => match tx.try_send(line) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            },
+            #[cfg(test)]
+            Sink::Capture(tx) => tx.send(line).is_ok(),
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<String>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        buf.extend_from_slice(first.as_bytes());
+        buf.push(b'\n');
+        // Batch whatever else is queued so a burst costs one write.
+        while buf.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(line) => {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                Err(_) => break,
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout is not worth crashing for; lines are simply lost.
+        let _ = out.write_all(&buf).and_then(|()| out.flush());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_match_known_instants() {
+        // 2025-09-12T18:23:54.661414Z
+        let d = Duration::new(1_757_701_434, 661_414_000);
+        assert_eq!(format_timestamp(d), "2025-09-12T18:23:54.661414Z");
+        assert_eq!(
+            format_timestamp(Duration::ZERO),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        // Leap day.
+        assert_eq!(
+            format_timestamp(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn text_line_quotes_values_with_spaces() {
+        let attrs: Attrs = vec![
+            ("http.status".into(), AttrValue::Int(200)),
+            (
+                "error".into(),
+                AttrValue::Str("upstream reset: \"x\"".into()),
+            ),
+            ("llm.request.model".into(), AttrValue::Str(String::new())),
+        ];
+        assert_eq!(
+            format_text(Duration::ZERO, &attrs),
+            "1970-01-01T00:00:00.000000Z\tinfo\trequest\thttp.status=200 error=\"upstream reset: \\\"x\\\"\" llm.request.model="
+        );
+    }
+
+    #[test]
+    fn json_line_is_flat_and_typed() {
+        let attrs: Attrs = vec![
+            ("http.status".into(), AttrValue::Int(200)),
+            ("llm.provider".into(), AttrValue::Str("openai".into())),
+        ];
+        let v: serde_json::Value =
+            serde_json::from_str(&format_json(Duration::ZERO, &attrs)).expect("json");
+        assert_eq!(v["http.status"], 200);
+        assert_eq!(v["llm.provider"], "openai");
+        assert_eq!(v["level"], "info");
+    }
+}

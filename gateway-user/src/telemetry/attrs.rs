@@ -1,0 +1,286 @@
+//! Default fields of a finished request: the access-log set (agentgateway's names and order)
+//! and the extra span attributes (URL/protocol semconv, OpenTelemetry GenAI and MCP semconv,
+//! kernel-measured TCP timing).
+//!
+//! Kernel flow attributes (from `RequestLog.downstream_flow` on the SERVER span and
+//! `upstream_flow` on the upstream CLIENT span): `network.tcp.connect_duration_ms`,
+//! `network.tcp.rtt_us`, `network.tcp.retransmits`, `network.tcp.bytes_sent`,
+//! `network.tcp.bytes_received`. The access log carries them prefixed `downstream.` /
+//! `upstream.` (e.g. `upstream.tcp.rtt_us`).
+
+use std::time::Duration;
+
+use crate::ctx::{FlowTiming, RequestLog};
+
+use super::fields::{AttrValue, Attrs};
+
+fn push(out: &mut Attrs, k: &str, v: impl Into<AttrValue>) {
+    out.push((k.to_owned(), v.into()));
+}
+
+/// `3165ms`, agentgateway's duration rendering.
+pub fn duration_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Fields shared by the access log and the SERVER span, in agentgateway's order.
+pub fn base(log: &RequestLog) -> Attrs {
+    let mut out = Attrs::with_capacity(24);
+    if !log.gateway.is_empty() {
+        push(&mut out, "gateway", log.gateway.as_str());
+    }
+    if !log.listener.is_empty() {
+        push(&mut out, "listener", log.listener.as_str());
+    }
+    if let Some(r) = &log.route {
+        push(&mut out, "route", r.as_str());
+    }
+    if let Some(e) = &log.endpoint {
+        push(&mut out, "endpoint", e.as_str());
+    }
+    if let Some(a) = log.src_addr {
+        push(&mut out, "src.addr", a.to_string());
+    }
+    if !log.method.is_empty() {
+        push(&mut out, "http.method", log.method.as_str());
+    }
+    if !log.host.is_empty() {
+        push(&mut out, "http.host", log.host.as_str());
+    }
+    if !log.path.is_empty() {
+        push(&mut out, "http.path", log.path.as_str());
+    }
+    push(&mut out, "http.version", log.version);
+    if let Some(s) = log.status {
+        out.push(("http.status".into(), AttrValue::Int(i64::from(s))));
+    }
+    if log.trace.trace_id != [0; 16] {
+        push(&mut out, "trace.id", log.trace.trace_id_hex());
+        push(&mut out, "span.id", log.trace.span_id_hex());
+    }
+    if let Some(l) = &log.llm {
+        push(&mut out, "llm.provider", l.provider.as_str());
+        if let Some(m) = &l.request_model {
+            push(&mut out, "llm.request.model", m.as_str());
+        }
+        if let Some(t) = l.input_tokens {
+            push(&mut out, "llm.request.tokens", t);
+        }
+        if let Some(m) = &l.response_model {
+            push(&mut out, "llm.response.model", m.as_str());
+        }
+        if let Some(t) = l.output_tokens {
+            push(&mut out, "llm.response.tokens", t);
+        }
+    }
+    if let Some(m) = &log.mcp {
+        if let Some(v) = &m.method {
+            push(&mut out, "mcp.method.name", v.as_str());
+        }
+        if let Some(v) = &m.target {
+            push(&mut out, "mcp.target", v.as_str());
+        }
+        if let Some(v) = &m.tool_name {
+            push(&mut out, "gen_ai.tool.name", v.as_str());
+        }
+        if let Some(v) = &m.resource {
+            push(&mut out, "mcp.resource.uri", v.as_str());
+        }
+        if let Some(v) = &m.session_id {
+            push(&mut out, "mcp.session.id", v.as_str());
+        }
+    }
+    if let Some(e) = &log.error {
+        push(&mut out, "error", e.as_str());
+    }
+    push(&mut out, "duration", duration_ms(log.duration()));
+    out
+}
+
+/// Access-log-only additions (kernel timing, prefixed by side).
+pub fn log_extra(log: &RequestLog, out: &mut Attrs) {
+    for (prefix, flow) in [
+        ("downstream", &log.downstream_flow),
+        ("upstream", &log.upstream_flow),
+    ] {
+        if let Some(f) = flow {
+            if let Some(c) = f.connect {
+                push(
+                    out,
+                    &format!("{prefix}.tcp.connect_ms"),
+                    c.as_millis() as u64,
+                );
+            }
+            if let Some(r) = f.srtt {
+                push(out, &format!("{prefix}.tcp.rtt_us"), r.as_micros() as u64);
+            }
+            if let Some(r) = f.retransmits {
+                push(out, &format!("{prefix}.tcp.retransmits"), u64::from(r));
+            }
+        }
+    }
+}
+
+/// Kernel TCP timing of one connection as span attributes.
+pub fn flow(f: &FlowTiming, out: &mut Attrs) {
+    if let Some(c) = f.connect {
+        out.push((
+            "network.tcp.connect_duration_ms".into(),
+            AttrValue::F64(c.as_secs_f64() * 1000.0),
+        ));
+    }
+    if let Some(r) = f.srtt {
+        push(out, "network.tcp.rtt_us", r.as_micros() as u64);
+    }
+    if let Some(r) = f.retransmits {
+        push(out, "network.tcp.retransmits", u64::from(r));
+    }
+    if let Some(b) = f.bytes_sent {
+        push(out, "network.tcp.bytes_sent", b);
+    }
+    if let Some(b) = f.bytes_received {
+        push(out, "network.tcp.bytes_received", b);
+    }
+}
+
+/// Request parameters mapped to GenAI semconv `gen_ai.request.*` names.
+const PARAMS: &[(&str, &str)] = &[
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("seed", "gen_ai.request.seed"),
+    ("n", "gen_ai.request.choice.count"),
+    ("dimensions", "gen_ai.embeddings.dimension.count"),
+];
+
+fn json_attr(v: &serde_json::Value) -> Option<AttrValue> {
+    Some(match v {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => AttrValue::Int(i),
+            None => AttrValue::F64(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => AttrValue::Str(s.clone()),
+        serde_json::Value::Bool(b) => AttrValue::Bool(*b),
+        serde_json::Value::Array(a) => AttrValue::StrList(
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// SERVER span attributes beyond `base`.
+pub fn span_extra(log: &RequestLog, out: &mut Attrs) {
+    push(out, "url.scheme", log.scheme);
+    match log.version {
+        "HTTP/1.1" => push(out, "network.protocol.version", "1.1"),
+        "HTTP/1.0" => push(out, "network.protocol.version", "1.0"),
+        "HTTP/2" | "HTTP/2.0" => push(out, "network.protocol.version", "2"),
+        "HTTP/3" | "HTTP/3.0" => push(out, "network.protocol.version", "3"),
+        _ => {}
+    }
+    if let Some(l) = &log.llm {
+        genai(l, out);
+    }
+    if let Some(m) = &log.mcp {
+        if m.tool_name.is_some() && log.llm.is_none() {
+            push(out, "gen_ai.operation.name", "execute_tool");
+        }
+        if let Some(id) = &m.request_id {
+            let id = match id {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            push(out, "jsonrpc.request.id", id);
+        }
+        if let Some(e) = &m.error_type {
+            push(out, "error.type", e.as_str());
+        }
+    }
+    if let Some(f) = &log.downstream_flow {
+        flow(f, out);
+    }
+    if log.error.is_some() || log.status.is_some_and(|s| s >= 500) {
+        let has_type = out.iter().any(|(k, _)| k == "error.type");
+        if !has_type {
+            let t = match (log.status, log.blame) {
+                (Some(s), _) if s >= 500 => s.to_string(),
+                (_, Some(b)) => format!("{b:?}").to_lowercase(),
+                _ => "_OTHER".to_owned(),
+            };
+            push(out, "error.type", t);
+        }
+    }
+}
+
+/// OpenTelemetry GenAI semantic-convention attributes.
+pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
+    if !l.operation.is_empty() {
+        push(out, "gen_ai.operation.name", l.operation);
+    }
+    push(out, "gen_ai.provider.name", l.provider.as_str());
+    if let Some(m) = &l.request_model {
+        push(out, "gen_ai.request.model", m.as_str());
+    }
+    if let Some(m) = &l.response_model {
+        push(out, "gen_ai.response.model", m.as_str());
+    }
+    if let Some(t) = l.input_tokens {
+        push(out, "gen_ai.usage.input_tokens", t);
+    }
+    if let Some(t) = l.output_tokens {
+        push(out, "gen_ai.usage.output_tokens", t);
+    }
+    if let Some(t) = l.cached_input_tokens {
+        push(out, "gen_ai.usage.cache_read.input_tokens", t);
+    }
+    if let Some(t) = l.reasoning_tokens {
+        push(out, "gen_ai.usage.reasoning_tokens", t);
+    }
+    for (param, name) in PARAMS {
+        if let Some(v) = l.params.get(*param).and_then(json_attr)
+            && !out.iter().any(|(k, _)| k == name)
+        {
+            push(out, name, v);
+        }
+    }
+    if let Some(stop) = l.params.get("stop") {
+        let list = match stop {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !list.is_empty() {
+            push(
+                out,
+                "gen_ai.request.stop_sequences",
+                AttrValue::StrList(list),
+            );
+        }
+    }
+    if !l.finish_reasons.is_empty() {
+        push(
+            out,
+            "gen_ai.response.finish_reasons",
+            AttrValue::StrList(l.finish_reasons.clone()),
+        );
+    }
+    if l.streaming {
+        out.push(("gen_ai.request.stream".into(), AttrValue::Bool(true)));
+    }
+    if let Some(t) = l.first_token {
+        out.push((
+            "gen_ai.server.time_to_first_token".into(),
+            AttrValue::F64(t.as_secs_f64()),
+        ));
+    }
+}

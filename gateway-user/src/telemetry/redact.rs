@@ -1,0 +1,47 @@
+//! Which headers carry credentials. The proxy strips these from `RequestLog.request_headers`,
+//! and CEL shows them as `<redacted>`, so no key ever reaches a log line or a span.
+
+/// The value shown in place of a credential.
+pub const REDACTED: &str = "<redacted>";
+
+const SENSITIVE: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    "set-cookie",
+];
+
+/// True when `name` (any case) is a header that carries a credential.
+pub fn is_sensitive(name: &str) -> bool {
+    SENSITIVE.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_sensitive_in_any_case() {
+        for h in [
+            "Authorization",
+            "x-api-key",
+            "API-KEY",
+            "x-goog-api-key",
+            "Cookie",
+            "set-cookie",
+        ] {
+            assert!(is_sensitive(h), "{h}");
+        }
+        for h in [
+            "content-type",
+            "x-request-id",
+            "authorization-hint",
+            "user-agent",
+        ] {
+            assert!(!is_sensitive(h), "{h}");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Turns a finished `RequestLog` into OTLP `SpanData`: one SERVER span for the request, one
+//! CLIENT span for the upstream call, and one CLIENT span per MCP target call.
+
+use std::borrow::Cow;
+use std::time::{Instant, SystemTime};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+
+use super::attrs;
+use super::fields::{AttrValue, Attrs};
+use crate::ctx::RequestLog;
+
+pub fn to_kv(k: String, v: AttrValue) -> KeyValue {
+    let v = match v {
+        AttrValue::Str(s) => Value::String(s.into()),
+        AttrValue::Int(i) => Value::I64(i),
+        AttrValue::F64(f) => Value::F64(f),
+        AttrValue::Bool(b) => Value::Bool(b),
+        AttrValue::StrList(l) => Value::Array(Array::String(
+            l.into_iter().map(StringValue::from).collect(),
+        )),
+    };
+    KeyValue::new(k, v)
+}
+
+/// Wall-clock time of `at`, anchored on the request's start.
+fn wall(log: &RequestLog, at: Instant) -> SystemTime {
+    log.start_time + at.saturating_duration_since(log.start)
+}
+
+/// One span to emit, before it is tied to the request's trace.
+struct Spec {
+    id: [u8; 8],
+    /// Parent span id and whether it is remote.
+    parent: Option<([u8; 8], bool)>,
+    kind: SpanKind,
+    name: String,
+    start: SystemTime,
+    end: SystemTime,
+    attrs: Attrs,
+    status: Status,
+}
+
+fn span(log: &RequestLog, scope: &InstrumentationScope, spec: Spec) -> SpanData {
+    let Spec {
+        id,
+        parent,
+        kind,
+        name,
+        start,
+        end,
+        attrs,
+        status,
+    } = spec;
+    let flags = if log.trace.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let (parent_span_id, parent_span_is_remote) = parent
+        .map_or((SpanId::INVALID, false), |(p, remote)| {
+            (SpanId::from_bytes(p), remote)
+        });
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from_bytes(log.trace.trace_id),
+            SpanId::from_bytes(id),
+            flags,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id,
+        parent_span_is_remote,
+        span_kind: kind,
+        name: Cow::Owned(name),
+        start_time: start,
+        end_time: end.max(start),
+        attributes: attrs.into_iter().map(|(k, v)| to_kv(k, v)).collect(),
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}
+
+fn server_failed(log: &RequestLog) -> Option<String> {
+    if let Some(e) = &log.error {
+        return Some(e.clone());
+    }
+    log.status
+        .filter(|s| *s >= 500)
+        .map(|s| format!("HTTP status {s}"))
+}
+
+/// Builds every span of the request. `server_attrs` are the SERVER span's attributes, already
+/// including custom fields; `name` overrides the default `METHOD path`.
+pub fn build(
+    log: &RequestLog,
+    scope: &InstrumentationScope,
+    server_attrs: Attrs,
+    name: Option<String>,
+) -> Vec<SpanData> {
+    let end = log.end.unwrap_or_else(Instant::now);
+    let mut out = Vec::with_capacity(2 + log.mcp.as_ref().map_or(0, |m| m.target_calls.len()));
+    let name = name.unwrap_or_else(|| {
+        if log.method.is_empty() {
+            "unknown".to_owned()
+        } else {
+            format!("{} {}", log.method, log.path)
+        }
+    });
+    let status = server_failed(log).map_or(Status::Unset, Status::error);
+    out.push(span(
+        log,
+        scope,
+        Spec {
+            id: log.trace.span_id,
+            parent: log.trace.parent_span_id.map(|p| (p, true)),
+            kind: SpanKind::Server,
+            name,
+            start: log.start_time,
+            end: wall(log, end),
+            attrs: server_attrs,
+            status,
+        },
+    ));
+
+    if let Some(id) = log.upstream_span_id {
+        let mut a = Attrs::new();
+        if !log.method.is_empty() {
+            a.push(("http.request.method".into(), log.method.as_str().into()));
+        }
+        if let Some(ep) = &log.endpoint {
+            let (host, port) = match ep.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
+                _ => (ep.as_str(), None),
+            };
+            a.push(("server.address".into(), host.into()));
+            if let Some(p) = port {
+                a.push(("server.port".into(), AttrValue::Int(p)));
+            }
+        }
+        if let Some(s) = log.status {
+            a.push((
+                "http.response.status_code".into(),
+                AttrValue::Int(i64::from(s)),
+            ));
+        }
+        let name = match &log.llm {
+            Some(l) => {
+                attrs::genai(l, &mut a);
+                match (&l.request_model, l.operation) {
+                    (Some(m), op) if !op.is_empty() => format!("{op} {m}"),
+                    _ => l.provider.clone(),
+                }
+            }
+            None => log.method.clone(),
+        };
+        if let Some(f) = &log.upstream_flow {
+            attrs::flow(f, &mut a);
+        }
+        let upstream_failed = log.status.is_some_and(|s| s >= 500)
+            || (log.error.is_some() && log.blame == Some(crate::ctx::Blame::Upstream));
+        let status = if upstream_failed {
+            Status::error(log.error.clone().unwrap_or_else(|| "upstream error".into()))
+        } else {
+            Status::Unset
+        };
+        let start = log.upstream_start.map_or(log.start_time, |t| wall(log, t));
+        let stop = wall(log, log.upstream_end.unwrap_or(end));
+        out.push(span(
+            log,
+            scope,
+            Spec {
+                id,
+                parent: Some((log.trace.span_id, false)),
+                kind: SpanKind::Client,
+                name,
+                start,
+                end: stop,
+                attrs: a,
+                status,
+            },
+        ));
+    }
+
+    if let Some(m) = &log.mcp {
+        for call in &m.target_calls {
+            let mut a = Attrs::new();
+            if let Some(method) = &m.method {
+                a.push(("mcp.method.name".into(), method.as_str().into()));
+            }
+            a.push(("mcp.target".into(), call.target.as_str().into()));
+            if let Some(t) = &m.tool_name {
+                a.push(("gen_ai.tool.name".into(), t.as_str().into()));
+            }
+            let status = match &call.error {
+                Some(e) => {
+                    a.push(("error.type".into(), e.as_str().into()));
+                    Status::error(e.clone())
+                }
+                None => Status::Unset,
+            };
+            let name = match &m.method {
+                Some(method) => format!("{method} {}", call.target),
+                None => call.target.clone(),
+            };
+            out.push(span(
+                log,
+                scope,
+                Spec {
+                    id: call.span_id,
+                    parent: Some((log.trace.span_id, false)),
+                    kind: SpanKind::Client,
+                    name,
+                    start: wall(log, call.start),
+                    end: wall(log, call.end.unwrap_or(end)),
+                    attrs: a,
+                    status,
+                },
+            ));
+        }
+    }
+    out
+}

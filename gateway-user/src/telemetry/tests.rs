@@ -1,0 +1,464 @@
+//! Telemetry behaviour: golden access-log lines, sampling and propagation, span shape, config
+//! errors, and export to real receivers (rotel over gRPC and HTTP, a fake Langfuse-style HTTP
+//! endpoint, a dead and a stalled collector).
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use opentelemetry::trace::{SpanKind, Status};
+
+use super::*;
+use crate::cel::tests::fixture;
+use crate::config::telemetry::RawTracing;
+use crate::ctx::{McpInfo, TargetCall};
+
+mod export;
+
+type Lines = mpsc::Receiver<String>;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn build_with(
+    tracing: Option<&RawTracing>,
+    logging: Option<&RawLogging>,
+    policy: Option<&RawFrontendTracing>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Arc<Telemetry>, Arc<Metrics>, Lines), TelemetryError> {
+    let metrics = Metrics::new();
+    let (tx, rx) = mpsc::channel();
+    let cfg = TelemetryConfig {
+        tracing,
+        logging,
+        frontend_tracing: policy,
+        gateway_name: "default/agentgateway",
+    };
+    let t = Telemetry::build(cfg, metrics.clone(), Sink::Capture(tx), env)?;
+    Ok((t, metrics, rx))
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_yaml::from_str(s).expect("test yaml parses")
+}
+
+/// A loopback port with nothing listening on it.
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The seed 000 Gemini request, ending at 2025-09-12T18:23:54.661414Z after 3165ms.
+fn gemini_log() -> RequestLog {
+    let mut log = fixture();
+    log.route = Some("default/google".into());
+    log.endpoint = Some("generativelanguage.googleapis.com:443".into());
+    log.path = "/gemini".into();
+    let end = UNIX_EPOCH + Duration::new(1_757_701_434, 661_414_000);
+    log.start_time = end - Duration::from_millis(3165);
+    log.end = Some(log.start + Duration::from_millis(3165));
+    log.trace.trace_id = [
+        0xd6, 0x5e, 0x4e, 0xeb, 0x98, 0x3e, 0x2d, 0x96, 0x4e, 0x71, 0xe8, 0xdc, 0x8c, 0x40, 0x5f,
+        0x97,
+    ];
+    log.trace.span_id = [0xb8, 0x36, 0xe1, 0xb1, 0xd5, 0x1b, 0x3e, 0x74];
+    if let Some(l) = log.llm.as_mut() {
+        l.provider = "gemini".into();
+        l.request_model = None;
+        l.response_model = Some("gemini-1.5-flash-latest".into());
+    }
+    log
+}
+
+#[test]
+fn golden_text_line_seed_000() {
+    let (t, _, lines) = build_with(None, None, None, &no_env).expect("builds");
+    t.finish(gemini_log());
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(1)).expect("a line"),
+        "2025-09-12T18:23:54.661414Z\tinfo\trequest\tgateway=default/agentgateway listener=http \
+         route=default/google endpoint=generativelanguage.googleapis.com:443 \
+         src.addr=127.0.0.1:49576 http.method=POST http.host=localhost http.path=/gemini \
+         http.version=HTTP/1.1 http.status=200 trace.id=d65e4eeb983e2d964e71e8dc8c405f97 \
+         span.id=b836e1b1d51b3e74 llm.provider=gemini llm.request.tokens=8 \
+         llm.response.model=gemini-1.5-flash-latest llm.response.tokens=313 duration=3165ms"
+    );
+    assert!(!t.tracing_enabled());
+    assert_eq!(t.capture(), Capture::default());
+}
+
+#[test]
+fn json_log_with_fields_and_filter() {
+    let logging: RawLogging = yaml(
+        r#"
+format: json
+filter: 'response.code < 500'
+fields:
+  add:
+    user_agent: 'request.headers["user-agent"]'
+    auth: 'request.headers.authorization'
+    gen_ai.request: 'flatten(llm.params)'
+    broken: '1 + "a"'
+  remove: [src.addr]
+"#,
+    );
+    let (t, metrics, lines) = build_with(None, Some(&logging), None, &no_env).expect("builds");
+    assert!(t.capture().request_headers && !t.capture().prompt);
+    t.finish(gemini_log());
+    let line = lines.recv_timeout(Duration::from_secs(1)).expect("a line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(v["http.status"], 200);
+    assert_eq!(v["user_agent"], "OpenAI/Python 3.54.0");
+    assert_eq!(v["auth"], "<redacted>");
+    assert_eq!(v["gen_ai.request.max_tokens"], 100);
+    assert_eq!(v["timestamp"], "2025-09-12T18:23:54.661414Z");
+    assert!(
+        v.get("src.addr").is_none() && v.get("broken").is_none(),
+        "{line}"
+    );
+    assert!(!line.contains("sk-secret"));
+    assert_eq!(metrics.cel_errors.with_label_values(&["logging"]).get(), 1);
+
+    let mut failed = gemini_log();
+    failed.status = Some(502);
+    t.finish(failed);
+    assert!(
+        lines.recv_timeout(Duration::from_millis(200)).is_err(),
+        "filtered out"
+    );
+}
+
+#[test]
+fn warn_level_disables_access_log() {
+    let logging: RawLogging = yaml("level: warn,gateway=debug");
+    let (t, metrics, lines) = build_with(None, Some(&logging), None, &no_env).expect("builds");
+    t.finish(gemini_log());
+    assert!(lines.recv_timeout(Duration::from_millis(100)).is_err());
+    // Metrics still count the request.
+    assert!(metrics.encode().contains("agentgateway_requests_total{"));
+}
+
+#[test]
+fn config_errors_name_path_and_value() {
+    let bad: RawTracing = yaml(
+        "otlpEndpoint: http://127.0.0.1:4317\nfields:\n  add:\n    gen_ai.request: 'flatten(llm.params'\n",
+    );
+    let err = build_with(Some(&bad), None, None, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(r#"config.tracing.fields.add["gen_ai.request"]: invalid CEL expression "flatten(llm.params""#),
+        "{err}"
+    );
+    let bad: RawLogging = yaml("format: xml");
+    let err = build_with(None, Some(&bad), None, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        r#"config.logging.format: must be `text` or `json` (got "xml")"#
+    );
+    let bad: RawTracing =
+        yaml("otlpEndpoint: http://127.0.0.1:4317\nrandomSampling: 'request.path =='");
+    let err = build_with(Some(&bad), None, None, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("config.tracing.randomSampling: "), "{err}");
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    h
+}
+
+#[tokio::test]
+async fn sampling_and_propagation() {
+    let tracing: RawTracing = yaml(&format!("otlpEndpoint: http://127.0.0.1:{}", dead_port()));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+
+    // No incoming trace, randomSampling defaults to false: no ids, nothing injected.
+    let mut log = fixture();
+    t.start(&headers(&[]), &mut log);
+    assert_eq!(log.trace, TraceIds::default());
+    let mut up = HeaderMap::new();
+    t.inject_upstream(&mut log, &mut up);
+    assert!(up.get("traceparent").is_none() && log.upstream_span_id.is_none());
+    assert_eq!(t.traceparent_for(&log, [1; 8]), None);
+
+    // Incoming trace, clientSampling defaults to true: it becomes the parent.
+    let mut log = fixture();
+    t.start(
+        &headers(&[("traceparent", TRACEPARENT), ("tracestate", "congo=t61")]),
+        &mut log,
+    );
+    assert_eq!(log.trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        log.trace.parent_span_id,
+        Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+    );
+    assert!(log.trace.sampled);
+    assert_ne!(log.trace.span_id, [0; 8]);
+    let mut up = headers(&[("tracestate", "congo=t61")]);
+    t.inject_upstream(&mut log, &mut up);
+    let id = log.upstream_span_id.expect("client span id");
+    assert_ne!(id, log.trace.span_id);
+    assert_eq!(
+        up["traceparent"],
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            crate::ctx::hex(&id)
+        )
+    );
+    assert_eq!(up["tracestate"], "congo=t61");
+    assert_eq!(
+        t.traceparent_for(&log, [0xab; 8]).as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-abababababababab-01")
+    );
+
+    // A malformed traceparent counts as no trace.
+    let mut log = fixture();
+    t.start(&headers(&[("traceparent", "garbage")]), &mut log);
+    assert_eq!(log.trace, TraceIds::default());
+}
+
+#[tokio::test]
+async fn sampling_expressions_from_config() {
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: 'request.headers[\"x-trace-me\"] == \"yes\"'\nclientSampling: false",
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    assert!(t.capture().request_headers);
+    let mut log = fixture();
+    log.request_headers.clear();
+    t.start(
+        &headers(&[("x-trace-me", "yes"), ("authorization", "Bearer k")]),
+        &mut log,
+    );
+    assert!(log.trace.sampled && log.trace.parent_span_id.is_none());
+    assert!(
+        log.request_headers
+            .iter()
+            .all(|(k, _)| k != "authorization")
+    );
+    let mut log = fixture();
+    t.start(&headers(&[("traceparent", TRACEPARENT)]), &mut log);
+    assert!(!log.trace.sampled, "clientSampling: false");
+    assert_eq!(log.trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
+#[tokio::test]
+async fn env_only_tracing_samples_everything() {
+    let port = dead_port();
+    let env = move |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(format!("http://127.0.0.1:{port}")),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".into()),
+        _ => None,
+    };
+    let (t, _, _lines) = build_with(None, None, None, &env).expect("builds");
+    assert!(t.tracing_enabled());
+    let mut log = fixture();
+    t.start(&headers(&[]), &mut log);
+    assert!(log.trace.sampled && log.trace.trace_id != [0; 16]);
+}
+
+#[tokio::test]
+async fn langfuse_config_captures_prompt_and_completion() {
+    let tracing: RawTracing = yaml(&format!(
+        r#"
+otlpEndpoint: http://127.0.0.1:{}/api/public/otel
+otlpProtocol: http
+headers:
+  Authorization: "Basic abc"
+randomSampling: true
+fields:
+  add:
+    gen_ai.prompt: "llm.prompt"
+    gen_ai.completion: 'llm.completion.map(c, {{"role":"assistant", "content": c}})'
+"#,
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let c = t.capture();
+    assert!(c.prompt && c.completion && !c.request_headers && !c.response_headers);
+}
+
+fn attr<'a>(
+    s: &'a opentelemetry_sdk::trace::SpanData,
+    k: &str,
+) -> Option<&'a opentelemetry::Value> {
+    s.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == k)
+        .map(|kv| &kv.value)
+}
+
+#[tokio::test]
+async fn span_shape_server_client_and_mcp_children() {
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: true\nfields:\n  add:\n    gen_ai.request: flatten(llm.params)\n    llm.is_streaming: llm.streaming\n  remove: [http.host]\n",
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let tracer = t.tracer.as_ref().expect("tracing on");
+    let mut log = fixture();
+    t.start(&headers(&[("traceparent", TRACEPARENT)]), &mut log);
+    t.inject_upstream(&mut log, &mut HeaderMap::new());
+    log.upstream_start = Some(log.start + Duration::from_millis(5));
+    log.upstream_end = Some(log.start + Duration::from_millis(3000));
+    log.mcp = Some(McpInfo {
+        method: Some("tools/list".into()),
+        target_calls: vec![TargetCall {
+            target: "everything".into(),
+            span_id: [7; 8],
+            start: log.start,
+            end: Some(log.start + Duration::from_millis(10)),
+            error: Some("connection refused".into()),
+        }],
+        ..Default::default()
+    });
+    let exec = Executor::new(&log, t.refs);
+    let spans = t
+        .make_spans(tracer, &log, &exec, attrs::base(&log))
+        .expect("sampled");
+    assert_eq!(spans.len(), 3);
+    let server = &spans[0];
+    assert_eq!(server.name, "POST /v1/chat/completions");
+    assert_eq!(server.span_kind, SpanKind::Server);
+    assert!(server.parent_span_is_remote);
+    assert_eq!(
+        server.parent_span_id.to_bytes(),
+        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+    );
+    assert_eq!(server.status, Status::Unset);
+    assert_eq!(
+        attr(server, "http.status"),
+        Some(&opentelemetry::Value::I64(200))
+    );
+    assert_eq!(
+        attr(server, "gen_ai.request.model"),
+        Some(&"gpt-4o-mini".into())
+    );
+    assert_eq!(
+        attr(server, "gen_ai.usage.output_tokens"),
+        Some(&opentelemetry::Value::I64(313))
+    );
+    assert_eq!(
+        attr(server, "gen_ai.request.temperature"),
+        Some(&opentelemetry::Value::F64(0.7))
+    );
+    assert_eq!(
+        attr(server, "network.protocol.version"),
+        Some(&"1.1".into())
+    );
+    assert_eq!(
+        attr(server, "llm.is_streaming"),
+        Some(&opentelemetry::Value::Bool(false))
+    );
+    assert_eq!(attr(server, "http.host"), None);
+    assert_eq!(
+        attr(server, "gen_ai.prompt"),
+        None,
+        "prompt only when a field asks"
+    );
+    let dupes = server
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.as_str() == "gen_ai.request.temperature")
+        .count();
+    assert_eq!(dupes, 1);
+
+    let client = &spans[1];
+    assert_eq!(client.span_kind, SpanKind::Client);
+    assert_eq!(client.name, "chat gpt-4o-mini");
+    assert_eq!(
+        client.span_context.span_id().to_bytes(),
+        log.upstream_span_id.expect("id")
+    );
+    assert_eq!(client.parent_span_id.to_bytes(), log.trace.span_id);
+    assert_eq!(
+        attr(client, "server.address"),
+        Some(&"api.openai.com".into())
+    );
+    assert_eq!(
+        client
+            .end_time
+            .duration_since(client.start_time)
+            .expect("ordered"),
+        Duration::from_millis(2995)
+    );
+
+    let mcp = &spans[2];
+    assert_eq!(mcp.name, "tools/list everything");
+    assert_eq!(mcp.span_context.span_id().to_bytes(), [7; 8]);
+    assert!(matches!(mcp.status, Status::Error { .. }));
+
+    // span.name renames; errors mark the server span.
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: true\nfields:\n  add:\n    span.name: '\"openai.chat\"'\n",
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let tracer = t.tracer.as_ref().expect("tracing on");
+    let mut log = fixture();
+    t.start(&headers(&[]), &mut log);
+    log.status = Some(503);
+    let exec = Executor::new(&log, t.refs);
+    let spans = t
+        .make_spans(tracer, &log, &exec, attrs::base(&log))
+        .expect("sampled");
+    assert_eq!(spans[0].name, "openai.chat");
+    assert!(matches!(spans[0].status, Status::Error { .. }));
+    assert_eq!(attr(&spans[0], "error.type"), Some(&"503".into()));
+    assert_eq!(attr(&spans[0], "span.name"), None);
+}
+
+#[tokio::test]
+async fn policy_form_filter_drops_spans() {
+    let policy: RawFrontendTracing = yaml(&format!(
+        "host: 127.0.0.1:{}\nrandomSampling: true\nfilter: 'request.path == \"/keep\"'\nattributes:\n  add:\n  - name: request.host\n    expression: request.host\n",
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(None, None, Some(&policy), &no_env).expect("builds");
+    let tracer = t.tracer.as_ref().expect("tracing on");
+    let mut log = fixture();
+    t.start(&headers(&[]), &mut log);
+    let exec = Executor::new(&log, t.refs);
+    assert!(
+        t.make_spans(tracer, &log, &exec, attrs::base(&log))
+            .is_none()
+    );
+    log.path = "/keep".into();
+    let exec = Executor::new(&log, t.refs);
+    let spans = t
+        .make_spans(tracer, &log, &exec, attrs::base(&log))
+        .expect("kept");
+    assert_eq!(attr(&spans[0], "request.host"), Some(&"localhost".into()));
+}
+
+#[test]
+fn tracing_without_runtime_is_an_error_not_a_panic() {
+    let tracing: RawTracing = yaml("otlpEndpoint: http://127.0.0.1:4317");
+    let err = build_with(Some(&tracing), None, None, &no_env).unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[test]
+fn finish_records_metrics_once() {
+    let (t, metrics, _lines) = build_with(None, None, None, &no_env).expect("builds");
+    let mut log = fixture();
+    log.end = None;
+    let started = Instant::now();
+    t.finish(log);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let text = metrics.encode();
+    assert!(text.contains(r#"status="200"} 1"#), "{text}");
+}
