@@ -51,8 +51,14 @@ def traced_gateway(request, gateway_factory, rotel):
 
 
 def llm_span(rotel, model):
-    [span] = rotel.wait_for_span(where=lambda s: s.attributes.get("gen_ai.request.model") == model)
-    return span
+    """The SERVER span of the request for ``model`` (where configured fields go), after
+    checking that the upstream CLIENT span hangs under it in the same trace."""
+    [server] = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_SERVER"
+                                   and s.attributes.get("gen_ai.request.model") == model)
+    [client] = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_CLIENT"
+                                   and s.attributes.get("gen_ai.request.model") == model)
+    assert client.trace_id == server.trace_id and client.parent_id == server.span_id
+    return server
 
 
 def test_chat_span_has_genai_fields(sim, traced_gateway, rotel):
