@@ -152,3 +152,19 @@ def test_client_disconnect_mid_stream(sim, llm_gateway):
     assert len(lines) == 1
     assert llm_gateway.alive()
     assert oa.chat.completions.create(**CHAT).choices[0].finish_reason == "stop"
+
+
+def test_upstream_errors_are_reshaped_for_the_client(sim, llm_gateway):
+    """A translated route answers errors in the client's format, keeping status and message."""
+    chat = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    for prefix, fault in [("/oa2an", "429"), ("/gemini", "429"), ("/oa2an", "529")]:
+        r = post_raw(llm_gateway, f"{prefix}/v1/chat/completions", chat, {"x-sim-fault": fault})
+        body = assert_openai_error(r, int(fault))
+        assert "type" not in body or body.get("type") != "error", f"{prefix}: Anthropic-shaped error leaked: {body}"
+        assert "(simulated)" in body["error"]["message"], body
+    r = post_raw(llm_gateway, "/an2oa/v1/messages",
+                 b'{"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}',
+                 {"x-sim-fault": "500", "anthropic-version": "2023-06-01"})
+    body = assert_anthropic_error(r, 500)
+    assert body["error"]["type"] == "api_error"
+    assert "(simulated)" in body["error"]["message"], body
