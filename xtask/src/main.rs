@@ -1,1 +1,35 @@
-fn main() {}
+//! Project tasks that `build.rs` cannot do.
+//!
+//! - `cargo xtask demo [--once]`: the offline demo (README's first command).
+//! - `cargo xtask bench-ebpf [--quick] [--write PATH]`: eBPF benchmarks (connect latency
+//!   with/without steering, round trip with/without sk_msg acceleration, sock_ops CPU cost at
+//!   a high connection rate); prints a markdown section and, with `--write`, replaces the
+//!   eBPF section of that file (BENCHMARKS.md).
+//! - `cargo xtask node-sim`: two "pods" (netns + veth + own child cgroup) call the gateway's
+//!   virtual address with the real openai SDK; see `nodesim.rs`.
+//!
+//! Both need root and a kernel with BPF. Hidden subcommands (`__*`) are the re-exec'd child
+//! processes that join a cgroup before doing network I/O.
+
+mod bench;
+mod cgroup;
+mod demo;
+mod nodesim;
+
+use anyhow::{Context as _, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        bail!("usage: cargo xtask <demo|bench-ebpf|node-sim> [options]");
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "demo" => demo::run(rest),
+        "bench-ebpf" => bench::run(rest),
+        "__bench-client" => bench::client_main(rest),
+        "node-sim" => nodesim::run(rest),
+        other => bail!("unknown xtask {other:?}"),
+    }
+    .with_context(|| format!("xtask {cmd}"))
+}

@@ -285,6 +285,14 @@ fn mcp(log: &RequestLog) -> Option<Value> {
         }
         o.set("resource", r.done());
     }
+    if let Some(v) = &m.prompt_name {
+        let mut p = Obj::new();
+        p.set("name", s(v));
+        if let Some(t) = &m.target {
+            p.set("target", s(t));
+        }
+        o.set("prompt", p.done());
+    }
     if let Some(v) = &m.error_type {
         o.set2("errorType", "error_type", s(v));
     }

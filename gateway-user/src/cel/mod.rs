@@ -230,6 +230,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         }
         Value::Bool(b) => J::Bool(*b),
         Value::Null | Value::Function(..) => J::Null,
+        // Timestamp/Duration exist when another crate enables cel-interpreter's `chrono`.
+        #[allow(unreachable_patterns)]
+        other => other.json().unwrap_or(J::Null),
     }
 }
 

@@ -29,6 +29,45 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
     }
 }
 
+/// `systemInstruction` + `contents` as `[{role, content}]` with text content, for `llm.prompt`.
+pub fn prompt_messages(body: &Value) -> Value {
+    let text = |c: &Value| -> String {
+        c.get("parts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect()
+    };
+    let mut out = Vec::new();
+    if let Some(s) = body.get("systemInstruction") {
+        out.push(serde_json::json!({"role": "system", "content": text(s)}));
+    }
+    for c in body
+        .get("contents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = match c.get("role").and_then(Value::as_str) {
+            Some("model") => "assistant",
+            _ => "user",
+        };
+        out.push(serde_json::json!({"role": role, "content": text(c)}));
+    }
+    Value::Array(out)
+}
+
+/// Model and streaming flag from a native path `.../models/{model}:{method}`.
+pub fn path_model(path: &str) -> Option<(String, bool)> {
+    let (before, method) = path.rsplit_once(':')?;
+    let model = before.rsplit_once("/models/").map(|(_, m)| m)?;
+    Some((
+        model.to_owned(),
+        method.starts_with("streamGenerateContent"),
+    ))
+}
+
 /// Text of candidate `i`'s parts.
 pub fn candidate_text(c: &Value) -> String {
     c.pointer("/content/parts")

@@ -32,6 +32,8 @@ pub enum RouteType {
     Models,
     /// Anthropic `/v1/messages/count_tokens`.
     CountTokens,
+    /// Gemini-native `models/{model}:generateContent` / `:streamGenerateContent` (path kept).
+    GenerateContent,
     /// Forwarded unchanged (path kept), observed where possible.
     Passthrough,
 }
@@ -54,7 +56,9 @@ impl RouteType {
     /// completions, as agentgateway does for AI backends.
     pub fn detect(path: &str) -> RouteType {
         let p = path.trim_end_matches('/');
-        if p.ends_with("/chat/completions") {
+        if p.contains(":generateContent") || p.contains(":streamGenerateContent") {
+            RouteType::GenerateContent
+        } else if p.ends_with("/chat/completions") {
             RouteType::Completions
         } else if p.ends_with("/messages/count_tokens") {
             RouteType::CountTokens
@@ -74,7 +78,7 @@ impl RouteType {
     /// OTel GenAI operation name.
     pub fn operation(self) -> &'static str {
         match self {
-            RouteType::Completions | RouteType::Messages => "chat",
+            RouteType::Completions | RouteType::Messages | RouteType::GenerateContent => "chat",
             RouteType::Responses => "generate_content",
             RouteType::Embeddings => "embeddings",
             RouteType::Models => "models",
@@ -129,6 +133,7 @@ pub fn observe_request(route: RouteType, body: &Value, info: &mut LlmInfo, captu
             RouteType::Messages => Some(anthropic::prompt_messages(body)),
             RouteType::Responses => Some(openai::responses_prompt(body)),
             RouteType::Embeddings => body.get("input").cloned(),
+            RouteType::GenerateContent => Some(gemini::prompt_messages(body)),
             _ => body.get("messages").cloned(),
         };
     }
@@ -169,6 +174,10 @@ mod tests {
             ("/v1/responses", RouteType::Responses),
             ("/v1/embeddings", RouteType::Embeddings),
             ("/v1/models", RouteType::Models),
+            (
+                "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+                RouteType::GenerateContent,
+            ),
             ("/gemini", RouteType::Completions),
         ];
         for (path, want) in cases {

@@ -136,7 +136,7 @@ impl Provider {
             RouteType::Embeddings => "/embeddings",
             RouteType::Models => "/models",
             RouteType::CountTokens => "/messages/count_tokens",
-            RouteType::Passthrough => "",
+            RouteType::Passthrough | RouteType::GenerateContent => "",
         };
         match self {
             Provider::OpenAi => format!("{}{op}", prefix.unwrap_or("/v1")),

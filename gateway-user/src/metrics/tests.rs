@@ -1,3 +1,5 @@
+//! Metric families: label sets, streamed vs. plain counting, and a promtool lint of the exposition.
+
 use std::time::{Duration, Instant};
 
 use super::*;

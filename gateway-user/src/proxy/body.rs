@@ -189,7 +189,15 @@ impl Drop for ObservedBody {
     }
 }
 
-/// Finisher that hands the log to telemetry.
-pub fn telemetry_finisher(t: Arc<Telemetry>) -> Finisher {
-    Arc::new(move |log| t.finish(log))
+/// Finisher that reads the upstream connection's kernel flow record (one map lookup, after
+/// the response completed, off the latency path of the request) and hands the log to
+/// telemetry.
+pub fn finisher(t: Arc<Telemetry>, ebpf: Option<Arc<crate::ebpf::Ebpf>>) -> Finisher {
+    Arc::new(move |mut log: RequestLog| {
+        if let (Some(e), Some(cookie)) = (&ebpf, log.upstream_cookie) {
+            log.upstream_flow = e.flow_by_cookie(cookie);
+            e.record_upstream_conn(cookie, log.upstream_flow.as_ref());
+        }
+        t.finish(log)
+    })
 }

@@ -194,6 +194,10 @@ pub async fn forward(
     let resp = upstream::send(client, req, &up.authority, timeout).await;
     log.upstream_end = Some(std::time::Instant::now());
     let resp = resp?;
+    log.upstream_cookie = resp
+        .extensions()
+        .get::<crate::ebpf::UpstreamCookie>()
+        .map(|c| c.0);
     let (mut parts, body) = resp.into_parts();
     let mut headers = HeaderMap::new();
     upstream::copy_headers(&parts.headers, &mut headers);

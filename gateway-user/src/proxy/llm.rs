@@ -42,7 +42,10 @@ fn plan(route: RouteType, provider: &Provider) -> Result<(Plan, RouteType), Prox
         (Completions, Wire::Gemini) => (Plan::ChatToGemini, Completions),
         (Messages, Wire::OpenAi) => (Plan::MessagesToChat, Completions),
         (Messages, Wire::Gemini) => (Plan::MessagesToGemini, Completions),
-        (CountTokens, Wire::Anthropic) | (Models, _) | (Passthrough, _) => (Plan::Same, route),
+        (CountTokens, Wire::Anthropic)
+        | (GenerateContent, Wire::Gemini)
+        | (Models, _)
+        | (Passthrough, _) => (Plan::Same, route),
         (Responses | Embeddings, Wire::OpenAi) => (Plan::Same, route),
         (r, _) => {
             return Err(ProxyError::Unsupported(format!(
@@ -220,6 +223,13 @@ async fn forward(
             ));
         }
         observe_request(route, &v, llm(log), capture.prompt);
+        if route == RouteType::GenerateContent
+            && let Some((m, stream)) = gemini::path_model(parts.uri.path())
+        {
+            let info = llm(log);
+            info.request_model = Some(m);
+            info.streaming = stream;
+        }
         shape_request(&mut v, ai, policies);
         body = Some(v);
     }
@@ -267,6 +277,21 @@ async fn forward(
     // Upstream request line and headers.
     let path = match (&ai.path_override, plan, route) {
         (Some(p), _, _) => p.clone(),
+        (None, Plan::Same, RouteType::GenerateContent) => {
+            // Keep the method and query; re-root under the provider's base path and apply the
+            // backend's model, whatever prefix the route matched on.
+            let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+            let (_, method) = path.rsplit_once(':').unwrap_or((path, "generateContent"));
+            let model = ai
+                .model_override
+                .clone()
+                .or_else(|| gemini::path_model(path).map(|(m, _)| m))
+                .unwrap_or_default();
+            let base = ai.path_prefix.as_deref().unwrap_or("/v1beta");
+            let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{base}/models/{model}:{method}{q}")
+        }
         (None, Plan::Same, RouteType::Passthrough) => parts
             .uri
             .path_and_query()
@@ -322,6 +347,10 @@ async fn forward(
     let sent = upstream::send(client, req, &ai.upstream.authority, timeout).await;
     log.upstream_end = Some(std::time::Instant::now());
     let resp = sent.map_err(|e| (e, wire))?;
+    log.upstream_cookie = resp
+        .extensions()
+        .get::<crate::ebpf::UpstreamCookie>()
+        .map(|c| c.0);
     let status = resp.status();
     let (rparts, rbody) = resp.into_parts();
 

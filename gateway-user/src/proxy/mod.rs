@@ -45,6 +45,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Kernel timing of the client's connection, when eBPF is on.
     pub flow: Option<FlowTiming>,
+    /// Where the client meant to connect, when the kernel steered it here.
+    pub original_dst: Option<SocketAddr>,
 }
 
 pub struct Proxy {
@@ -60,8 +62,9 @@ impl Proxy {
         snapshot: Arc<Snapshot>,
         telemetry: Arc<Telemetry>,
         metrics: Arc<Metrics>,
+        ebpf: Option<Arc<crate::ebpf::Ebpf>>,
     ) -> Arc<Proxy> {
-        let finisher = body::telemetry_finisher(telemetry.clone());
+        let finisher = body::finisher(telemetry.clone(), ebpf);
         Arc::new(Proxy {
             snapshot: ArcSwap::new(snapshot),
             telemetry,
@@ -121,6 +124,7 @@ impl Proxy {
         log.scheme = if conn.tls { "https" } else { "http" };
         log.version = version_str(req.version());
         log.downstream_flow = conn.flow;
+        log.original_dst = conn.original_dst;
         let capture = self.telemetry.capture();
         if capture.request_headers {
             log.request_headers = req

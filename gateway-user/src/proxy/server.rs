@@ -169,6 +169,7 @@ async fn accept_loop(
             local,
             tls: acceptor.is_some(),
             flow: None,
+            original_dst: None,
         };
         if let Some(h) = &hook {
             h(&stream, &mut info);

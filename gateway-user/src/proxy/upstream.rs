@@ -13,8 +13,9 @@ use hyper_util::rt::TokioExecutor;
 use super::error::ProxyError;
 use crate::body::Body;
 use crate::config::snapshot::Upstream;
+use crate::ebpf::CookieConnector;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type HttpClient = Client<HttpsConnector<CookieConnector<HttpConnector>>, Body>;
 
 /// Clients keyed by TLS config identity and SNI override; plain HTTP shares one.
 #[derive(Default)]
@@ -71,9 +72,13 @@ fn build(up: &Upstream) -> HttpClient {
         _ => builder,
     };
     let connector = if offer_h2 {
-        builder.enable_all_versions().wrap_connector(http)
+        builder
+            .enable_all_versions()
+            .wrap_connector(CookieConnector::new(http))
     } else {
-        builder.enable_http1().wrap_connector(http)
+        builder
+            .enable_http1()
+            .wrap_connector(CookieConnector::new(http))
     };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))

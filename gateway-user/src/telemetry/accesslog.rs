@@ -90,10 +90,17 @@ pub fn format_json(ts: Duration, attrs: &Attrs) -> String {
     serde_json::Value::Object(m).to_string()
 }
 
+/// What the writer thread receives.
+pub enum Line {
+    Text(String),
+    /// Acknowledged once every earlier line has been written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Where finished lines go.
 pub enum Sink {
     /// A background thread writing to stdout.
-    Stdout(SyncSender<String>),
+    Stdout(SyncSender<Line>),
     /// Tests: lines are delivered to a channel.
     #[cfg(test)]
     Capture(std::sync::mpsc::Sender<String>),
@@ -114,7 +121,7 @@ impl Sink {
     /// Never blocks. Returns false when the line was dropped (queue full or writer gone).
     pub fn send(&self, line: String) -> bool {
         match self {
-            Sink::Stdout(tx) => match tx.try_send(line) {
+            Sink::Stdout(tx) => match tx.try_send(Line::Text(line)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
             },
@@ -122,27 +129,61 @@ impl Sink {
             Sink::Capture(tx) => tx.send(line).is_ok(),
         }
     }
+
+    /// Waits until queued lines are written, at most `deadline`. For shutdown.
+    // Irrefutable outside tests, where `Capture` does not exist.
+    #[allow(irrefutable_let_patterns)]
+    pub async fn flush(&self, deadline: Duration) {
+        if let Sink::Stdout(tx) = self {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            let mut msg = Line::Flush(ack);
+            let _ = tokio::time::timeout(deadline, async move {
+                loop {
+                    match tx.try_send(msg) {
+                        Ok(()) => {
+                            let _ = done.await;
+                            return;
+                        }
+                        Err(TrySendError::Full(back)) => {
+                            msg = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            })
+            .await;
+        }
+    }
 }
 
-fn write_loop(rx: Receiver<String>) {
+fn write_loop(rx: Receiver<Line>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut acks = Vec::new();
     while let Ok(first) = rx.recv() {
         buf.clear();
-        buf.extend_from_slice(first.as_bytes());
-        buf.push(b'\n');
+        let mut next = Some(first);
         // Batch whatever else is queued so a burst costs one write.
-        while buf.len() < 60 * 1024 {
-            match rx.try_recv() {
-                Ok(line) => {
-                    buf.extend_from_slice(line.as_bytes());
+        while let Some(line) = next.take() {
+            match line {
+                Line::Text(t) => {
+                    buf.extend_from_slice(t.as_bytes());
                     buf.push(b'\n');
                 }
-                Err(_) => break,
+                Line::Flush(ack) => acks.push(ack),
+            }
+            if buf.len() < 60 * 1024 {
+                next = rx.try_recv().ok();
             }
         }
-        let mut out = std::io::stdout().lock();
-        // A closed stdout is not worth crashing for; lines are simply lost.
-        let _ = out.write_all(&buf).and_then(|()| out.flush());
+        if !buf.is_empty() {
+            let mut out = std::io::stdout().lock();
+            // A closed stdout is not worth crashing for; lines are simply lost.
+            let _ = out.write_all(&buf).and_then(|()| out.flush());
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
     }
 }
 

@@ -87,7 +87,8 @@ pub fn to_attr(v: &Value) -> Option<AttrValue> {
         Value::Float(f) => AttrValue::F64(*f),
         Value::Bool(b) => AttrValue::Bool(*b),
         Value::String(s) => AttrValue::Str(s.to_string()),
-        Value::Bytes(_) | Value::List(_) | Value::Map(_) => match cel::to_json(v) {
+        // Bytes, lists, maps (and chrono's Timestamp/Duration if that feature is on).
+        _ => match cel::to_json(v) {
             serde_json::Value::String(s) => AttrValue::Str(s),
             j => AttrValue::Str(j.to_string()),
         },

@@ -455,5 +455,6 @@ impl Telemetry {
         if let Some(t) = &self.tracer {
             t.queue.flush(Duration::from_secs(5)).await;
         }
+        self.log.sink.flush(Duration::from_secs(1)).await;
     }
 }

@@ -22,7 +22,7 @@ use super::settings::Export;
 use crate::config::telemetry::RawProtocol;
 use crate::metrics::Metrics;
 
-/// Spans waiting for export before new ones are dropped.
+/// Requests whose spans wait for export before new ones are dropped.
 pub const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);

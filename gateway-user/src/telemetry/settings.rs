@@ -242,6 +242,11 @@ pub fn resolve(
     let mut remove = Vec::new();
 
     let export = if let Some(p) = policy {
+        if p.policies.is_some() {
+            tracing::warn!(
+                "{P}.policies is not applied to the collector connection; use an https:// host for TLS"
+            );
+        }
         let (raw, path) = policy_target(p, P)?;
         let protocol = p.protocol.unwrap_or_default();
         let url = export_target(&raw, &path, protocol, p.path.as_deref(), false)?;

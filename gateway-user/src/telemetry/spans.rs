@@ -98,7 +98,8 @@ fn server_failed(log: &RequestLog) -> Option<String> {
 }
 
 /// Builds every span of the request. `server_attrs` are the SERVER span's attributes, already
-/// including custom fields; `name` overrides the default `METHOD path`.
+/// including custom fields; `name` overrides the default (`METHOD path`, or for MCP
+/// `method target` such as `tools/call echo`).
 pub fn build(
     log: &RequestLog,
     scope: &InstrumentationScope,
@@ -108,6 +109,15 @@ pub fn build(
     let end = log.end.unwrap_or_else(Instant::now);
     let mut out = Vec::with_capacity(2 + log.mcp.as_ref().map_or(0, |m| m.target_calls.len()));
     let name = name.unwrap_or_else(|| {
+        // MCP semconv: `{mcp.method.name} {target}` (tool, prompt or resource name).
+        if let Some(m) = &log.mcp
+            && let Some(method) = &m.method
+        {
+            return match m.tool_name.as_ref().or(m.resource.as_ref()) {
+                Some(t) => format!("{method} {t}"),
+                None => method.clone(),
+            };
+        }
         if log.method.is_empty() {
             "unknown".to_owned()
         } else {

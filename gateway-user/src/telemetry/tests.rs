@@ -331,7 +331,7 @@ async fn span_shape_server_client_and_mcp_children() {
         .expect("sampled");
     assert_eq!(spans.len(), 3);
     let server = &spans[0];
-    assert_eq!(server.name, "POST /v1/chat/completions");
+    assert_eq!(server.name, "tools/list", "MCP method names the span");
     assert_eq!(server.span_kind, SpanKind::Server);
     assert!(server.parent_span_is_remote);
     assert_eq!(
@@ -461,4 +461,59 @@ fn finish_records_metrics_once() {
     assert!(started.elapsed() < Duration::from_secs(1));
     let text = metrics.encode();
     assert!(text.contains(r#"status="200"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn kernel_flow_timing_reaches_log_and_spans() {
+    use crate::ctx::FlowTiming;
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: true",
+        dead_port()
+    ));
+    let (t, _, lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let mut log = fixture();
+    t.start(&headers(&[]), &mut log);
+    t.inject_upstream(&mut log, &mut HeaderMap::new());
+    log.downstream_flow = Some(FlowTiming {
+        srtt: Some(Duration::from_micros(150)),
+        retransmits: Some(0),
+        ..Default::default()
+    });
+    log.upstream_flow = Some(FlowTiming {
+        connect: Some(Duration::from_micros(2500)),
+        srtt: Some(Duration::from_micros(900)),
+        retransmits: Some(2),
+        bytes_sent: Some(512),
+        bytes_received: Some(4096),
+    });
+    let tracer = t.tracer.as_ref().expect("tracing on");
+    let exec = Executor::new(&log, t.refs);
+    let spans = t
+        .make_spans(tracer, &log, &exec, attrs::base(&log))
+        .expect("sampled");
+    assert_eq!(
+        attr(&spans[0], "network.tcp.rtt_us"),
+        Some(&opentelemetry::Value::I64(150))
+    );
+    assert_eq!(
+        attr(&spans[1], "network.tcp.rtt_us"),
+        Some(&opentelemetry::Value::I64(900))
+    );
+    assert_eq!(
+        attr(&spans[1], "network.tcp.connect_duration_ms"),
+        Some(&opentelemetry::Value::F64(2.5))
+    );
+    assert_eq!(
+        attr(&spans[1], "network.tcp.retransmits"),
+        Some(&opentelemetry::Value::I64(2))
+    );
+    t.finish(log);
+    let line = lines.recv_timeout(Duration::from_secs(1)).expect("a line");
+    assert!(
+        line.ends_with(
+            " downstream.tcp.rtt_us=150 downstream.tcp.retransmits=0 upstream.tcp.connect_ms=2 \
+             upstream.tcp.rtt_us=900 upstream.tcp.retransmits=2"
+        ),
+        "{line}"
+    );
 }

@@ -160,4 +160,20 @@ mod tests {
         assert_eq!(sanitize_tracestate(&"a".repeat(600)), None);
         assert_eq!(sanitize_tracestate("a=\u{7}"), None);
     }
+
+    #[test]
+    fn random_input_never_panics_and_roundtrips() {
+        let alphabet = b"0123456789abcdefABCDEF-xz \xc3\xa9";
+        for _ in 0..20_000 {
+            let len = rand::random::<u8>() as usize % 70;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rand::random::<u8>() as usize % alphabet.len()])
+                .collect();
+            let s = String::from_utf8_lossy(&bytes);
+            if let Some(tp) = parse(&s) {
+                let again = format(&tp.trace_id, &tp.span_id, tp.sampled);
+                assert_eq!(parse(&again), Some(tp), "{s:?}");
+            }
+        }
+    }
 }

@@ -145,18 +145,19 @@ async fn http_export_keeps_endpoint_path_and_sends_headers() {
     assert_eq!(dropped(&metrics, "export_failed"), 0);
 }
 
-const ROTEL: &str = "/work/main/target/test-venv/lib/python3.11/site-packages/rotel/rotel-agent";
-
+/// `rotel-agent` from `ROTEL_AGENT`, or from the test venv (`GATEWAY_TEST_VENV`, default
+/// `target/test-venv`, as tests/scripts/install-deps.sh creates it).
 fn rotel_path() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("ROTEL_AGENT").ok().map(PathBuf::from),
-        Some(PathBuf::from(ROTEL)),
-        std::env::var("CARGO_MANIFEST_DIR").ok().map(|d| {
-            PathBuf::from(d)
-                .join("../target/test-venv/lib/python3.11/site-packages/rotel/rotel-agent")
-        }),
-    ];
-    candidates.into_iter().flatten().find(|p| p.exists())
+    if let Some(p) = std::env::var_os("ROTEL_AGENT").map(PathBuf::from) {
+        return p.exists().then_some(p);
+    }
+    let venv = std::env::var_os("GATEWAY_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv"));
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    lib.flatten()
+        .map(|d| d.path().join("site-packages/rotel/rotel-agent"))
+        .find(|p| p.exists())
 }
 
 /// Kills the receiver when the test ends, however it ends.
