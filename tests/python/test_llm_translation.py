@@ -213,7 +213,7 @@ def gemini_upstream(sim):
     recorded = sim.requests()
     assert len(recorded) == 1, [r["path"] for r in recorded]
     rec = recorded[0]
-    assert rec["endpoint"] in ("openai.chat", "gemini.generate", "gemini.stream"), rec["path"]
+    assert rec["endpoint"] in ("openai.chat", "openai.embeddings", "gemini.generate", "gemini.stream"), rec["path"]
     assert rec["path"].startswith(("/v1beta/", "/v1/")), rec["path"]
     creds = [rec["headers"].get("x-goog-api-key"), rec["headers"].get("authorization"), rec.get("query") or ""]
     assert any(c and GEMINI_SECRET in c for c in creds), "Gemini key missing upstream"
@@ -278,3 +278,15 @@ def test_openai_client_to_azure(sim, llm_gateway, oa2az):
     # Azure's first chunk has no choices (prompt filter results only); the client copes either way.
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY + PROMPT
     azure_upstream(sim)
+
+
+def test_embeddings_on_gemini_and_azure(sim, llm_gateway, oa2gem, oa2az):
+    """Both providers serve OpenAI-shaped embeddings (Gemini on its OpenAI-compatible
+    surface, Azure per deployment), so an OpenAI client's embeddings call must work."""
+    e = oa2az.embeddings.create(model="text-embedding-3-small", input=["hello world", "goodbye"])
+    assert [len(d.embedding) for d in e.data] == [16, 16] and e.usage.prompt_tokens == 3
+    azure_upstream(sim)
+    sim.reset()
+    e = oa2gem.embeddings.create(model="text-embedding-004", input=["hello world", "goodbye"])
+    assert [len(d.embedding) for d in e.data] == [16, 16] and e.usage.prompt_tokens == 3
+    gemini_upstream(sim)
