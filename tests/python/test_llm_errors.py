@@ -205,3 +205,22 @@ def test_upstream_errors_are_reshaped_for_the_client(sim, llm_gateway):
     body = assert_anthropic_error(r, 500)
     assert body["error"]["type"] == "api_error"
     assert "(simulated)" in body["error"]["message"], body
+
+
+def test_malformed_upstream_event_is_not_swallowed_for_anthropic_clients(sim, llm_gateway):
+    """Same as above for an Anthropic client in front of an OpenAI backend: without the broken
+    chunk the reply silently loses a word and still ends with ``end_turn``."""
+    mark = llm_gateway.log_mark()
+    an = anthropic.Anthropic(base_url=f"{llm_gateway.url}/an2oa", api_key=CLIENT_KEY, max_retries=0)
+    final, error = None, None
+    try:
+        with an.messages.stream(model="gpt-4o-mini", max_tokens=64,
+                                messages=[{"role": "user", "content": "one two three four five six"}],
+                                extra_headers={"x-sim-fault": "malformed"}) as s:
+            final = s.get_final_message()
+    except (anthropic.APIError, httpx2.HTTPError, ValueError) as e:
+        error = e
+    assert error is not None or final.stop_reason != "end_turn", (
+        f"truncated answer marked complete: {final.content[0].text!r}")
+    [line] = llm_gateway.wait_for_access_log(since=mark)
+    assert line.get("error"), f"the access log must record the malformed upstream event: {line}"
