@@ -588,6 +588,14 @@ fn route_table() {
             &none,
             Some(gem("g", false)),
         ),
+        (
+            "/v1beta/models/e:batchEmbedContents",
+            &none,
+            Some(Endpoint::GeminiEmbed {
+                model: "e".into(),
+                batch: true,
+            }),
+        ),
         ("/v1/completions", &none, None),
         ("/", &none, None),
     ];
