@@ -152,8 +152,12 @@ impl ChatStream {
 
 /// Observes one chat chunk; returns true when it is a usage-only chunk (`choices: []`).
 pub fn observe_chat_chunk(chunk: &Value, info: &mut LlmInfo) -> bool {
+    // Azure's first chunk (prompt filter results) carries an empty model: skip it.
     if info.response_model.is_none()
-        && let Some(m) = chunk.get("model").and_then(Value::as_str)
+        && let Some(m) = chunk
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
     {
         info.response_model = Some(m.to_owned());
     }

@@ -147,7 +147,7 @@ impl Provider {
                 let model = model.strip_prefix("models/").unwrap_or(model);
                 match route {
                     RouteType::Models => format!("{base}/models"),
-                    RouteType::Embeddings => format!("{base}/models/{model}:embedContent"),
+                    RouteType::Embeddings => format!("{base}/models/{model}:batchEmbedContents"),
                     _ if stream => format!("{base}/models/{model}:streamGenerateContent?alt=sse"),
                     _ => format!("{base}/models/{model}:generateContent"),
                 }

@@ -31,6 +31,7 @@ enum Plan {
     ChatToGemini,
     MessagesToChat,
     MessagesToGemini,
+    EmbeddingsToGemini,
 }
 
 fn plan(route: RouteType, provider: &Provider) -> Result<(Plan, RouteType), ProxyError> {
@@ -47,6 +48,7 @@ fn plan(route: RouteType, provider: &Provider) -> Result<(Plan, RouteType), Prox
         | (Models, _)
         | (Passthrough, _) => (Plan::Same, route),
         (Responses | Embeddings, Wire::OpenAi) => (Plan::Same, route),
+        (Embeddings, Wire::Gemini) => (Plan::EmbeddingsToGemini, Embeddings),
         (r, _) => {
             return Err(ProxyError::Unsupported(format!(
                 "{} requests are not supported by provider {}",
@@ -271,6 +273,7 @@ async fn forward(
             matches!(ai.provider, Provider::OpenAi | Provider::Azure { .. }),
         ),
         Plan::MessagesToGemini => chat_gemini::request(&messages_chat::request(&b, false)),
+        Plan::EmbeddingsToGemini => chat_gemini::embeddings_request(&b),
     });
     let include_usage_for_client = body_wants_usage(&bytes);
 
@@ -412,6 +415,7 @@ async fn forward(
                 Box::new(chat_gemini::Stream::new(&model, include_usage_for_client))
             }
             Plan::MessagesToChat => Box::new(messages_chat::Stream::new(&model)),
+            Plan::EmbeddingsToGemini => Box::new(openai::ChatStream::new(false)),
             Plan::MessagesToGemini => Box::new(Chain::new(
                 Box::new(chat_gemini::Stream::new(&model, true)),
                 Box::new(messages_chat::Stream::new(&model)),
@@ -461,6 +465,7 @@ async fn forward(
                     &chat_gemini::response(v, &model),
                     &model,
                 )),
+                Plan::EmbeddingsToGemini => to_bytes(&chat_gemini::embeddings_response(v, &model)),
             }
         }
     };

@@ -272,6 +272,8 @@ impl Stream {
 impl StreamHandler for Stream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            // Dropping it would hand the client a silently shortened answer marked complete.
+            super::malformed_event(None, &ev.data, out);
             return;
         };
         let kind = ev

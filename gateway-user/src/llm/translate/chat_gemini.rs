@@ -165,6 +165,51 @@ pub fn request(chat: &Value) -> Value {
     Value::Object(out)
 }
 
+/// OpenAI embeddings request (`input`: string or list of strings) → `batchEmbedContents`.
+pub fn embeddings_request(body: &Value) -> Value {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let model = if model.starts_with("models/") {
+        model.to_owned()
+    } else {
+        format!("models/{model}")
+    };
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut requests: Vec<Value> = inputs
+        .iter()
+        .map(|t| json!({"model": model, "content": {"parts": [{"text": t}]}}))
+        .collect();
+    if let Some(d) = body.get("dimensions") {
+        for r in &mut requests {
+            r["outputDimensionality"] = d.clone();
+        }
+    }
+    json!({"requests": requests})
+}
+
+/// `batchEmbedContents` (or `embedContent`) response → OpenAI embeddings list.
+pub fn embeddings_response(g: &Value, model: &str) -> Value {
+    let list: Vec<&Value> = match g.get("embeddings").and_then(Value::as_array) {
+        Some(a) => a.iter().collect(),
+        None => g.get("embedding").into_iter().collect(),
+    };
+    let data: Vec<Value> = list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.get("values").cloned().unwrap_or(json!([]))}))
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+}
+
 /// Gemini `finishReason` → OpenAI `finish_reason`.
 pub fn finish_reason(r: &str, has_tool_calls: bool) -> &'static str {
     if has_tool_calls {
@@ -271,6 +316,8 @@ impl Stream {
 impl StreamHandler for Stream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            // Dropping it would hand the client a silently shortened answer marked complete.
+            super::malformed_event(None, &ev.data, out);
             return;
         };
         if let Some(err) = v.get("error") {

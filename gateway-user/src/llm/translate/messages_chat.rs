@@ -317,6 +317,7 @@ impl StreamHandler for Stream {
             return;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else {
+            super::malformed_event(Some("error"), &ev.data, out);
             return;
         };
         if let Some(err) = chunk.get("error") {

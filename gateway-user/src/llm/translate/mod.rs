@@ -157,6 +157,21 @@ impl ChunkWriter {
     }
 }
 
+/// Tells the client of a translated stream that the provider sent an event that is not JSON:
+/// an OpenAI-style `{"error": ...}` chunk, or an Anthropic `event: error` when `event` is set.
+/// Keep-alive blocks (no data) are not errors.
+pub fn malformed_event(event: Option<&str>, data: &str, out: &mut bytes::BytesMut) {
+    if data.trim().is_empty() {
+        return;
+    }
+    let msg = "the provider sent a malformed stream event";
+    let body = match event {
+        Some(_) => json!({"type": "error", "error": {"type": "api_error", "message": msg}}),
+        None => json!({"error": {"type": "upstream_error", "message": msg}}),
+    };
+    crate::llm::sse::SseEvent::encode(event, &body.to_string(), out);
+}
+
 /// OpenAI usage object from token counts.
 pub fn chat_usage(input: u64, output: u64, cached: Option<u64>) -> Value {
     let mut u = json!({
