@@ -63,6 +63,7 @@ step build cargo build || finish
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step cargo-test cargo test
+step fuzz bash tests/scripts/fuzz-smoke.sh
 
 run_pytest() {
   local log="$REPORT_DIR/pytest.log"

@@ -59,7 +59,7 @@ fn telemetry_config(snap: &Snapshot) -> TelemetryConfig<'_> {
     let g = snap.raw.config.as_ref();
     TelemetryConfig {
         tracing: g.and_then(|c| c.tracing.as_ref()),
-        logging: g.and_then(|c| c.logging.as_ref()),
+        logging: snap.logging.as_ref(),
         frontend_tracing: snap
             .raw
             .frontend_policies
@@ -140,6 +140,7 @@ impl AdminState for State {
     }
 
     fn set_log_level(&self, filter: &str) -> Result<(), String> {
+        check_log_filter(filter)?;
         let f = EnvFilter::try_new(filter)
             .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
         self.filter.reload(f).map_err(|e| e.to_string())?;
@@ -148,6 +149,29 @@ impl AdminState for State {
         }
         Ok(())
     }
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Accepts `level` and `target=level` clauses only. `EnvFilter` would read a bare word such as
+/// `verbose` as a target name, enabling that target and silencing everything else.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    for clause in filter.split(',') {
+        let level =
+            clause.rsplit_once('=').map_or(
+                clause,
+                |(target, level)| {
+                    if target.is_empty() { "" } else { level }
+                },
+            );
+        if !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "invalid log filter {filter:?}: clause {clause:?} is not LEVEL or TARGET=LEVEL (levels: {})",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the gateway until SIGTERM/SIGINT, then drains.
@@ -267,6 +291,14 @@ async fn serve(
             let hook = hook.clone();
             async move {
                 match load(&input) {
+                    Ok(new) if matches!(input, ConfigInput::File(_)) && is_blank(&new.text) => {
+                        // Almost always a writer caught between truncate and write; applying
+                        // it would close every listener.
+                        reloads.with_label_values(&["failure"]).inc();
+                        tracing::error!(
+                            "config reload rejected: the file is empty (write it atomically: a new file renamed over the old); keeping the last good config"
+                        );
+                    }
                     Ok(new) => {
                         let new = Arc::new(new);
                         let res = listeners.lock().await.reconcile(&proxy, &new, hook).await;
@@ -338,7 +370,18 @@ fn ebpf_accept_hook(ebpf: Arc<crate::ebpf::Ebpf>) -> AcceptHook {
     })
 }
 
-/// Polls the config file once a second. Comparing the resolved file's identity and content
+/// How long changed config content must stay unchanged before it is reloaded.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// True for a config text with nothing but whitespace and comments.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    })
+}
+
+/// Polls the config file every 500 ms. Comparing the resolved file's identity and content
 /// catches in-place edits and Kubernetes' ConfigMap symlink swap alike.
 async fn watch_file<F, Fut>(path: PathBuf, reload: F)
 where
@@ -365,8 +408,49 @@ where
         if text.is_none() || text == last_text {
             continue;
         }
+        // A writer may still be filling the file: reload only content that held still for a
+        // moment. If it moved, its identity changed too and a later tick sees the final text.
+        tokio::time::sleep(SETTLE).await;
+        if std::fs::read(&path).ok() != text {
+            continue;
+        }
         last_text = text;
         tracing::info!(path = %path.display(), "config file changed; reloading");
         reload().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_log_filter, is_blank};
+
+    #[test]
+    fn log_filter_clauses() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "info,gateway=debug",
+            "warn,hyper_util::client=trace",
+        ] {
+            assert!(check_log_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "verbose",
+            "info,",
+            "",
+            "debug,hyper=loud",
+            "=debug",
+            "gateway",
+        ] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blank_config_text() {
+        assert!(is_blank(""));
+        assert!(is_blank("\n  \n# only a comment\n"));
+        assert!(!is_blank("binds: []\n"));
+        assert!(!is_blank("# header\nconfig: {}\n"));
     }
 }

@@ -294,3 +294,44 @@ async fn dns_rebinding_protection() {
     assert_eq!(s, 200);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_reaped_with_their_children() {
+    let yaml = format!(
+        "targets:\n- {}\nsessionIdleTimeout: 1s\n",
+        stdio_target("a")
+    );
+    let gw = Gateway::start(&yaml, None).await;
+    let (s, h, b) = raw_post(gw.addr, "/mcp", &[], INIT).await;
+    assert_eq!(s, 200, "{b}");
+    let sid = h
+        .get("mcp-session-id")
+        .expect("session")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let pids = gw.backend.session_pids(&sid);
+    assert_eq!(pids.len(), 1);
+    // Activity keeps it alive past the timeout...
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let (s, _, _) = raw_post(
+            gw.addr,
+            "/mcp",
+            &[("mcp-session-id", &sid)],
+            r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    assert_eq!(gw.backend.session_count(), 1);
+    // ...silence ends it and its child.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (gw.backend.session_count() > 0 || alive(pids[0])) && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gw.backend.session_count(), 0);
+    assert!(!alive(pids[0]), "reaped session's child must exit");
+    gw.stop().await;
+}

@@ -123,21 +123,58 @@ def test_upstream_slower_than_route_timeout_is_504(sim, llm_gateway):
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("fault", ["reset", "truncate", "malformed", "midstream-error"])
-def test_broken_upstream_stream_keeps_gateway_healthy(sim, llm_gateway, fault):
-    mark = llm_gateway.log_mark()
-    oa = openai.OpenAI(base_url=f"{llm_gateway.url}/openai/v1", api_key=CLIENT_KEY, max_retries=0)
-    received = []
+STREAM_ROUTES = [("openai", "gpt-4o-mini"), ("oa2an", "claude-sonnet-4-5"), ("gemini", "gemini-2.0-flash")]
+
+
+def stream_through(gw, prefix, model, fault):
+    """Streams a chat completion with an upstream fault; returns (chunks, exception)."""
+    oa = openai.OpenAI(base_url=f"{gw.url}/{prefix}/v1", api_key=CLIENT_KEY, max_retries=0)
+    chunks, error = [], None
     try:
-        for chunk in oa.chat.completions.create(**CHAT, stream=True, extra_headers={"x-sim-fault": fault}):
-            received.append(chunk)
-    except (openai.APIError, httpx2.HTTPError, ValueError):
-        pass  # what the client sees of a broken stream depends on the fault; not crashing is the point
+        for chunk in oa.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "one two three four five six"}], stream=True,
+                extra_headers={"x-sim-fault": fault}):
+            chunks.append(chunk)
+    except (openai.APIError, httpx2.HTTPError, ValueError) as e:
+        error = e
+    return chunks, error
+
+
+def finish_reasons(chunks):
+    return [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+
+
+@pytest.mark.parametrize("prefix,model", STREAM_ROUTES)
+@pytest.mark.parametrize("fault", ["reset", "truncate", "midstream-error"])
+def test_broken_upstream_stream(sim, llm_gateway, prefix, model, fault):
+    """The client learns the stream broke (error, or at least no finish), the access log says
+    so, and the gateway keeps serving."""
+    mark = llm_gateway.log_mark()
+    chunks, error = stream_through(llm_gateway, prefix, model, fault)
+    assert finish_reasons(chunks) == [], "a broken stream must not look finished"
+    if fault == "midstream-error":
+        assert isinstance(error, openai.APIError) and "(simulated)" in str(error), repr(error)
+    if fault == "reset":
+        assert error is not None, "an aborted upstream must abort the client's stream"
+    [line] = llm_gateway.wait_for_access_log(since=mark)
+    assert line.get("error"), f"the access log must record the broken stream: {line}"
     assert llm_gateway.alive()
-    lines = llm_gateway.wait_for_access_log(since=mark)
-    assert len(lines) == 1
-    r = oa.chat.completions.create(**CHAT)
+    oa = openai.OpenAI(base_url=f"{llm_gateway.url}/{prefix}/v1", api_key=CLIENT_KEY, max_retries=0)
+    r = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content.startswith("Hello from the simulator.")
+
+
+@pytest.mark.parametrize("prefix,model", STREAM_ROUTES)
+def test_malformed_upstream_event_is_not_swallowed(sim, llm_gateway, prefix, model):
+    """An upstream event that is not JSON loses part of the answer. Forwarding it lets the
+    client fail; a translating route must not drop it and report a clean finish instead."""
+    mark = llm_gateway.log_mark()
+    chunks, error = stream_through(llm_gateway, prefix, model, "malformed")
+    assert error is not None or finish_reasons(chunks) != ["stop"], (
+        "the client received a truncated answer marked as complete")
+    [line] = llm_gateway.wait_for_access_log(since=mark)
+    if prefix != "openai":  # passthrough forwards the bytes and the client fails on its own
+        assert line.get("error"), f"the access log must record the malformed upstream event: {line}"
 
 
 def test_client_disconnect_mid_stream(sim, llm_gateway):
@@ -152,3 +189,38 @@ def test_client_disconnect_mid_stream(sim, llm_gateway):
     assert len(lines) == 1
     assert llm_gateway.alive()
     assert oa.chat.completions.create(**CHAT).choices[0].finish_reason == "stop"
+
+
+def test_upstream_errors_are_reshaped_for_the_client(sim, llm_gateway):
+    """A translated route answers errors in the client's format, keeping status and message."""
+    chat = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    for prefix, fault in [("/oa2an", "429"), ("/gemini", "429"), ("/oa2an", "529")]:
+        r = post_raw(llm_gateway, f"{prefix}/v1/chat/completions", chat, {"x-sim-fault": fault})
+        body = assert_openai_error(r, int(fault))
+        assert "type" not in body or body.get("type") != "error", f"{prefix}: Anthropic-shaped error leaked: {body}"
+        assert "(simulated)" in body["error"]["message"], body
+    r = post_raw(llm_gateway, "/an2oa/v1/messages",
+                 b'{"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}',
+                 {"x-sim-fault": "500", "anthropic-version": "2023-06-01"})
+    body = assert_anthropic_error(r, 500)
+    assert body["error"]["type"] == "api_error"
+    assert "(simulated)" in body["error"]["message"], body
+
+
+def test_malformed_upstream_event_is_not_swallowed_for_anthropic_clients(sim, llm_gateway):
+    """Same as above for an Anthropic client in front of an OpenAI backend: without the broken
+    chunk the reply silently loses a word and still ends with ``end_turn``."""
+    mark = llm_gateway.log_mark()
+    an = anthropic.Anthropic(base_url=f"{llm_gateway.url}/an2oa", api_key=CLIENT_KEY, max_retries=0)
+    final, error = None, None
+    try:
+        with an.messages.stream(model="gpt-4o-mini", max_tokens=64,
+                                messages=[{"role": "user", "content": "one two three four five six"}],
+                                extra_headers={"x-sim-fault": "malformed"}) as s:
+            final = s.get_final_message()
+    except (anthropic.APIError, httpx2.HTTPError, ValueError) as e:
+        error = e
+    assert error is not None or final.stop_reason != "end_turn", (
+        f"truncated answer marked complete: {final.content[0].text!r}")
+    [line] = llm_gateway.wait_for_access_log(since=mark)
+    assert line.get("error"), f"the access log must record the malformed upstream event: {line}"

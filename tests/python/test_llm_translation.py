@@ -164,8 +164,11 @@ def test_anthropic_client_to_openai(sim, llm_gateway, an2oa):
     assert (m.usage.input_tokens, m.usage.output_tokens) == (PROMPT_TOKENS, COMPLETION_TOKENS)
     body = openai_upstream(sim)["body"]
     assert body["model"] == "gpt-4o-mini"
-    assert body["messages"][0] == {"role": "system", "content": "You are terse."} or (
-        body["messages"][0]["role"] == "system"), body["messages"]
+    first = body["messages"][0]
+    assert first["role"] == "system", body["messages"]
+    content = first["content"]
+    text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+    assert text == "You are terse.", "Anthropic's system prompt becomes the system message"
     assert body["messages"][-1]["role"] == "user"
     line = log_line(llm_gateway, mark, "/an2oa")
     assert (line.get("llm.request.tokens"), line.get("llm.response.tokens")) == (PROMPT_TOKENS, COMPLETION_TOKENS)
@@ -210,7 +213,7 @@ def gemini_upstream(sim):
     recorded = sim.requests()
     assert len(recorded) == 1, [r["path"] for r in recorded]
     rec = recorded[0]
-    assert rec["endpoint"] in ("openai.chat", "gemini.generate", "gemini.stream"), rec["path"]
+    assert rec["endpoint"] in ("openai.chat", "openai.embeddings", "gemini.generate", "gemini.stream", "gemini.embed"), rec["path"]
     assert rec["path"].startswith(("/v1beta/", "/v1/")), rec["path"]
     creds = [rec["headers"].get("x-goog-api-key"), rec["headers"].get("authorization"), rec.get("query") or ""]
     assert any(c and GEMINI_SECRET in c for c in creds), "Gemini key missing upstream"
@@ -275,3 +278,18 @@ def test_openai_client_to_azure(sim, llm_gateway, oa2az):
     # Azure's first chunk has no choices (prompt filter results only); the client copes either way.
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY + PROMPT
     azure_upstream(sim)
+
+
+def test_embeddings_on_gemini_and_azure(sim, llm_gateway, oa2gem, oa2az):
+    """Both providers serve OpenAI-shaped embeddings (Gemini on its OpenAI-compatible
+    surface, Azure per deployment), so an OpenAI client's embeddings call must work."""
+    e = oa2az.embeddings.create(model="text-embedding-3-small", input=["hello world", "goodbye"])
+    assert [len(d.embedding) for d in e.data] == [16, 16] and e.usage.prompt_tokens == 3
+    azure_upstream(sim)
+    sim.reset()
+    e = oa2gem.embeddings.create(model="text-embedding-004", input=["hello world", "goodbye"])
+    # Either Gemini surface will do (OpenAI-compatible `/v1beta/openai/embeddings`, or native
+    # `:batchEmbedContents`, which reports no token usage).
+    assert [d.index for d in e.data] == [0, 1] and [len(d.embedding) for d in e.data] == [16, 16]
+    assert e.data[0].embedding != e.data[1].embedding
+    gemini_upstream(sim)

@@ -236,3 +236,52 @@ binds:
     )
     assert called.returncode == 0, called.stderr
     assert "42" in called.stdout, called.stdout
+
+
+def test_target_calls_are_traced_under_the_request(gateway_factory, http_target, rotel):
+    """Seed 001's tracing block with an MCP route: every upstream call becomes a CLIENT span whose
+    id is the one the target received in ``traceparent`` (HTTP header and ``_meta``; stdio gets
+    only ``_meta``), under the request's trace."""
+    gw = gateway_factory(f"""
+config:
+  readinessAddr: 127.0.0.1:{{ready_port}}
+  statsAddr: 127.0.0.1:{{stats_port}}
+  adminAddr: 127.0.0.1:{{admin_port}}
+  tracing:
+    otlpEndpoint: {rotel.grpc_endpoint}
+    otlpProtocol: grpc
+    randomSampling: true
+binds:
+- port: {{port}}
+  listeners:
+  - routes:
+    - backends:
+      - mcp:
+          targets:
+          - {stdio_target("a")}
+          - name: b
+            mcp:
+              host: http://127.0.0.1:{http_target}/mcp
+""")
+
+    async def scenario():
+        async with mcp.Client(f"{gw.url}/mcp") as c:
+            b = json.loads((await c.call_tool("b_meta", {})).content[0].text)
+            a = json.loads((await c.call_tool("a_meta", {})).content[0].text)
+            return a, b
+
+    a, b = run(scenario())
+    b_tp = b["meta"]["traceparent"]
+    assert b["headers"].get("traceparent") == b_tp
+    a_tp = a["meta"]["traceparent"]
+    for tp, target in [(b_tp, "b"), (a_tp, "a")]:
+        _, trace_id, span_id, flags = tp.split("-")
+        assert flags == "01"
+        [span] = rotel.wait_for_span(where=lambda s, sid=span_id: s.span_id == sid)
+        assert span.trace_id == trace_id, (span, tp)
+        assert span.name == f"tools/call {target}", span
+        assert span.kind.lower().endswith("client"), span
+        assert span.attributes.get("mcp.target") == target, span.attributes
+        assert span.attributes.get("gen_ai.tool.name") == "meta", span.attributes
+        [parent] = rotel.wait_for_span(where=lambda s, p=span.parent_id: s.span_id == p)
+        assert parent.trace_id == trace_id

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v openssl >/dev/null || need_apt+=(openssl)   # test_ops: certificate rotation
+command -v curl >/dev/null || need_apt+=(curl)         # test_ops_drain: HTTP/2 drain
 # systemd-analyze verifies deploy/systemd/gateway.service offline (no running systemd needed).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -35,6 +37,12 @@ if ! bpf-linker --version >/dev/null 2>&1; then
   LLVM_PREFIX="$SYSROOT" RUSTFLAGS="-L $LINKDIR" \
     cargo +stable install bpf-linker --version 0.13.0 --locked --no-default-features --features llvm-22
   rm -rf "$LINKDIR"
+fi
+
+# --- cargo-fuzz for the bounded fuzz run (tests/scripts/fuzz-smoke.sh, step `fuzz`).
+if ! cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2$'; then
+  log "cargo install cargo-fuzz 0.13.2 (about 2 minutes)"
+  cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 
 # --- Python: real SDK clients and a real OTLP receiver, in a venv.

@@ -1,6 +1,9 @@
 //! Project tasks that `build.rs` cannot do.
 //!
 //! - `cargo xtask demo [--once]`: the offline demo (README's first command).
+//! - `cargo xtask bench [--quick] [--write PATH]`: the gateway data-path benchmark (gateway
+//!   versus direct, tracing on/off, fixed rate and saturation, SSE per-event delay, idle RSS and
+//!   10k idle streams); see `loadbench.rs`.
 //! - `cargo xtask bench-ebpf [--quick] [--write PATH]`: eBPF benchmarks (connect latency
 //!   with/without steering, round trip with/without sk_msg acceleration, sock_ops CPU cost at
 //!   a high connection rate); prints a markdown section and, with `--write`, replaces the
@@ -14,6 +17,7 @@
 mod bench;
 mod cgroup;
 mod demo;
+mod loadbench;
 mod nodesim;
 
 use anyhow::{Context as _, bail};
@@ -21,11 +25,13 @@ use anyhow::{Context as _, bail};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <demo|bench-ebpf|node-sim> [options]");
+        bail!("usage: cargo xtask <demo|bench|bench-ebpf|node-sim> [options]");
     };
     let rest = &args[1..];
     match cmd.as_str() {
         "demo" => demo::run(rest),
+        "bench" => loadbench::run(rest),
+        "__loadbench" => loadbench::child_main(rest),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

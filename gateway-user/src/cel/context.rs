@@ -180,7 +180,7 @@ fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
         o.set2("outputTokens", "output_tokens", int(t));
     }
     let total = l.total_tokens.or(match (l.input_tokens, l.output_tokens) {
-        (Some(i), Some(o)) => Some(i + o),
+        (Some(i), Some(o)) => Some(i.saturating_add(o)),
         _ => None,
     });
     if let Some(t) = total {

@@ -76,13 +76,38 @@ pub fn compile(raw: RawRoot, source: Source, text: &str) -> Result<Snapshot, Con
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }
+    let logging = merged_logging(&raw);
     Ok(Snapshot {
         global,
         binds,
+        logging,
         raw: Arc::new(raw),
         source,
         text: text.to_owned(),
     })
+}
+
+/// `config.logging` with the `frontendPolicies.accessLog` policy (filter, add, remove) over it.
+fn merged_logging(raw: &RawRoot) -> Option<crate::config::telemetry::RawLogging> {
+    let base = raw.config.as_ref().and_then(|c| c.logging.clone());
+    let policy = raw
+        .frontend_policies
+        .as_ref()
+        .and_then(|f| f.access_log.clone().or_else(|| f.logging.clone()));
+    let Some(p) = policy else { return base };
+    if p.otlp.is_some() {
+        tracing::warn!(
+            "frontendPolicies.accessLog.otlp is not supported; access logs go to stdout"
+        );
+    }
+    let mut merged = base.unwrap_or_default();
+    if p.filter.is_some() {
+        merged.filter = p.filter;
+    }
+    let fields = merged.fields.get_or_insert_with(Default::default);
+    fields.remove.extend(p.remove);
+    fields.add.0.extend(p.add.0);
+    Some(merged)
 }
 
 fn parse_addr(cx: &mut Ctx, path: &str, v: Option<&str>, default: &str) -> Option<SocketAddr> {

@@ -128,8 +128,48 @@ pub fn parse_raw(
     }
     serde_path_to_error::deserialize::<_, raw::RawRoot>(tree).map_err(|e| {
         let path = e.path().to_string();
-        ConfigErrors(vec![ConfigError::new(path, e.into_inner().to_string())])
+        let message = hide_secret_value(&path, e.into_inner().to_string());
+        ConfigErrors(vec![ConfigError::new(path, message)])
     })
+}
+
+/// serde quotes the offending value (`invalid type: string "sk-...", expected ...`); under a
+/// field that holds credentials that value is a secret, and a failed reload logs it.
+fn hide_secret_value(path: &str, message: String) -> String {
+    let p = path.to_ascii_lowercase();
+    let secret = [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "authorization",
+        "credential",
+        "headers",
+        "backendauth",
+    ]
+    .iter()
+    .any(|s| p.contains(s));
+    if !secret {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if quoted {
+                out.push_str("<redacted>\"");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    if quoted {
+        out.push_str("<redacted>");
+    }
+    out
 }
 
 /// Replaces `$VAR` (whole value) and `${VAR}` (anywhere) in string scalars. A missing variable is

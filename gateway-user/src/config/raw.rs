@@ -94,8 +94,26 @@ pub struct RawLimits {
 pub struct RawFrontendPolicies {
     pub http: Option<RawFrontendHttp>,
     pub tracing: Option<RawFrontendTracing>,
-    /// Alias of `config.logging` scoped to requests (accepted; merged into the access log).
-    pub access_log: Option<RawLogging>,
+    /// Access-log policy: `filter`, `add`, `remove`; merged over `config.logging`.
+    pub access_log: Option<RawAccessLog>,
+    /// Alias of `accessLog`.
+    pub logging: Option<RawAccessLog>,
+}
+
+/// `frontendPolicies.accessLog` (agentgateway's `LoggingPolicy`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// CEL keep-filter: only requests where it is `true` are logged.
+    pub filter: Option<String>,
+    /// Field name → CEL expression, in order.
+    #[serde(default)]
+    pub add: super::telemetry::OrderedExprMap,
+    /// Default field names to drop.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Accepted for compatibility; OTLP log export is not implemented (a warning is logged).
+    pub otlp: Option<serde_yaml::Value>,
 }
 
 /// `frontendPolicies.http`.
@@ -111,6 +129,9 @@ pub struct RawFrontendHttp {
     pub http2_frame_size: Option<u32>,
     pub http2_keepalive_interval: Option<String>,
     pub http2_keepalive_timeout: Option<String>,
+    pub http2_max_header_size: Option<u32>,
+    pub http1_header_case: Option<serde_yaml::Value>,
+    pub max_connection_duration: Option<String>,
 }
 
 /// `binds[]`.

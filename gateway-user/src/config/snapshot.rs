@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub source: Source,
     /// The file text as loaded (after no expansion), for `/config_dump` with secrets redacted.
     pub text: String,
+    /// `config.logging` with `frontendPolicies.accessLog` merged over it.
+    pub logging: Option<crate::config::telemetry::RawLogging>,
 }
 
 /// Process-wide settings.

@@ -14,6 +14,25 @@ fn env_none(_: &str) -> Option<String> {
 }
 
 #[test]
+fn errors_under_secret_fields_do_not_echo_the_value() {
+    let e = errs(
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends: [{host: 127.0.0.1:1}]\n      policies:\n        backendAuth: \"sk-live-do-not-print\"\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(!e[0].contains("sk-live-do-not-print"), "{}", e[0]);
+    assert!(
+        e[0].contains("backendAuth") && e[0].contains("<redacted>"),
+        "{}",
+        e[0]
+    );
+    let e = errs("config:\n  tracing:\n    headers: \"Authorization: Basic c2VjcmV0\"\n");
+    assert!(!e[0].contains("c2VjcmV0"), "{}", e[0]);
+    // Other fields keep naming the bad value.
+    let e = errs("binds:\n- port: \"not-a-port\"\n");
+    assert!(e[0].contains("not-a-port"), "{}", e[0]);
+}
+
+#[test]
 fn embedded_default_is_valid() {
     let snap = load_str(EMBEDDED_DEFAULT, Source::Embedded).expect("embedded default");
     assert_eq!(snap.binds.len(), 1);
@@ -134,4 +153,20 @@ fn llm_shorthand_and_mcp_shorthand_compile() {
     )
     .expect("llm shorthand");
     assert_eq!(snap.binds[0].port, 4001);
+}
+
+#[test]
+fn access_log_policy_merges_over_config_logging() {
+    let snap = load_str(
+        "config:\n  logging:\n    format: json\n    fields:\n      add: {a: '\"1\"'}\nfrontendPolicies:\n  accessLog:\n    filter: 'response.code >= 400'\n    add: {user: 'request.headers[\"x-user\"]'}\n    remove: [src.addr]\n",
+        Source::Embedded,
+    )
+    .expect("accessLog policy");
+    let l = snap.logging.as_ref().expect("logging");
+    assert_eq!(l.format.as_deref(), Some("json"));
+    assert_eq!(l.filter.as_deref(), Some("response.code >= 400"));
+    let f = l.fields.as_ref().expect("fields");
+    let names: Vec<&str> = f.add.0.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, vec!["a", "user"]);
+    assert_eq!(f.remove, vec!["src.addr".to_owned()]);
 }

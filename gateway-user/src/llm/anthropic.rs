@@ -63,7 +63,10 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
     let cache_read = get("cache_read_input_tokens");
     let cache_write = get("cache_creation_input_tokens");
     if let Some(n) = get("input_tokens") {
-        info.input_tokens = Some(n + cache_read.unwrap_or(0) + cache_write.unwrap_or(0));
+        info.input_tokens = Some(
+            n.saturating_add(cache_read.unwrap_or(0))
+                .saturating_add(cache_write.unwrap_or(0)),
+        );
     }
     if let Some(n) = cache_read {
         info.cached_input_tokens = Some(n);
@@ -72,7 +75,7 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
         info.output_tokens = Some(n);
     }
     if let (Some(i), Some(o)) = (info.input_tokens, info.output_tokens) {
-        info.total_tokens = Some(i + o);
+        info.total_tokens = Some(i.saturating_add(o));
     }
 }
 
@@ -146,7 +149,7 @@ pub fn observe_event(kind: &str, v: &Value, info: &mut LlmInfo) -> bool {
                 }
                 info.output_tokens = merged.output_tokens.or(info.output_tokens);
                 if let (Some(i), Some(o)) = (info.input_tokens, info.output_tokens) {
-                    info.total_tokens = Some(i + o);
+                    info.total_tokens = Some(i.saturating_add(o));
                 }
             }
             if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
@@ -210,6 +213,17 @@ mod tests {
         assert_eq!(info.output_tokens, Some(6));
         assert_eq!(info.total_tokens, Some(20));
         assert_eq!(info.finish_reasons, vec!["end_turn".to_owned()]);
+    }
+
+    #[test]
+    fn usage_saturates_instead_of_overflowing() {
+        let mut info = LlmInfo::default();
+        observe_usage(
+            &json!({"input_tokens": 1, "cache_read_input_tokens": u64::MAX, "output_tokens": 2}),
+            &mut info,
+        );
+        assert_eq!(info.input_tokens, Some(u64::MAX));
+        assert_eq!(info.total_tokens, Some(u64::MAX));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
     let out = get("candidatesTokenCount");
     let thoughts = get("thoughtsTokenCount");
     if out.is_some() || thoughts.is_some() {
-        info.output_tokens = Some(out.unwrap_or(0) + thoughts.unwrap_or(0));
+        info.output_tokens = Some(out.unwrap_or(0).saturating_add(thoughts.unwrap_or(0)));
     }
     if let Some(n) = thoughts {
         info.reasoning_tokens = Some(n);

@@ -69,7 +69,7 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
     if info.total_tokens.is_none()
         && let (Some(i), Some(o)) = (info.input_tokens, info.output_tokens)
     {
-        info.total_tokens = Some(i + o);
+        info.total_tokens = Some(i.saturating_add(o));
     }
 }
 

@@ -24,6 +24,8 @@ pub struct SseTransform {
     handler: Box<dyn StreamHandler>,
     start: Instant,
     capture_completion: bool,
+    /// Events whose data was neither JSON nor `[DONE]` (forwarded as they are, but logged).
+    malformed: u32,
 }
 
 impl SseTransform {
@@ -33,6 +35,7 @@ impl SseTransform {
             handler,
             start,
             capture_completion,
+            malformed: 0,
         }
     }
 
@@ -63,7 +66,18 @@ impl SseTransform {
         self.handler.completed()
     }
 
+    /// How many events carried data that was neither JSON nor `[DONE]`.
+    pub fn malformed(&self) -> u32 {
+        self.malformed
+    }
+
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
+        if !ev.data.is_empty()
+            && ev.data != "[DONE]"
+            && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err()
+        {
+            self.malformed = self.malformed.saturating_add(1);
+        }
         let had_text = info
             .completion
             .as_ref()
@@ -81,8 +95,16 @@ impl SseTransform {
     }
 }
 
-/// Appends `text` to choice `index` of the completion being assembled.
+/// Most choices recorded per response: OpenAI's own limit on `n`. The index comes from the
+/// upstream body, so without a bound one `"index": 4000000000000` would allocate terabytes.
+pub const MAX_COMPLETIONS: usize = 128;
+
+/// Appends `text` to choice `index` of the completion being assembled. Choices past
+/// `MAX_COMPLETIONS` are not recorded (telemetry only; the response itself is untouched).
 pub fn push_completion(info: &mut LlmInfo, index: usize, text: &str) {
+    if index >= MAX_COMPLETIONS {
+        return;
+    }
     let c = info.completion.get_or_insert_with(Vec::new);
     if c.len() <= index {
         c.resize(index + 1, String::new());
@@ -121,6 +143,28 @@ mod tests {
         assert!(t.completed());
         t.end(&mut info);
         assert_eq!(info.completion.as_deref(), Some(&["hello".to_owned()][..]));
+    }
+
+    #[test]
+    fn counts_malformed_events() {
+        let mut t = SseTransform::new(Box::new(Echo(false)), Instant::now(), true);
+        let mut info = LlmInfo::default();
+        t.data(
+            b"data: {\"a\":1}\n\ndata: {\"unterminated\n\ndata: [DONE]\n\n",
+            &mut info,
+        )
+        .expect("data");
+        assert_eq!(t.malformed(), 1);
+    }
+
+    #[test]
+    fn completion_index_is_bounded() {
+        let mut info = LlmInfo::default();
+        push_completion(&mut info, MAX_COMPLETIONS - 1, "last");
+        push_completion(&mut info, 4_000_000_000_000, "ignored");
+        let c = info.completion.expect("completion");
+        assert_eq!(c.len(), MAX_COMPLETIONS);
+        assert_eq!(c[MAX_COMPLETIONS - 1], "last");
     }
 
     #[test]

@@ -306,6 +306,26 @@ mod tests {
         }
     }
 
+    /// Arbitrary bytes (deterministic pseudo-random, biased towards JSON punctuation) never
+    /// panic and always classify or reject with -32700 / -32600.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let alphabet = br#"{}[]":,0123456789.-eEtrufalsn \ujsonrpcidmethodparamsresulterror2"#;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (i % 56)) as usize + i) % alphabet.len()])
+                .collect();
+            if let Err(r) = parse(&bytes) {
+                assert!(matches!(r.error.code, PARSE_ERROR | INVALID_REQUEST));
+            }
+        }
+    }
+
     #[test]
     fn invalid_request_keeps_recoverable_id() {
         let r = parse(br#"{"jsonrpc":"1.0","id":"x","method":"m"}"#).expect_err("invalid");

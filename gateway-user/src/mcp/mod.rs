@@ -286,6 +286,8 @@ impl McpBackend {
                 trace_id,
             },
             log: authz_log,
+            request_id: None,
+            cancelled: Default::default(),
         };
         let path = parts.uri.path();
         let r = server::Req {
@@ -452,30 +454,17 @@ fn target_url(h: &RawMcpHttpTarget, default_path: &str, path: &str) -> Result<Ur
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` (or bare seconds).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "" | "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        _ => None,
-    }
-}
-
 fn opt_duration(raw: Option<&str>, default: Duration, path: &str) -> Result<Duration, McpError> {
     match raw {
         None => Ok(default),
-        Some(s) => parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
-            config_err(
+        Some(s) => match crate::config::parse_duration(s) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(config_err(
                 path,
-                format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"),
-            )
-        }),
+                format!("duration {s:?} must be greater than zero"),
+            )),
+            Err(e) => Err(config_err(path, e)),
+        },
     }
 }
 

@@ -13,6 +13,9 @@ use super::session::{Session, Telemetry, call, upstream_rpc_error};
 use super::upstream::lock;
 use crate::ctx::RequestLog;
 
+/// Code used internally for a cancelled request (never sent: cancelled requests get no answer).
+const REQUEST_CANCELLED: i64 = -32800;
+
 /// Listing pages fetched per target before giving up on a target that never ends its cursor.
 const MAX_PAGES: usize = 64;
 
@@ -28,6 +31,8 @@ pub mod error_type {
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// The client sent something the gateway rejected (unknown tool, bad params, method).
     pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The client cancelled the request (`notifications/cancelled`).
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Per-request inputs to method handling.
@@ -36,6 +41,10 @@ pub struct Rcx {
     pub tel: Telemetry,
     /// Request snapshot for authorization rules (`request.*`).
     pub log: Arc<RequestLog>,
+    /// The client's JSON-RPC id for the request being handled.
+    pub request_id: Option<Json>,
+    /// Set when the client cancelled the request: no response is sent.
+    pub cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Rcx {
@@ -215,9 +224,9 @@ async fn list(session: &Arc<Session>, kind: ListKind, rcx: &Rcx) -> Result<Json,
             merged.push(item);
         }
     }
-    if merged.is_empty()
+    // failOpen still fails when every target failed.
+    if failures.len() == targets.len()
         && let Some(e) = failures.into_iter().next()
-        && targets.len() == 1
     {
         return Err(e);
     }
@@ -355,18 +364,20 @@ async fn forward(
             format!("target '{target}' is not connected"),
         )
     })?;
-    let _inflight = session.track(idx, Some(&params), sink.clone());
-    match call(
-        &conn,
-        target,
-        method,
-        Some(params),
-        Some(sink),
-        &rcx.tel,
-        shared,
-    )
-    .await
-    {
+    let inflight = session.track(idx, Some(&params), rcx.request_id.as_ref(), sink);
+    let outcome = tokio::select! {
+        r = call(&conn, target, method, Some(params), Some(&inflight), &rcx.tel, shared) => {
+            session.flush_inbound().await;
+            r
+        }
+        () = inflight.cancelled() => {
+            // MCP: a cancelled request gets no response; the transport sees `cancelled`.
+            rcx.cancelled.store(true, std::sync::atomic::Ordering::Release);
+            rcx.tel.update(|i| i.error_type = Some(error_type::CANCELLED.into()));
+            return Err(RpcError::new(REQUEST_CANCELLED, "request cancelled by the client"));
+        }
+    };
+    match outcome {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(e)) => {
             rcx.tel.update(|i| {

@@ -18,12 +18,15 @@ use hyper::body::Frame;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
-use super::jsonrpc::{self, INTERNAL_ERROR, INVALID_REQUEST, Message, RpcError};
+use super::jsonrpc::{self, INVALID_REQUEST, Message, RpcError};
 use super::relay::{self, Rcx};
 use super::session::{LATEST_VERSION, Session, SessionMap};
 use super::sse;
 use super::upstream::http::SESSION_HEADER;
 use crate::body::{self, Body, BoxError};
+
+/// Interval of SSE comment lines on otherwise idle client streams.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// MCP's "session not found" code used by several SDKs alongside HTTP 404.
 const SESSION_NOT_FOUND: i64 = -32001;
@@ -42,11 +45,16 @@ pub async fn run_request(
     id: Json,
     method: String,
     params: Option<Json>,
-    rcx: Rcx,
+    mut rcx: Rcx,
 ) -> Exchange {
+    rcx.request_id = Some(id.clone());
     let (tx, mut rx) = mpsc::channel::<Json>(64);
     let task = tokio::spawn(async move {
+        let _busy = session.busy();
         let out = relay::handle(&session, &method, params, tx.clone(), &rcx).await;
+        if rcx.cancelled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let msg = match out {
             Ok(result) => jsonrpc::response(id, result),
             Err(e) => jsonrpc::error_response(id, &e),
@@ -63,10 +71,8 @@ pub async fn run_request(
             seen.push(m);
             Exchange::Streaming(seen, rx, task)
         }
-        None => {
-            let err = RpcError::new(INTERNAL_ERROR, "request handler ended without a response");
-            Exchange::Complete(vec![jsonrpc::error_response(Json::Null, &err)])
-        }
+        // Cancelled by the client: nothing to answer.
+        None => Exchange::Complete(Vec::new()),
     }
 }
 
@@ -118,9 +124,16 @@ pub fn sse_response(
     let head = futures_util::stream::iter(first);
     let tail = futures_util::stream::unfold((rx, Guard(on_end)), |(rx, guard)| async move {
         let mut rx = rx?;
-        let msg = rx.recv().await?;
-        let data = serde_json::to_string(&msg).unwrap_or_default();
-        Some((sse::encode("message", &data), (Some(rx), guard)))
+        let chunk = tokio::select! {
+            msg = rx.recv() => {
+                let data = serde_json::to_string(&msg?).unwrap_or_default();
+                sse::encode("message", &data)
+            }
+            // Idle streams get a comment now and then, so intermediaries keep them open and a
+            // vanished client is noticed (the write fails and the stream is dropped).
+            () = tokio::time::sleep(KEEPALIVE) => Bytes::from_static(b": keepalive\n\n"),
+        };
+        Some((chunk, (Some(rx), guard)))
     });
     let frames = head.chain(tail).map(|b| Ok::<_, BoxError>(Frame::data(b)));
     let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
@@ -144,9 +157,7 @@ async fn notification(session: &Session, method: &str, params: Option<Json>) {
     match method {
         // The gateway finished each target's handshake itself during `initialize`.
         "notifications/initialized" => {}
-        // Target request ids are the gateway's own, so a client cancel cannot be mapped; the
-        // call still ends at the client (stream closed) and at `requestTimeout` upstream.
-        "notifications/cancelled" => {}
+        "notifications/cancelled" => session.cancel(params).await,
         _ => {
             session
                 .broadcast(jsonrpc::notification(method, params))
@@ -288,7 +299,9 @@ async fn streamable_post(r: Req<'_>) -> Response<Body> {
             let accepts_sse = r.accepts_sse();
             let ex = run_request(session.clone(), id, method, params, r.rcx.clone()).await;
             match ex {
-                Exchange::Complete(mut msgs) if msgs.len() == 1 || !accepts_sse => {
+                Exchange::Complete(mut msgs)
+                    if msgs.len() == 1 || (!accepts_sse && !msgs.is_empty()) =>
+                {
                     let last = msgs.pop().unwrap_or(Json::Null);
                     if ephemeral {
                         session.close().await;
@@ -363,6 +376,8 @@ async fn initialize(r: &Req<'_>, id: Json, params: Json) -> Response<Body> {
                 if let Ok(v) = HeaderValue::from_str(&session.id) {
                     resp.headers_mut().insert(SESSION_HEADER, v);
                 }
+                // Idle time counts from the end of the handshake, not from spawning targets.
+                session.touch();
                 r.sessions.insert(session);
             } else {
                 session.close().await;

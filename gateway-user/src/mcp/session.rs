@@ -39,12 +39,27 @@ struct Inflight {
     target: usize,
     progress_token: Option<Json>,
     sink: mpsc::Sender<Json>,
+    /// The client's request id (as JSON text), to map `notifications/cancelled`.
+    client_id: Option<String>,
+    /// The id the transport gave the upstream request (0 until sent).
+    upstream_id: Arc<AtomicU64>,
+    cancelled: Arc<tokio::sync::Notify>,
 }
 
 /// Removes an in-flight entry when the call ends, however it ends.
 pub struct InflightGuard {
     session: Arc<Session>,
     seq: u64,
+    sink: mpsc::Sender<Json>,
+    upstream_id: Arc<AtomicU64>,
+    cancelled: Arc<tokio::sync::Notify>,
+}
+
+impl InflightGuard {
+    /// Resolves when the client cancels this request.
+    pub async fn cancelled(&self) {
+        self.cancelled.notified().await;
+    }
 }
 
 impl Drop for InflightGuard {
@@ -71,6 +86,18 @@ pub struct Session {
     pub(crate) owners: Mutex<HashMap<(bool, String), usize>>,
     next: AtomicU64,
     last_used: Mutex<Instant>,
+    /// Client requests being handled; a busy session is never idle.
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Marks a session busy while a client request runs; touches it when done.
+pub struct BusyGuard(Arc<Session>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
 }
 
 impl Session {
@@ -89,10 +116,15 @@ impl Session {
             owners: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
+            active: std::sync::atomic::AtomicUsize::new(0),
         });
         let weak: Weak<Session> = Arc::downgrade(&s);
         tokio::spawn(async move {
-            while let Some(ib) = rx.recv().await {
+            while let Some(mut ib) = rx.recv().await {
+                if let Some(ack) = ib.barrier.take() {
+                    let _ = ack.send(());
+                    continue;
+                }
                 let Some(s) = weak.upgrade() else { break };
                 s.route_inbound(ib).await;
             }
@@ -110,6 +142,17 @@ impl Session {
 
     pub fn idle_for(&self) -> Duration {
         lock(&self.last_used).elapsed()
+    }
+
+    /// Marks the session busy until the guard drops.
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        BusyGuard(self.clone())
+    }
+
+    fn is_busy(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
     }
 
     pub fn stream_sender(&self) -> Option<mpsc::Sender<Json>> {
@@ -242,6 +285,7 @@ impl Session {
         self: &Arc<Self>,
         target: usize,
         params: Option<&Json>,
+        client_id: Option<&Json>,
         sink: mpsc::Sender<Json>,
     ) -> InflightGuard {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
@@ -249,15 +293,69 @@ impl Session {
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get("progressToken"))
             .cloned();
+        let upstream_id = Arc::new(AtomicU64::new(0));
+        let cancelled = Arc::new(tokio::sync::Notify::new());
         lock(&self.inflight).push(Inflight {
             seq,
             target,
             progress_token,
-            sink,
+            sink: sink.clone(),
+            client_id: client_id.map(Json::to_string),
+            upstream_id: upstream_id.clone(),
+            cancelled: cancelled.clone(),
         });
         InflightGuard {
             session: self.clone(),
             seq,
+            sink,
+            upstream_id,
+            cancelled,
+        }
+    }
+
+    /// The client's `notifications/cancelled`: tells the target serving that request, with the
+    /// target's own request id. Unknown ids (already answered) are ignored, as MCP allows.
+    pub async fn cancel(&self, params: Option<Json>) {
+        let Some(params) = params else { return };
+        let Some(key) = params.get("requestId").map(Json::to_string) else {
+            return;
+        };
+        let found = lock(&self.inflight)
+            .iter()
+            .find(|f| f.client_id.as_deref() == Some(key.as_str()))
+            .map(|f| {
+                // Stored permit: the waiting call sees it even if it is not polling right now.
+                f.cancelled.notify_one();
+                (f.target, f.upstream_id.load(Ordering::Acquire))
+            });
+        let Some((target, upstream)) = found.filter(|(_, id)| *id != 0) else {
+            return;
+        };
+        let mut p = params;
+        p["requestId"] = Json::from(upstream);
+        let note = jsonrpc::notification("notifications/cancelled", Some(p));
+        if let Some(c) = self.conn(target)
+            && let Err(e) = c.send(note, None).await
+        {
+            tracing::debug!(session = %self.id, "forwarding cancel failed: {e}");
+        }
+    }
+
+    /// Waits until every target message queued so far has been routed, so that a call's
+    /// progress notifications reach its stream before its response does (stdio and SSE
+    /// targets deliver both on one stream, routed by different tasks).
+    pub async fn flush_inbound(&self) {
+        let Some(tx) = lock(&self.inbound_tx).clone() else {
+            return;
+        };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let marker = Inbound {
+            target: usize::MAX,
+            msg: Json::Null,
+            barrier: Some(ack),
+        };
+        if tx.send(marker).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
         }
     }
 
@@ -369,7 +467,7 @@ pub async fn call(
     target: &str,
     method: &str,
     params: Option<Json>,
-    sink: Option<mpsc::Sender<Json>>,
+    inflight: Option<&InflightGuard>,
     tel: &Telemetry,
     shared: &Shared,
 ) -> Result<Result<Json, RpcError>, UpstreamError> {
@@ -390,7 +488,11 @@ pub async fn call(
         });
         info.target_calls.len() - 1
     };
-    let ctx = CallCtx { traceparent, sink };
+    let ctx = CallCtx {
+        traceparent,
+        sink: inflight.map(|g| g.sink.clone()),
+        upstream_id: inflight.map(|g| g.upstream_id.clone()),
+    };
     let out = conn
         .request(method, params, &ctx, shared.limits.request_timeout)
         .await;
@@ -496,7 +598,7 @@ impl SessionMap {
         let mut map = lock(&self.sessions);
         let idle: Vec<String> = map
             .iter()
-            .filter(|(_, s)| s.idle_for() > ttl && !s.has_live_stream())
+            .filter(|(_, s)| s.idle_for() > ttl && !s.has_live_stream() && !s.is_busy())
             .map(|(k, _)| k.clone())
             .collect();
         idle.iter().filter_map(|k| map.remove(k)).collect()

@@ -148,6 +148,28 @@ mod tests {
         );
     }
 
+    /// Random chunking of random bytes never panics and never exceeds the limit.
+    #[test]
+    fn arbitrary_chunks_never_panic() {
+        let alphabet = b"data: event:id:\r\n:x{}";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2_000 {
+            let mut p = Parser::new(64);
+            for _ in 0..16 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let chunk: Vec<u8> = (0..(x % 24) as usize)
+                    .map(|i| alphabet[((x >> (i % 48)) as usize + i) % alphabet.len()])
+                    .collect();
+                match p.push(&chunk) {
+                    Ok(events) => assert!(events.iter().all(|e| e.data.len() <= 64)),
+                    Err(SseError::TooLarge { limit }) => assert_eq!(limit, 64),
+                }
+            }
+        }
+    }
+
     #[test]
     fn encode_round_trips() {
         let bytes = encode("message", "line1\nline2");

@@ -111,17 +111,6 @@ fn target_urls() {
 }
 
 #[test]
-fn durations() {
-    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-    assert_eq!(parse_duration("1d"), None);
-    assert_eq!(parse_duration("s"), None);
-}
-
-#[test]
 fn query_and_locality() {
     let u: Uri = "/message?x=1&sessionId=abc".parse().expect("uri");
     assert_eq!(query_param(&u, "sessionId").as_deref(), Some("abc"));
@@ -151,19 +140,32 @@ async fn session_map_reaps_idle_sessions_only() {
     let idle = session::Session::new(b.shared.clone());
     let busy = session::Session::new(b.shared.clone());
     let streaming = session::Session::new(b.shared.clone());
+    let running = session::Session::new(b.shared.clone());
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     streaming.set_stream(tx);
     let map = SessionMap::default();
     map.insert(idle.clone());
     map.insert(busy.clone());
     map.insert(streaming.clone());
+    map.insert(running.clone());
+    let guard = running.busy();
     tokio::time::sleep(Duration::from_millis(30)).await;
     busy.touch();
     let reaped = map.take_idle(Duration::from_millis(20));
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].id, idle.id);
-    assert_eq!(map.len(), 2);
-    assert!(map.get(&busy.id).is_some());
+    assert_eq!(map.len(), 3);
+    assert!(
+        map.get(&running.id).is_some(),
+        "a request in flight keeps the session"
+    );
+    drop(guard);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let reaped = map.take_idle(Duration::from_millis(20));
+    assert!(
+        reaped.iter().any(|s| s.id == running.id),
+        "idle once the request ended"
+    );
     assert!(map.get(&streaming.id).is_some());
     assert_ne!(idle.id, busy.id, "session ids are random");
 }

@@ -26,6 +26,8 @@ pub struct ObservedBody {
     idle_timeout: Duration,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
+    /// An upstream failure reported on the next poll, after hyper flushed what came before it.
+    deferred: Option<BoxError>,
 }
 
 impl ObservedBody {
@@ -44,6 +46,7 @@ impl ObservedBody {
             idle_timeout,
             idle: None,
             ended: false,
+            deferred: None,
         }
     }
 
@@ -63,6 +66,21 @@ impl ObservedBody {
         }
         self.complete();
     }
+
+    /// Fails the body on the next poll. hyper discards output it has not flushed yet when a
+    /// body errors, so events that arrived together with an upstream reset would never reach
+    /// the client; returning `Pending` once (with a wake-up) lets hyper flush them first.
+    fn fail_after_flush(
+        &mut self,
+        msg: String,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Not `ended` yet: hyper would read that as a clean end of the body.
+        self.fail(msg.clone(), Blame::Upstream);
+        self.deferred = Some(msg.into());
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl HttpBody for ObservedBody {
@@ -74,6 +92,10 @@ impl HttpBody for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(e) = this.deferred.take() {
+            this.ended = true;
+            return Poll::Ready(Some(Err(e)));
+        }
         if this.ended {
             return Poll::Ready(None);
         }
@@ -120,18 +142,12 @@ impl HttpBody for ObservedBody {
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(e) => {
-                            this.ended = true;
-                            let msg = format!("upstream stream: {e}");
-                            this.fail(msg.clone(), Blame::Upstream);
-                            return Poll::Ready(Some(Err(msg.into())));
+                            return this.fail_after_flush(format!("upstream stream: {e}"), cx);
                         }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.ended = true;
-                    let msg = format!("upstream body: {e}");
-                    this.fail(msg.clone(), Blame::Upstream);
-                    return Poll::Ready(Some(Err(msg.into())));
+                    return this.fail_after_flush(format!("upstream body: {e}"), cx);
                 }
                 Poll::Ready(None) => {
                     this.ended = true;
@@ -143,13 +159,22 @@ impl HttpBody for ObservedBody {
                             None => &mut scratch,
                         };
                         tail = t.end(info);
-                        if !t.completed()
-                            && let Some(log) = this.log.as_mut()
-                        {
-                            log.error.get_or_insert_with(|| {
-                                "upstream stream ended before completion".into()
-                            });
-                            log.blame.get_or_insert(Blame::Upstream);
+                        if let Some(log) = this.log.as_mut() {
+                            if t.malformed() > 0 {
+                                log.error.get_or_insert_with(|| {
+                                    format!(
+                                        "upstream sent {} malformed stream event(s)",
+                                        t.malformed()
+                                    )
+                                });
+                                log.blame.get_or_insert(Blame::Upstream);
+                            }
+                            if !t.completed() {
+                                log.error.get_or_insert_with(|| {
+                                    "upstream stream ended before completion".into()
+                                });
+                                log.blame.get_or_insert(Blame::Upstream);
+                            }
                         }
                     }
                     this.complete();

@@ -27,6 +27,8 @@ pub enum ProxyError {
     UpstreamProtocol(String),
     #[error("upstream response larger than {0} bytes")]
     UpstreamTooLarge(usize),
+    #[error("upstream response body stalled for {0:?} (config.limits.streamIdleTimeout)")]
+    UpstreamIdle(std::time::Duration),
     #[error("{0}")]
     Internal(String),
 }
@@ -42,7 +44,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamProtocol(_)
             | ProxyError::UpstreamTooLarge(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout(..) | ProxyError::UpstreamIdle(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +60,7 @@ impl ProxyError {
             | ProxyError::Unsupported(_) => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamTimeout(..)
+            | ProxyError::UpstreamIdle(_)
             | ProxyError::UpstreamProtocol(_)
             | ProxyError::UpstreamTooLarge(_) => Blame::Upstream,
             ProxyError::Internal(_) => Blame::Internal,

@@ -1,6 +1,8 @@
 //! Plain HTTP backends (`host:`), header modifiers, CORS, and bounded body reads shared by the
 //! LLM path.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -41,6 +43,39 @@ where
             } else {
                 Err(ProxyError::ClientBody(e.to_string()))
             }
+        }
+    }
+}
+
+/// Reads a whole upstream body, failing once it exceeds `limit` bytes or when no data arrives
+/// for `idle` (a provider that stalls mid-body must not hold the client forever: the route's
+/// request timeout only covers the wait for response headers).
+pub async fn read_upstream<B>(body: B, limit: usize, idle: Duration) -> Result<Bytes, ProxyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ProxyError::UpstreamIdle(idle)),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(f)) => f,
+        };
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(ProxyError::UpstreamTooLarge(limit));
+            }
+            Err(e) => return Err(ProxyError::UpstreamProtocol(e.to_string())),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Proxy;
 use super::error::ProxyError;
-use super::http_backend::{apply_modifier, read_limited};
+use super::http_backend::{apply_modifier, read_limited, read_upstream};
 use super::upstream::{self, HttpClient};
 use crate::body::Body;
 use crate::config::Snapshot;
@@ -360,9 +360,13 @@ async fn forward(
     out_headers.remove(http::header::CONTENT_ENCODING);
 
     if !status.is_success() {
-        let raw = read_limited(rbody, snap.global.limits.max_response_body, true)
-            .await
-            .map_err(|e| (e, wire))?;
+        let raw = read_upstream(
+            rbody,
+            snap.global.limits.max_response_body,
+            snap.global.limits.stream_idle_timeout,
+        )
+        .await
+        .map_err(|e| (e, wire))?;
         log.error = Some(format!(
             "upstream returned {status}: {}",
             translate::error_message(&raw).unwrap_or_default()
@@ -425,9 +429,13 @@ async fn forward(
         return Ok((resp, Some(transform)));
     }
 
-    let raw = read_limited(rbody, snap.global.limits.max_response_body, true)
-        .await
-        .map_err(|e| (e, wire))?;
+    let raw = read_upstream(
+        rbody,
+        snap.global.limits.max_response_body,
+        snap.global.limits.stream_idle_timeout,
+    )
+    .await
+    .map_err(|e| (e, wire))?;
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
     let info = llm(log);
     let out_body = match (&parsed, plan) {

@@ -24,7 +24,17 @@ pub struct Listeners {
 
 struct Running {
     stop: watch::Sender<bool>,
+    /// TLS and limits, replaced on every reload; new connections use the latest.
+    settings: watch::Sender<ListenSettings>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Per-bind settings a reload may change without rebinding the port. `max_connections` is
+/// fixed when the bind starts.
+#[derive(Clone)]
+struct ListenSettings {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: crate::config::snapshot::Limits,
 }
 
 /// Looks up the client's kernel flow timing and original destination at accept time.
@@ -42,6 +52,9 @@ pub enum ListenError {
 impl Listeners {
     /// Starts loops for new binds and stops those no longer configured. Existing loops keep
     /// running: routes come from the snapshot per request, so they see the new config.
+    ///
+    /// All new sockets are bound before anything is stopped, so a config that cannot be
+    /// applied (a port in use) fails as a whole and the running listeners keep serving.
     pub async fn reconcile(
         &mut self,
         proxy: &Arc<Proxy>,
@@ -52,6 +65,22 @@ impl Listeners {
         for b in &snap.binds {
             let tls = b.listeners.iter().find_map(|l| l.tls.clone());
             wanted.insert(SocketAddr::new(b.address, b.port), tls);
+        }
+        let mut bound = Vec::new();
+        for (addr, tls) in wanted.iter() {
+            if let Some(running) = self.binds.get(addr) {
+                // Rotated certificates and new limits apply to the next connections.
+                running.settings.send_replace(ListenSettings {
+                    tls: tls.clone(),
+                    limits: snap.global.limits.clone(),
+                });
+                continue;
+            }
+            let socket = bind_socket(*addr).map_err(|source| ListenError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            bound.push((*addr, tls.clone(), socket));
         }
         let stale: Vec<SocketAddr> = self
             .binds
@@ -66,25 +95,30 @@ impl Listeners {
             }
         }
         let mut started = Vec::new();
-        for (addr, tls) in wanted {
-            if self.binds.contains_key(&addr) {
-                continue;
-            }
-            let socket = bind_socket(addr).map_err(|source| ListenError::Bind { addr, source })?;
+        for (addr, tls, socket) in bound {
             let local = socket.local_addr().unwrap_or(addr);
             let (stop, stop_rx) = watch::channel(false);
-            let limits = snap.global.limits.clone();
+            let (settings, settings_rx) = watch::channel(ListenSettings {
+                tls,
+                limits: snap.global.limits.clone(),
+            });
             let task = tokio::spawn(accept_loop(
                 proxy.clone(),
                 socket,
                 addr.port(),
-                tls,
+                settings_rx,
                 stop_rx,
-                limits,
                 hook.clone(),
             ));
             tracing::info!(%local, "listening");
-            self.binds.insert(addr, Running { stop, task });
+            self.binds.insert(
+                addr,
+                Running {
+                    stop,
+                    settings,
+                    task,
+                },
+            );
             started.push(local);
         }
         Ok(started)
@@ -121,18 +155,7 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(
-    proxy: Arc<Proxy>,
-    listener: TcpListener,
-    port: u16,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    mut stop: watch::Receiver<bool>,
-    limits: crate::config::snapshot::Limits,
-    hook: Option<AcceptHook>,
-) {
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+fn conn_builder(limits: &crate::config::snapshot::Limits) -> Arc<auto::Builder<TokioExecutor>> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -144,7 +167,23 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024);
-    let builder = Arc::new(builder);
+    Arc::new(builder)
+}
+
+async fn accept_loop(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    port: u16,
+    mut settings: watch::Receiver<ListenSettings>,
+    mut stop: watch::Receiver<bool>,
+    hook: Option<AcceptHook>,
+) {
+    let graceful = GracefulShutdown::new();
+    let initial = settings.borrow_and_update().clone();
+    let permits = Arc::new(Semaphore::new(initial.limits.max_connections.max(1)));
+    let mut limits = initial.limits;
+    let mut acceptor = initial.tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut builder = conn_builder(&limits);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -161,6 +200,12 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        if settings.has_changed().unwrap_or(false) {
+            let new = settings.borrow_and_update().clone();
+            builder = conn_builder(&new.limits);
+            acceptor = new.tls.map(tokio_rustls::TlsAcceptor::from);
+            limits = new.limits;
+        }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
         let mut info = ConnInfo {

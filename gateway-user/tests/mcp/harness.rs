@@ -167,7 +167,7 @@ pub async fn run_client(url: &str, transport: &str, scenario: &str) -> serde_jso
         "python client failed ({}):\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        tail(&String::from_utf8_lossy(&out.stderr), 3000),
+        tail(&String::from_utf8_lossy(&out.stderr), 6000),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or("");

@@ -61,6 +61,20 @@ async def sample(prompt: str, ctx: Context) -> str:
 
 
 @app.tool()
+async def hang(marker: str) -> str:
+    """Sleeps; if the call is cancelled (notifications/cancelled), writes "cancelled" to marker."""
+    done = False
+    try:
+        await asyncio.sleep(30)
+        done = True
+        return "finished"
+    finally:
+        if not done:
+            with open(marker, "w") as f:
+                f.write("cancelled")
+
+
+@app.tool()
 def meta(ctx: Context) -> str:
     m = ctx.request_context.meta or {}
     return json.dumps({"meta": dict(m), "headers": dict(ctx.headers or {})})

@@ -1,5 +1,6 @@
 //! Gemini `generateContent` / `streamGenerateContent` (Google AI Studio `/v1beta/models/...`
-//! and Vertex AI `/v1/projects/.../publishers/google/models/...`) and `GET /v1beta/models`.
+//! and Vertex AI `/v1/projects/.../publishers/google/models/...`), `embedContent` /
+//! `batchEmbedContents`, and `GET /v1beta/models`.
 //!
 //! As on the real API, `alt=sse` streams `data: {...}\r\n\r\n` events (CRLF), and without it
 //! the stream is one JSON array sent element by element. Every chunk carries `usageMetadata`
@@ -269,6 +270,62 @@ pub fn stream(c: &Completion, id: &str, framing: Framing) -> EventStream {
     s
 }
 
+/// Recognizes `.../models/{model}:embedContent` (`false`) and `:batchEmbedContents` (`true`).
+pub fn embed_target(path: &str) -> Option<(String, bool)> {
+    let (before, op) = path.rsplit_once(':')?;
+    let batch = match op {
+        "embedContent" => false,
+        "batchEmbedContents" => true,
+        _ => return None,
+    };
+    let (_, model) = before.rsplit_once("/models/")?;
+    Some((model.to_string(), batch))
+}
+
+/// `POST .../models/{model}:embedContent` and `:batchEmbedContents`: one vector per content,
+/// `outputDimensionality` honoured (default [`text::DEFAULT_EMBEDDING_DIMS`]).
+pub fn embed(req: &SimRequest, batch: bool) -> Reply {
+    let body = match req.json_object(Dialect::Google) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let requests: Vec<&Json> = if batch {
+        match body.get("requests").and_then(Json::as_array) {
+            Some(r) if !r.is_empty() => r.iter().collect(),
+            _ => {
+                return Reply::error(
+                    Dialect::Google,
+                    StatusCode::BAD_REQUEST,
+                    "* BatchEmbedContentsRequest.requests: requests is not specified",
+                );
+            }
+        }
+    } else {
+        vec![&body]
+    };
+    let mut vectors = Vec::with_capacity(requests.len());
+    for r in requests {
+        let Some(content) = r.get("content") else {
+            return Reply::error(
+                Dialect::Google,
+                StatusCode::BAD_REQUEST,
+                "* EmbedContentRequest.content: content is not specified",
+            );
+        };
+        let dims = r
+            .get("outputDimensionality")
+            .and_then(Json::as_u64)
+            .map(|d| d as usize)
+            .unwrap_or(text::DEFAULT_EMBEDDING_DIMS);
+        vectors.push(json!({"values": text::embedding(&parts_text(content), dims)}));
+    }
+    if batch {
+        Reply::ok(json!({"embeddings": vectors}))
+    } else {
+        Reply::ok(json!({"embedding": vectors.into_iter().next()}))
+    }
+}
+
 /// `GET /v1beta/models`.
 pub fn models() -> Reply {
     let models: Vec<Json> = MODELS
@@ -379,6 +436,46 @@ mod tests {
             v["candidates"][0]["content"]["parts"][0]["functionCall"],
             json!({"name": "get_weather", "args": {"location": "Paris"}})
         );
+    }
+
+    #[test]
+    fn embeddings() {
+        assert_eq!(
+            embed_target("/v1beta/models/text-embedding-004:embedContent"),
+            Some(("text-embedding-004".into(), false))
+        );
+        assert_eq!(
+            embed_target("/v1beta/models/e:batchEmbedContents"),
+            Some(("e".into(), true))
+        );
+        let one = embed(
+            &SimRequest::post_json(
+                "/x",
+                &json!({"content": {"parts": [{"text": "hi"}]}, "outputDimensionality": 4}),
+            ),
+            false,
+        );
+        assert_eq!(
+            one.json().expect("json")["embedding"]["values"]
+                .as_array()
+                .map(Vec::len),
+            Some(4)
+        );
+        let many = embed(
+            &SimRequest::post_json(
+                "/x",
+                &json!({"requests": [
+                    {"model": "models/e", "content": {"parts": [{"text": "a"}]}},
+                    {"model": "models/e", "content": {"parts": [{"text": "b"}]}}
+                ]}),
+            ),
+            true,
+        );
+        let v = many.json().expect("json");
+        assert_eq!(v["embeddings"].as_array().map(Vec::len), Some(2));
+        assert_ne!(v["embeddings"][0], v["embeddings"][1]);
+        let bad = embed(&SimRequest::post_json("/x", &json!({})), false);
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -175,4 +175,6 @@ impl Reply {
 pub type Shared = Arc<server::State>;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;

@@ -182,6 +182,11 @@ pub enum Endpoint {
     CountTokens,
     AnthropicModels,
     Gemini(gemini::Target),
+    /// `true` for `:batchEmbedContents`.
+    GeminiEmbed {
+        model: String,
+        batch: bool,
+    },
     GeminiModels,
 }
 
@@ -199,6 +204,9 @@ impl Endpoint {
         if let Some(t) = gemini::target(path) {
             return Some(Endpoint::Gemini(t));
         }
+        if let Some((model, batch)) = gemini::embed_target(path) {
+            return Some(Endpoint::GeminiEmbed { model, batch });
+        }
         let p = path.trim_end_matches('/');
         if p.ends_with("/chat/completions") {
             Some(Endpoint::Chat)
@@ -211,7 +219,8 @@ impl Endpoint {
         } else if p.ends_with("/messages") {
             Some(Endpoint::Messages)
         } else if p.ends_with("/models") {
-            Some(if p.contains("/v1beta") {
+            // Gemini's OpenAI-compatible surface (`/v1beta/openai/models`) answers like OpenAI.
+            Some(if p.contains("/v1beta") && !p.contains("/openai/") {
                 Endpoint::GeminiModels
             } else if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key")
             {
@@ -237,6 +246,7 @@ impl Endpoint {
             Endpoint::AnthropicModels => "anthropic.models",
             Endpoint::Gemini(t) if t.stream => "gemini.stream",
             Endpoint::Gemini(_) => "gemini.generate",
+            Endpoint::GeminiEmbed { .. } => "gemini.embed",
             Endpoint::GeminiModels => "gemini.models",
         }
     }
@@ -246,7 +256,9 @@ impl Endpoint {
             Endpoint::Messages | Endpoint::CountTokens | Endpoint::AnthropicModels => {
                 Dialect::Anthropic
             }
-            Endpoint::Gemini(_) | Endpoint::GeminiModels => Dialect::Google,
+            Endpoint::Gemini(_) | Endpoint::GeminiEmbed { .. } | Endpoint::GeminiModels => {
+                Dialect::Google
+            }
             _ => Dialect::OpenAi,
         }
     }
@@ -264,6 +276,7 @@ impl Endpoint {
     fn model(&self, body: &Bytes) -> String {
         match self {
             Endpoint::Gemini(t) => t.model.clone(),
+            Endpoint::GeminiEmbed { model, .. } => model.clone(),
             Endpoint::AzureChat(d) | Endpoint::AzureEmbeddings(d) => d.clone(),
             _ => serde_json::from_slice::<Json>(body)
                 .ok()
@@ -325,6 +338,7 @@ fn dispatch(endpoint: &Endpoint, req: &SimRequest) -> Reply {
         Endpoint::CountTokens => anthropic::count_tokens(req),
         Endpoint::AnthropicModels => anthropic::models(),
         Endpoint::Gemini(t) => gemini::generate(req, t),
+        Endpoint::GeminiEmbed { batch, .. } => gemini::embed(req, *batch),
         Endpoint::GeminiModels => gemini::models(),
     }
 }

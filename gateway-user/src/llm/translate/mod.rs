@@ -162,7 +162,7 @@ pub fn chat_usage(input: u64, output: u64, cached: Option<u64>) -> Value {
     let mut u = json!({
         "prompt_tokens": input,
         "completion_tokens": output,
-        "total_tokens": input + output,
+        "total_tokens": input.saturating_add(output),
     });
     if let Some(c) = cached {
         u["prompt_tokens_details"] = json!({"cached_tokens": c});

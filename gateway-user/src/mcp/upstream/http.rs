@@ -112,6 +112,7 @@ impl StreamableConn {
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        ctx.record_id(id);
         let req = build_request(id, method, params, &ctx.traceparent);
         let resp = self.post(&req, Some(&ctx.traceparent)).await?;
         let status = resp.status();
@@ -163,13 +164,7 @@ impl StreamableConn {
         {
             return;
         }
-        let _ = self
-            .inbound
-            .send(Inbound {
-                target: self.idx,
-                msg,
-            })
-            .await;
+        let _ = self.inbound.send(Inbound::new(self.idx, msg)).await;
     }
 
     /// Notifications and responses: the target answers 202.
@@ -224,7 +219,7 @@ impl StreamableConn {
                 };
                 for ev in events {
                     if let Some(msg) = event_message(&ev)
-                        && inbound.send(Inbound { target: idx, msg }).await.is_err()
+                        && inbound.send(Inbound::new(idx, msg)).await.is_err()
                     {
                         return;
                     }

@@ -80,6 +80,7 @@ impl SseConn {
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let (id, rx) = self.pending.register()?;
+        ctx.record_id(id);
         let req = build_request(id, method, params, &ctx.traceparent);
         if let Err(e) = self.post(&req, Some(&ctx.traceparent)).await {
             self.pending.forget(id);

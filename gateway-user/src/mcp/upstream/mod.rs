@@ -47,6 +47,18 @@ pub enum UpstreamError {
 pub struct Inbound {
     pub target: usize,
     pub msg: Json,
+    /// Set on a flush marker: acknowledged once everything queued before it was routed.
+    pub barrier: Option<oneshot::Sender<()>>,
+}
+
+impl Inbound {
+    pub fn new(target: usize, msg: Json) -> Self {
+        Inbound {
+            target,
+            msg,
+            barrier: None,
+        }
+    }
 }
 
 /// Per-call context.
@@ -56,6 +68,16 @@ pub struct CallCtx {
     pub traceparent: String,
     /// Where messages tied to this call go (progress, sampling) when the transport can tell.
     pub sink: Option<mpsc::Sender<Json>>,
+    /// Receives the id the transport gives the request, so a client cancel can name it.
+    pub upstream_id: Option<std::sync::Arc<AtomicU64>>,
+}
+
+impl CallCtx {
+    pub fn record_id(&self, id: u64) {
+        if let Some(slot) = &self.upstream_id {
+            slot.store(id, Ordering::Release);
+        }
+    }
 }
 
 /// Limits shared by every connection of a backend.
@@ -193,7 +215,7 @@ impl Pending {
     /// `method` to `inbound`. Responses nobody waits for are dropped.
     pub async fn dispatch(&self, msg: Json, idx: usize, inbound: &mpsc::Sender<Inbound>) {
         if msg.get("method").is_some() {
-            if inbound.send(Inbound { target: idx, msg }).await.is_err() {
+            if inbound.send(Inbound::new(idx, msg)).await.is_err() {
                 tracing::debug!("session gone; dropping target message");
             }
             return;

@@ -95,6 +95,7 @@ impl StdioConn {
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let (id, rx) = self.pending.register()?;
+        ctx.record_id(id);
         let req = build_request(id, method, params, &ctx.traceparent);
         if let Err(e) = self.send(req).await {
             self.pending.forget(id);

@@ -1,0 +1,657 @@
+//! `cargo xtask bench`: the gateway's data-path benchmark, gateway versus direct, in one run.
+//!
+//! Builds release binaries, then re-runs itself from `target/release/xtask` (the load
+//! generators must not be debug code) and, on loopback:
+//!
+//! 1. starts `fast-upstream` (tests/src/bin/fast-upstream.rs), a rotel OTLP receiver with the
+//!    blackhole exporter, and three gateways on the same upstream: `plain` (tracing off),
+//!    `traced` (every request sampled, OTLP gRPC to rotel) and `streams` (kept untouched for
+//!    the idle-stream test);
+//! 2. idle RSS of the fresh gateways;
+//! 3. fixed rate (default 2,000 req/s, open loop, `openloop.rs`): direct, plain, traced, in
+//!    alternating rounds; latency from each request's due time; gateway CPU from
+//!    `/proc/<pid>/stat` deltas and RSS after each run;
+//! 4. saturation with `wrk` (closed loop, `wrk.rs`), same alternation;
+//! 5. streaming: one-way delay of every SSE event, direct versus through each gateway
+//!    (`sse.rs`);
+//! 6. 10,000 idle streams held open through the `streams` gateway, with its RSS;
+//! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load.
+//!
+//! Prints a markdown section; `--write BENCHMARKS.md` replaces the gateway section of that file
+//! (between `<!-- bench-gateway:start -->` and `<!-- bench-gateway:end -->`), leaving the rest.
+
+mod litellm;
+mod openloop;
+mod procs;
+mod report;
+mod sse;
+mod wrk;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+
+use self::procs::{Mem, Proc};
+use self::report::{FixedRow, Report, SatRow, SseRow, StreamsRow};
+
+const UPSTREAM: &str = "127.0.0.1:18800";
+const ROTEL_GRPC: &str = "127.0.0.1:18817";
+const ROTEL_HTTP: &str = "127.0.0.1:18818";
+const ROTEL: &str = "target/test-venv/lib/python3.11/site-packages/rotel/rotel-agent";
+pub const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":32}"#;
+const CHAT_PATH: &str = "/v1/chat/completions";
+
+/// Knobs of one run (`--quick` shrinks every duration).
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub rate: f64,
+    pub fixed_secs: u64,
+    pub sat_secs: u64,
+    pub rounds: usize,
+    pub wrk_connections: u32,
+    pub sse_concurrency: usize,
+    pub sse_secs: u64,
+    pub sse_chunks: u32,
+    pub sse_interval_us: u64,
+    pub idle_streams: usize,
+    pub with_litellm: bool,
+    pub write: Option<PathBuf>,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> anyhow::Result<Opts> {
+        let mut o = Opts {
+            rate: 2000.0,
+            fixed_secs: 8,
+            sat_secs: 8,
+            rounds: 3,
+            wrk_connections: 64,
+            sse_concurrency: 16,
+            sse_secs: 6,
+            sse_chunks: 20,
+            sse_interval_us: 10_000,
+            idle_streams: 10_000,
+            with_litellm: false,
+            write: None,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = |name: &str| {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--quick" => {
+                    o.fixed_secs = 3;
+                    o.sat_secs = 3;
+                    o.rounds = 1;
+                    o.sse_secs = 2;
+                    o.idle_streams = 1000;
+                }
+                "--rate" => o.rate = val(a)?.parse()?,
+                "--duration" => {
+                    let s: u64 = val(a)?.parse()?;
+                    o.fixed_secs = s;
+                    o.sat_secs = s;
+                }
+                "--rounds" => o.rounds = val(a)?.parse::<usize>()?.max(1),
+                "--connections" => o.wrk_connections = val(a)?.parse()?,
+                "--streams" => o.idle_streams = val(a)?.parse()?,
+                "--with-litellm" => o.with_litellm = true,
+                "--write" => o.write = Some(PathBuf::from(val(a)?)),
+                other => bail!(
+                    "unknown option {other:?}; usage: cargo xtask bench [--quick] [--rate N] \
+                     [--duration SECS] [--rounds N] [--connections N] [--streams N] \
+                     [--with-litellm] [--write BENCHMARKS.md]"
+                ),
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `cargo xtask bench`: build release binaries, then run the benchmark from the release xtask.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    println!("==> building release binaries (gateway, fast-upstream, xtask; AYA_BUILD_SKIP=1)");
+    let st = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "gateway-user",
+            "-p",
+            "gateway-tests",
+            "-p",
+            "xtask",
+        ])
+        // The data path does not need the kernel programs; skipping their nested build keeps the
+        // benchmark free of the BPF toolchain. eBPF is set to `off` in the bench configs.
+        .env("AYA_BUILD_SKIP", "1")
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("cargo build --release failed");
+    }
+    let xtask = target_dir().join("release/xtask");
+    let st = Command::new(&xtask)
+        .arg("__loadbench")
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", xtask.display()))?;
+    if !st.success() {
+        bail!("benchmark failed ({st})");
+    }
+    Ok(())
+}
+
+/// One path the load goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    Direct,
+    Gateway,
+    Traced,
+    LiteLlm,
+}
+
+impl PathKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct to upstream",
+            PathKind::Gateway => "gateway, tracing off",
+            PathKind::Traced => "gateway, 100% tracing (OTLP gRPC)",
+            PathKind::LiteLlm => "LiteLLM proxy",
+        }
+    }
+}
+
+/// A gateway instance's ports.
+struct GwPorts {
+    bind: u16,
+    admin: u16,
+    stats: u16,
+    ready: u16,
+}
+
+fn gateway_config(p: &GwPorts, tracing: bool) -> String {
+    let tracing = if tracing {
+        format!(
+            "  tracing:\n    otlpEndpoint: http://{ROTEL_GRPC}\n    otlpProtocol: grpc\n    randomSampling: true\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "# Generated by `cargo xtask bench` (xtask/src/loadbench.rs).
+config:
+  adminAddr: 127.0.0.1:{admin}
+  statsAddr: 127.0.0.1:{stats}
+  readinessAddr: 127.0.0.1:{ready}
+  logging:
+    format: text
+  ebpf:
+    mode: 'off'
+  limits:
+    maxConnections: 30000
+{tracing}binds:
+- port: {bind}
+  address: 127.0.0.1
+  listeners:
+  - name: bench
+    routes:
+    - name: openai
+      backends:
+      - ai:
+          name: fast-upstream
+          provider: {{openAI: {{}}}}
+          hostOverride: {UPSTREAM}
+      policies:
+        backendAuth: {{key: bench-upstream-key}}
+",
+        admin = p.admin,
+        stats = p.stats,
+        ready = p.ready,
+        bind = p.bind,
+    )
+}
+
+struct Gateway {
+    proc: Proc,
+    addr: SocketAddr,
+    stats: String,
+}
+
+fn start_gateway(
+    name: &'static str,
+    bin: &Path,
+    dir: &Path,
+    ports: GwPorts,
+    tracing: bool,
+) -> anyhow::Result<Gateway> {
+    let cfg = dir.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, gateway_config(&ports, tracing))?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let mut proc = Proc::spawn(
+        name,
+        Command::new(bin)
+            .arg("-f")
+            .arg(&cfg)
+            // Access log lines go to stdout: formatted and written as in production, to /dev/null.
+            .stdout(Stdio::null())
+            .stderr(log),
+    )?;
+    procs::wait_http(
+        &format!("127.0.0.1:{}", ports.ready),
+        "/healthz/ready",
+        name,
+        &mut proc,
+        Duration::from_secs(60),
+    )?;
+    Ok(Gateway {
+        proc,
+        addr: SocketAddr::from(([127, 0, 0, 1], ports.bind)),
+        stats: format!("127.0.0.1:{}", ports.stats),
+    })
+}
+
+/// CPU and memory of the processes that matter, sampled around one run.
+struct Watch<'a> {
+    procs: Vec<&'a Proc>,
+    cpu0: Vec<Duration>,
+    t0: Instant,
+    load0: f64,
+}
+
+impl<'a> Watch<'a> {
+    fn start(procs: Vec<&'a Proc>) -> Watch<'a> {
+        let cpu0 = procs.iter().map(|p| p.cpu().unwrap_or_default()).collect();
+        Watch {
+            procs,
+            cpu0,
+            t0: Instant::now(),
+            load0: procs::loadavg(),
+        }
+    }
+
+    /// (wall, CPU per watched process, memory per watched process, mean load average).
+    fn stop(self) -> (Duration, Vec<Duration>, Vec<Mem>, f64) {
+        let wall = self.t0.elapsed();
+        let cpu = self
+            .procs
+            .iter()
+            .zip(&self.cpu0)
+            .map(|(p, c0)| p.cpu().unwrap_or_default().saturating_sub(*c0))
+            .collect();
+        let mem = self
+            .procs
+            .iter()
+            .map(|p| p.mem().unwrap_or_default())
+            .collect();
+        (wall, cpu, mem, (self.load0 + procs::loadavg()) / 2.0)
+    }
+}
+
+/// Hidden `__loadbench`: the benchmark itself, run from the release xtask binary.
+pub fn child_main(args: &[String]) -> anyhow::Result<()> {
+    let o = Opts::parse(args)?;
+    let root = workspace_root();
+    let bin = target_dir().join("release");
+    let dir = target_dir().join("loadbench");
+    std::fs::create_dir_all(&dir)?;
+    let nofile = procs::raise_nofile(4 * o.idle_streams as u64 + 4096)?;
+    if (nofile as usize) < 2 * o.idle_streams + 1024 {
+        bail!(
+            "open-file limit {nofile} is too low for {} streams (run as root or raise ulimit -n)",
+            o.idle_streams
+        );
+    }
+    let mut rep = Report::new(&o, &root);
+
+    println!("==> starting fast-upstream, rotel and three gateways on loopback");
+    let mut upstream = Proc::spawn(
+        "fast-upstream",
+        Command::new(bin.join("fast-upstream"))
+            .args(["--listen", UPSTREAM, "--threads", "1"])
+            .stdout(Stdio::null()),
+    )?;
+    procs::wait_http(
+        UPSTREAM,
+        "/health",
+        "fast-upstream",
+        &mut upstream,
+        Duration::from_secs(30),
+    )?;
+    let rotel_bin = std::env::var_os("ROTEL_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(ROTEL));
+    let mut rotel = Proc::spawn(
+        "rotel",
+        Command::new(&rotel_bin)
+            .args(["start", "--otlp-grpc-endpoint", ROTEL_GRPC])
+            .args([
+                "--otlp-http-endpoint",
+                ROTEL_HTTP,
+                "--exporter",
+                "blackhole",
+            ])
+            .arg("--pid-file")
+            .arg(dir.join("rotel.pid"))
+            .arg("--log-file")
+            .arg(dir.join("rotel.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .with_context(|| {
+        format!(
+            "rotel-agent at {} (tests/scripts/install-deps.sh)",
+            rotel_bin.display()
+        )
+    })?;
+    procs::wait_tcp(ROTEL_GRPC, "rotel", &mut rotel)?;
+    let gw_bin = bin.join("gateway");
+    let plain = start_gateway(
+        "gw-plain",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18801,
+            admin: 18811,
+            stats: 18821,
+            ready: 18831,
+        },
+        false,
+    )?;
+    let traced = start_gateway(
+        "gw-traced",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18802,
+            admin: 18812,
+            stats: 18822,
+            ready: 18832,
+        },
+        true,
+    )?;
+    let streams = start_gateway(
+        "gw-streams",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18803,
+            admin: 18813,
+            stats: 18823,
+            ready: 18833,
+        },
+        false,
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    rep.idle_rss = vec![
+        ("gw-plain", plain.proc.mem()?),
+        ("gw-traced", traced.proc.mem()?),
+        ("gw-streams", streams.proc.mem()?),
+    ];
+    let litellm = if o.with_litellm {
+        Some(litellm::start(&root, &dir, UPSTREAM)?)
+    } else {
+        None
+    };
+
+    let upstream_addr: SocketAddr = UPSTREAM.parse()?;
+    let mut paths: Vec<(PathKind, SocketAddr, Option<&Proc>)> = vec![
+        (PathKind::Direct, upstream_addr, None),
+        (PathKind::Gateway, plain.addr, Some(&plain.proc)),
+        (PathKind::Traced, traced.addr, Some(&traced.proc)),
+    ];
+    if let Some(l) = &litellm {
+        paths.push((PathKind::LiteLlm, l.addr, Some(&l.proc)));
+    }
+    let script = dir.join("post.lua");
+    wrk::write_script(&script, CHAT_BODY)?;
+
+    println!("==> warm-up (2 s of wrk per path)");
+    for (kind, addr, _) in &paths {
+        let r = wrk::run(
+            &format!("http://{addr}{CHAT_PATH}"),
+            &script,
+            1,
+            8,
+            Duration::from_secs(2),
+        )?;
+        if r.errors > 0 || r.requests == 0 {
+            bail!("warm-up through {} failed: {r:?}", kind.label());
+        }
+    }
+
+    println!(
+        "==> fixed rate: {} req/s, {} s per run, {} rounds",
+        o.rate, o.fixed_secs, o.rounds
+    );
+    let mut fixed: Vec<FixedRow> = paths.iter().map(|p| FixedRow::new(p.0)).collect();
+    for round in 0..o.rounds {
+        for (i, (kind, addr, gw)) in paths.iter().enumerate() {
+            if *kind == PathKind::LiteLlm && round > 0 {
+                continue;
+            }
+            let target = openloop::Target {
+                addr: *addr,
+                path: CHAT_PATH.into(),
+                body: Bytes::from_static(CHAT_BODY.as_bytes()),
+            };
+            let mut watched = vec![&upstream];
+            watched.extend(gw.iter().copied());
+            let w = Watch::start(watched);
+            let s = openloop::run(
+                &target,
+                o.rate,
+                Duration::from_secs(1),
+                Duration::from_secs(o.fixed_secs),
+            )?;
+            let (wall, cpu, mem, load) = w.stop();
+            println!(
+                "    round {} {:<36} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>7.0} req/s  errors {}  load {:.2}",
+                round + 1,
+                kind.label(),
+                openloop::percentile(&s.latency_us, 50.0),
+                openloop::percentile(&s.latency_us, 99.0),
+                s.achieved_rps,
+                s.errors,
+                load
+            );
+            fixed[i].add(s, wall, &cpu, mem.get(1).copied(), load);
+        }
+    }
+    rep.fixed = fixed;
+
+    println!(
+        "==> saturation: wrk -t2 -c{} , {} s per run, {} rounds",
+        o.wrk_connections, o.sat_secs, o.rounds
+    );
+    let mut sat: Vec<SatRow> = paths.iter().map(|p| SatRow::new(p.0)).collect();
+    for round in 0..o.rounds {
+        for (i, (kind, addr, gw)) in paths.iter().enumerate() {
+            if *kind == PathKind::LiteLlm && round > 0 {
+                continue;
+            }
+            let mut watched = vec![&upstream];
+            watched.extend(gw.iter().copied());
+            let w = Watch::start(watched);
+            let r = wrk::run(
+                &format!("http://{addr}{CHAT_PATH}"),
+                &script,
+                2,
+                o.wrk_connections,
+                Duration::from_secs(o.sat_secs),
+            )?;
+            let (wall, cpu, mem, load) = w.stop();
+            println!(
+                "    round {} {:<36} {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}  load {:.2}",
+                round + 1,
+                kind.label(),
+                r.rps,
+                r.p50_us,
+                r.p99_us,
+                r.errors,
+                load
+            );
+            sat[i].add(r, wall, &cpu, mem.get(1).copied(), load);
+        }
+    }
+    rep.sat = sat;
+    rep.spans_dropped = procs::http_get(&traced.stats, "/metrics")
+        .map(|(_, m)| procs::metric_sum(&m, "agentgateway_tracing_spans_dropped_total"))
+        .unwrap_or(f64::NAN);
+    rep.traced_requests = procs::http_get(&traced.stats, "/metrics")
+        .map(|(_, m)| procs::metric_sum(&m, "agentgateway_requests_total"))
+        .unwrap_or(f64::NAN);
+    rep.after_load_rss = vec![
+        ("gw-plain", plain.proc.mem()?),
+        ("gw-traced", traced.proc.mem()?),
+    ];
+
+    println!(
+        "==> streaming: {} concurrent streams, {} events {} µs apart, {} s per path",
+        o.sse_concurrency, o.sse_chunks, o.sse_interval_us, o.sse_secs
+    );
+    let mut sse_rows = Vec::new();
+    for (kind, addr, gw) in &paths {
+        if *kind == PathKind::LiteLlm {
+            continue;
+        }
+        let mut watched = vec![&upstream];
+        watched.extend(gw.iter().copied());
+        let w = Watch::start(watched);
+        let d = sse::event_delays(
+            *addr,
+            o.sse_concurrency,
+            Duration::from_secs(o.sse_secs),
+            o.sse_chunks,
+            o.sse_interval_us,
+        )?;
+        let (wall, cpu, _, load) = w.stop();
+        println!(
+            "    {:<36} {} streams, {} events: p50 {:.1} µs  p99 {:.1} µs (first event p50 {:.1} µs)  errors {}",
+            kind.label(),
+            d.streams,
+            d.rest_us.len() + d.first_us.len(),
+            openloop::percentile(&d.rest_us, 50.0),
+            openloop::percentile(&d.rest_us, 99.0),
+            openloop::percentile(&d.first_us, 50.0),
+            d.errors
+        );
+        sse_rows.push(SseRow {
+            kind: *kind,
+            delays: d,
+            wall,
+            gw_cpu: cpu.get(1).copied(),
+            load,
+        });
+    }
+    rep.sse = sse_rows;
+
+    println!(
+        "==> {} idle streams through a fresh gateway",
+        o.idle_streams
+    );
+    let before = streams.proc.mem()?;
+    let gw_pid = streams.proc.pid();
+    let up_pid = upstream.pid();
+    let cpu_before = streams.proc.cpu()?;
+    let (opened, took, (at, hold_cpu)) =
+        sse::hold_idle_streams(streams.addr, o.idle_streams, 256, move |_| {
+            // Let the allocator settle, then sample; CPU over a 5 s hold shows what idle costs.
+            std::thread::sleep(Duration::from_secs(1));
+            let c0 = procs::cpu_time(gw_pid).unwrap_or_default();
+            std::thread::sleep(Duration::from_secs(5));
+            let c1 = procs::cpu_time(gw_pid).unwrap_or_default();
+            let m = procs::mem(gw_pid).unwrap_or_default();
+            let up = procs::mem(up_pid).unwrap_or_default();
+            ((m, up), c1.saturating_sub(c0))
+        })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let after = streams.proc.mem()?;
+    println!(
+        "    opened {opened} in {:.1} s: gateway RSS {:.1} MiB (before {:.1} MiB, after close {:.1} MiB)",
+        took.as_secs_f64(),
+        at.0.rss_mib(),
+        before.rss_mib(),
+        after.rss_mib()
+    );
+    rep.streams = Some(StreamsRow {
+        wanted: o.idle_streams,
+        opened,
+        took,
+        before,
+        at: at.0,
+        upstream_at: at.1,
+        after,
+        hold_cpu,
+        open_cpu: streams.proc.cpu()?.saturating_sub(cpu_before),
+        load: procs::loadavg(),
+    });
+    rep.rotel_cpu = rotel.cpu().ok();
+    rep.finish();
+
+    let md = rep.markdown();
+    println!("\n{md}");
+    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&rep.json())?,
+    )?;
+    if let Some(path) = &o.write {
+        report::write_section(path, &md)?;
+        println!("==> wrote the gateway section of {}", path.display());
+    }
+    drop(litellm);
+    drop(streams);
+    drop(traced);
+    drop(plain);
+    drop(rotel);
+    drop(upstream);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_configs_are_valid_gateway_configs() {
+        let ports = GwPorts {
+            bind: 1,
+            admin: 2,
+            stats: 3,
+            ready: 4,
+        };
+        for tracing in [false, true] {
+            let text = gateway_config(&ports, tracing);
+            let input = gateway::app::ConfigInput::Inline(text.clone());
+            gateway::app::validate(&input).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(text.contains("otlpEndpoint"), tracing);
+        }
+    }
+
+    #[test]
+    fn options() {
+        let o = Opts::parse(&["--quick".into(), "--rate".into(), "500".into()]).expect("parse");
+        assert_eq!((o.rate, o.rounds, o.idle_streams), (500.0, 1, 1000));
+        assert!(Opts::parse(&["--bogus".into()]).is_err());
+        assert!(Opts::parse(&["--rate".into()]).is_err());
+    }
+}

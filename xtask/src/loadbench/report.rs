@@ -1,0 +1,695 @@
+//! The benchmark's figures, their markdown rendering (method, tables, targets) and the
+//! replacement of the gateway section in BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::openloop::{Samples, percentile};
+use super::procs::Mem;
+use super::sse::EventDelays;
+use super::wrk::WrkResult;
+use super::{CHAT_BODY, Opts, PathKind};
+
+pub const SECTION_START: &str = "<!-- bench-gateway:start -->";
+pub const SECTION_END: &str = "<!-- bench-gateway:end -->";
+
+/// Decimal megabytes (the unit of the targets) from KiB.
+fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+fn ms(us: f64) -> String {
+    if us.is_finite() {
+        format!("{:.3}", us / 1e3)
+    } else {
+        "–".into()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Fixed-rate figures of one path, summed over rounds.
+pub struct FixedRow {
+    pub kind: PathKind,
+    pub samples: Samples,
+    pub wall: Duration,
+    pub gw_cpu: Duration,
+    pub up_cpu: Duration,
+    pub mem: Option<Mem>,
+    pub loads: Vec<f64>,
+}
+
+impl FixedRow {
+    pub fn new(kind: PathKind) -> Self {
+        FixedRow {
+            kind,
+            samples: Samples::default(),
+            wall: Duration::ZERO,
+            gw_cpu: Duration::ZERO,
+            up_cpu: Duration::ZERO,
+            mem: None,
+            loads: Vec::new(),
+        }
+    }
+
+    /// `cpu[0]` is the upstream's, `cpu[1]` (if any) the gateway's.
+    pub fn add(
+        &mut self,
+        s: Samples,
+        wall: Duration,
+        cpu: &[Duration],
+        mem: Option<Mem>,
+        load: f64,
+    ) {
+        self.samples.merge(s);
+        self.wall += wall;
+        self.up_cpu += cpu.first().copied().unwrap_or_default();
+        self.gw_cpu += cpu.get(1).copied().unwrap_or_default();
+        if mem.is_some() {
+            self.mem = mem;
+        }
+        self.loads.push(load);
+    }
+
+    fn p(&self, q: f64) -> f64 {
+        percentile(&self.samples.latency_us, q)
+    }
+
+    fn requests(&self) -> f64 {
+        self.samples.latency_us.len() as f64 + self.samples.errors as f64
+    }
+}
+
+/// Saturation figures of one path over rounds.
+pub struct SatRow {
+    pub kind: PathKind,
+    pub runs: Vec<WrkResult>,
+    pub wall: Duration,
+    pub gw_cpu: Duration,
+    pub up_cpu: Duration,
+    pub mem: Option<Mem>,
+    pub loads: Vec<f64>,
+}
+
+impl SatRow {
+    pub fn new(kind: PathKind) -> Self {
+        SatRow {
+            kind,
+            runs: Vec::new(),
+            wall: Duration::ZERO,
+            gw_cpu: Duration::ZERO,
+            up_cpu: Duration::ZERO,
+            mem: None,
+            loads: Vec::new(),
+        }
+    }
+
+    pub fn add(
+        &mut self,
+        r: WrkResult,
+        wall: Duration,
+        cpu: &[Duration],
+        mem: Option<Mem>,
+        load: f64,
+    ) {
+        self.runs.push(r);
+        self.wall += wall;
+        self.up_cpu += cpu.first().copied().unwrap_or_default();
+        self.gw_cpu += cpu.get(1).copied().unwrap_or_default();
+        if mem.is_some() {
+            self.mem = mem;
+        }
+        self.loads.push(load);
+    }
+
+    fn rps(&self) -> f64 {
+        median(self.runs.iter().map(|r| r.rps).collect())
+    }
+
+    fn requests(&self) -> f64 {
+        self.runs.iter().map(|r| r.requests as f64).sum()
+    }
+}
+
+pub struct SseRow {
+    pub kind: PathKind,
+    pub delays: EventDelays,
+    pub wall: Duration,
+    pub gw_cpu: Option<Duration>,
+    pub load: f64,
+}
+
+pub struct StreamsRow {
+    pub wanted: usize,
+    pub opened: usize,
+    pub took: Duration,
+    pub before: Mem,
+    pub at: Mem,
+    pub upstream_at: Mem,
+    pub after: Mem,
+    pub hold_cpu: Duration,
+    pub open_cpu: Duration,
+    pub load: f64,
+}
+
+pub struct Report {
+    opts: Opts,
+    machine: Vec<(String, String)>,
+    pub idle_rss: Vec<(&'static str, Mem)>,
+    pub after_load_rss: Vec<(&'static str, Mem)>,
+    pub fixed: Vec<FixedRow>,
+    pub sat: Vec<SatRow>,
+    pub sse: Vec<SseRow>,
+    pub streams: Option<StreamsRow>,
+    pub spans_dropped: f64,
+    pub traced_requests: f64,
+    pub rotel_cpu: Option<Duration>,
+    load_start: f64,
+    load_end: f64,
+}
+
+fn cmd_out(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+impl Report {
+    pub fn new(opts: &Opts, root: &Path) -> Report {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines().find_map(|l| {
+                    l.strip_prefix("model name")
+                        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+                })
+            })
+            .unwrap_or_default();
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(root)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let machine = vec![
+            (
+                "date (UTC)".into(),
+                cmd_out("date", &["-u", "+%Y-%m-%d %H:%M"]),
+            ),
+            ("commit".into(), commit),
+            ("CPU".into(), format!("{} × {cpu}", cmd_out("nproc", &[]))),
+            ("kernel".into(), cmd_out("uname", &["-r"])),
+            ("rustc".into(), cmd_out("rustc", &["--version"])),
+            (
+                "wrk".into(),
+                cmd_out("sh", &["-c", "wrk -v 2>&1 | head -1"]),
+            ),
+        ];
+        Report {
+            opts: opts.clone(),
+            machine,
+            idle_rss: Vec::new(),
+            after_load_rss: Vec::new(),
+            fixed: Vec::new(),
+            sat: Vec::new(),
+            sse: Vec::new(),
+            streams: None,
+            spans_dropped: f64::NAN,
+            traced_requests: f64::NAN,
+            rotel_cpu: None,
+            load_start: super::procs::loadavg(),
+            load_end: f64::NAN,
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.load_end = super::procs::loadavg();
+    }
+
+    fn fixed_of(&self, k: PathKind) -> Option<&FixedRow> {
+        self.fixed.iter().find(|r| r.kind == k)
+    }
+
+    fn sat_of(&self, k: PathKind) -> Option<&SatRow> {
+        self.sat.iter().find(|r| r.kind == k)
+    }
+
+    fn sse_of(&self, k: PathKind) -> Option<&SseRow> {
+        self.sse.iter().find(|r| r.kind == k)
+    }
+
+    /// (target, measured, met) rows.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut t = Vec::new();
+        if let (Some(d), Some(g)) = (
+            self.fixed_of(PathKind::Direct),
+            self.fixed_of(PathKind::Traced),
+        ) {
+            let a50 = g.p(50.0) - d.p(50.0);
+            let a99 = g.p(99.0) - d.p(99.0);
+            t.push((
+                format!(
+                    "added latency p50 ≤ 0.15 ms at {} req/s, tracing on",
+                    self.opts.rate
+                ),
+                format!("{} ms", ms(a50)),
+                a50 <= 150.0,
+            ));
+            t.push((
+                format!(
+                    "added latency p99 ≤ 0.5 ms at {} req/s, tracing on",
+                    self.opts.rate
+                ),
+                format!("{} ms", ms(a99)),
+                a99 <= 500.0,
+            ));
+        }
+        if let (Some(p), Some(tr)) = (
+            self.sat_of(PathKind::Gateway),
+            self.sat_of(PathKind::Traced),
+        ) {
+            let cost = 1.0 - tr.rps() / p.rps();
+            let cpu_p = p.gw_cpu.as_secs_f64() / p.requests().max(1.0);
+            let cpu_t = tr.gw_cpu.as_secs_f64() / tr.requests().max(1.0);
+            t.push((
+                "tracing costs ≤ 5% of throughput".into(),
+                format!(
+                    "{:.1}% fewer req/s; {:+.1}% gateway CPU per request",
+                    cost * 100.0,
+                    (cpu_t / cpu_p - 1.0) * 100.0
+                ),
+                cost <= 0.05,
+            ));
+        }
+        if let Some(worst) = self
+            .idle_rss
+            .iter()
+            .map(|(_, m)| mb(m.rss_kib))
+            .reduce(f64::max)
+        {
+            t.push((
+                "idle RSS ≤ 20 MB".into(),
+                format!("{worst:.1} MB (largest of the fresh gateways)"),
+                worst <= 20.0,
+            ));
+        }
+        for k in [PathKind::Gateway, PathKind::Traced] {
+            if let (Some(d), Some(g)) = (self.sse_of(PathKind::Direct), self.sse_of(k)) {
+                let a99 = percentile(&g.delays.rest_us, 99.0) - percentile(&d.delays.rest_us, 99.0);
+                t.push((
+                    format!(
+                        "each SSE event forwarded within 0.1 ms (p99), {}",
+                        k.label()
+                    ),
+                    format!("{} ms added at p99", ms(a99)),
+                    a99 <= 100.0,
+                ));
+            }
+        }
+        if let Some(s) = &self.streams {
+            t.push((
+                format!("{} idle streams under 200 MB", s.wanted),
+                format!("{:.1} MB ({} open)", mb(s.at.rss_kib), s.opened),
+                s.opened == s.wanted && mb(s.at.rss_kib) < 200.0,
+            ));
+        }
+        t
+    }
+
+    pub fn markdown(&self) -> String {
+        let o = &self.opts;
+        let mut m = String::new();
+        let mut line = |s: &str| {
+            m.push_str(s);
+            m.push('\n');
+        };
+        line("## Gateway data path (`cargo xtask bench`)");
+        line("");
+        line(
+            "One command builds release binaries (`AYA_BUILD_SKIP=1`: the kernel programs are not needed, and `config.ebpf.mode` is `off`) and measures, in one run on loopback, the same OpenAI chat request sent **direct** to an upstream and **through the gateway**, with tracing off and with every request traced to a local OTLP receiver. Method in `xtask/src/loadbench.rs`.",
+        );
+        line("");
+        line("| machine | |\n|---|---|");
+        for (k, v) in &self.machine {
+            line(&format!("| {k} | {v} |"));
+        }
+        line(&format!(
+            "| load average (1 min) | {:.2} at start, {:.2} at end: other builds share these 2 cores, so every table carries the load it was measured under |",
+            self.load_start, self.load_end
+        ));
+        line("");
+        line(
+            "**Setup.** Upstream: `fast-upstream` (tests/src/bin/fast-upstream.rs): hyper, one thread, a fixed 420-byte `chat.completion` body or an SSE stream. Gateways: the release `gateway` binary, 2 tokio workers (default on 2 cores), access log on (text, to /dev/null), one `ai` route with the OpenAI provider and `backendAuth`, so each request is parsed as JSON, observed (model, tokens), re-serialised, sent upstream with the key injected, and its response parsed for usage. Traced gateway: `tracing: {randomSampling: true}` (every request sampled, default attributes) exported by OTLP gRPC to `rotel-agent --exporter blackhole` (PyPI `rotel`). Request body:",
+        );
+        line(&format!("`{CHAT_BODY}`"));
+        line("");
+        line(&format!(
+            "**Fixed rate ({} req/s).** Open-loop generator in xtask (`loadbench/openloop.rs`): request *i* is due at *start + i/rate*; a pacer thread with 1 ns timer slack wakes at each due time and a one-thread tokio/hyper client sends it on a pooled keep-alive connection. Latency runs from the due time to the last body byte, so stalls are charged to every request they delayed (no coordinated omission). Percentiles: nearest rank over all samples of {} rounds × {} s (1 s warm-up per run discarded); the paths alternate within each round. *Added* = gateway percentile − direct percentile. Gateway CPU: `utime+stime` delta of `/proc/<pid>/stat` over the run, as % of one core and per request; RSS and peak (VmRSS / VmHWM from `/proc/<pid>/status`) after the run.",
+            o.rate, o.rounds, o.fixed_secs
+        ));
+        line("");
+        line(
+            "| path | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors | gateway CPU % of a core | gateway CPU µs/req | upstream CPU µs/req | gateway RSS / peak MB | load avg |",
+        );
+        line("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let direct = self.fixed_of(PathKind::Direct);
+        for r in &self.fixed {
+            let (a50, a99) = match (direct, r.kind) {
+                (Some(d), k) if k != PathKind::Direct => {
+                    (ms(r.p(50.0) - d.p(50.0)), ms(r.p(99.0) - d.p(99.0)))
+                }
+                _ => ("–".into(), "–".into()),
+            };
+            let gw = r.kind != PathKind::Direct;
+            let req = r.requests().max(1.0);
+            line(&format!(
+                "| {} | {:.0} | {} | {} | {a50} | {a99} | {} | {} | {} | {:.1} | {} | {:.2} |",
+                r.kind.label(),
+                r.samples.achieved_rps,
+                ms(r.p(50.0)),
+                ms(r.p(99.0)),
+                r.samples.errors,
+                if gw {
+                    format!(
+                        "{:.1}",
+                        r.gw_cpu.as_secs_f64() / r.wall.as_secs_f64() * 100.0
+                    )
+                } else {
+                    "–".into()
+                },
+                if gw {
+                    format!("{:.1}", r.gw_cpu.as_secs_f64() * 1e6 / req)
+                } else {
+                    "–".into()
+                },
+                r.up_cpu.as_secs_f64() * 1e6 / req,
+                r.mem.map_or("–".into(), |m| format!(
+                    "{:.1} / {:.1}",
+                    mb(m.rss_kib),
+                    mb(m.hwm_kib)
+                )),
+                mean(&r.loads),
+            ));
+        }
+        line("");
+        line(&format!(
+            "**Saturation.** `wrk -t2 -c{} -d{}s --latency` with a Lua script that POSTs the body above (closed loop: as fast as the 2 shared cores allow, with wrk, the upstream and the gateway competing for them). Cells are medians over {} rounds; CPU per request is total gateway CPU over total requests.",
+            o.wrk_connections, o.sat_secs, o.rounds
+        ));
+        line("");
+        line(
+            "| path | req/s | p50 ms | p99 ms | errors | gateway CPU (cores) | gateway CPU µs/req | upstream CPU µs/req | gateway RSS / peak MB | load avg |",
+        );
+        line("|---|---|---|---|---|---|---|---|---|---|");
+        for r in &self.sat {
+            let gw = r.kind != PathKind::Direct;
+            let req = r.requests().max(1.0);
+            line(&format!(
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {:.2} |",
+                r.kind.label(),
+                r.rps(),
+                ms(median(r.runs.iter().map(|x| x.p50_us).collect())),
+                ms(median(r.runs.iter().map(|x| x.p99_us).collect())),
+                r.runs.iter().map(|x| x.errors).sum::<u64>(),
+                if gw {
+                    format!("{:.2}", r.gw_cpu.as_secs_f64() / r.wall.as_secs_f64())
+                } else {
+                    "–".into()
+                },
+                if gw {
+                    format!("{:.1}", r.gw_cpu.as_secs_f64() * 1e6 / req)
+                } else {
+                    "–".into()
+                },
+                r.up_cpu.as_secs_f64() * 1e6 / req,
+                r.mem.map_or("–".into(), |m| format!(
+                    "{:.1} / {:.1}",
+                    mb(m.rss_kib),
+                    mb(m.hwm_kib)
+                )),
+                mean(&r.loads),
+            ));
+        }
+        line("");
+        line(&format!(
+            "Spans: the traced gateway counted {:.0} requests and {:.0} dropped spans (`agentgateway_tracing_spans_dropped_total`); rotel used {} of CPU over the whole run.",
+            self.traced_requests,
+            self.spans_dropped,
+            self.rotel_cpu
+                .map_or("–".into(), |c| format!("{:.1} s", c.as_secs_f64()))
+        ));
+        line("");
+        line(&format!(
+            "**Streaming.** {} concurrent streams, each a fresh connection and a `stream: true` request; the upstream sends {} content events {} ms apart, each stamped with its send time (`x_sent_ns`, wall clock, same host), then usage and `[DONE]`. The client timestamps each event's arrival; one-way delay = arrival − stamp. Runs of {} s per path. *First* is each stream's first event (it rides with the response headers); *later* events are the per-event forwarding cost; added = gateway − direct at the same percentile.",
+            o.sse_concurrency,
+            o.sse_chunks,
+            o.sse_interval_us as f64 / 1e3,
+            o.sse_secs
+        ));
+        line("");
+        line(
+            "| path | streams | events | later events p50 ms | later p99 ms | added p50 ms | added p99 ms | first event p50 ms | first p99 ms | errors | gateway CPU µs/event | load avg |",
+        );
+        line("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let sd = self.sse_of(PathKind::Direct);
+        for r in &self.sse {
+            let d = &r.delays;
+            let (a50, a99) = match (sd, r.kind) {
+                (Some(s), k) if k != PathKind::Direct => (
+                    ms(percentile(&d.rest_us, 50.0) - percentile(&s.delays.rest_us, 50.0)),
+                    ms(percentile(&d.rest_us, 99.0) - percentile(&s.delays.rest_us, 99.0)),
+                ),
+                _ => ("–".into(), "–".into()),
+            };
+            let events = d.rest_us.len() + d.first_us.len();
+            line(&format!(
+                "| {} | {} | {} | {} | {} | {a50} | {a99} | {} | {} | {} | {} | {:.2} |",
+                r.kind.label(),
+                d.streams,
+                events,
+                ms(percentile(&d.rest_us, 50.0)),
+                ms(percentile(&d.rest_us, 99.0)),
+                ms(percentile(&d.first_us, 50.0)),
+                ms(percentile(&d.first_us, 99.0)),
+                d.errors,
+                r.gw_cpu.map_or("–".into(), |c| format!(
+                    "{:.1}",
+                    c.as_secs_f64() * 1e6 / events.max(1) as f64
+                )),
+                r.load,
+            ));
+        }
+        line("");
+        line(
+            "**Memory.** Idle: VmRSS of each gateway 1 s after it reported ready, before any traffic. Idle streams: a fresh gateway (`gw-streams`, tracing off, `limits.maxConnections: 30000`, open-file limit raised by the bench to fit) carries N streams, each its own client connection and its own upstream connection; the upstream sends one event and then stays silent (the next is 10 minutes away), so each stream is open and idle on both sides. RSS is sampled 1 s after the last stream got its first event, then CPU over a 5 s hold.",
+        );
+        line("");
+        line("| measure | value |\n|---|---|");
+        for (n, mem) in &self.idle_rss {
+            line(&format!(
+                "| idle RSS, {n} (fresh) | {:.1} MB |",
+                mb(mem.rss_kib)
+            ));
+        }
+        for (n, mem) in &self.after_load_rss {
+            line(&format!(
+                "| RSS / peak after all load runs, {n} | {:.1} / {:.1} MB |",
+                mb(mem.rss_kib),
+                mb(mem.hwm_kib)
+            ));
+        }
+        if let Some(s) = &self.streams {
+            let per = (s.at.rss_kib.saturating_sub(s.before.rss_kib)) as f64 * 1024.0
+                / s.opened.max(1) as f64;
+            line(&format!(
+                "| idle streams open | {} of {} (in {:.1} s) |",
+                s.opened,
+                s.wanted,
+                s.took.as_secs_f64()
+            ));
+            line(&format!(
+                "| gateway RSS before / with streams open / after closing | {:.1} / {:.1} / {:.1} MB |",
+                mb(s.before.rss_kib),
+                mb(s.at.rss_kib),
+                mb(s.after.rss_kib)
+            ));
+            line(&format!(
+                "| gateway peak (VmHWM) | {:.1} MB |",
+                mb(s.at.hwm_kib)
+            ));
+            line(&format!(
+                "| per open stream (client + upstream connection) | {:.1} KiB |",
+                per / 1024.0
+            ));
+            line(&format!(
+                "| gateway CPU while {} streams sit idle (5 s) | {:.0} ms |",
+                s.opened,
+                s.hold_cpu.as_secs_f64() * 1e3
+            ));
+            line(&format!(
+                "| gateway CPU to open them | {:.2} s ({:.0} µs per stream) |",
+                s.open_cpu.as_secs_f64(),
+                s.open_cpu.as_secs_f64() * 1e6 / s.opened.max(1) as f64
+            ));
+            line(&format!(
+                "| upstream RSS with streams open | {:.1} MB |",
+                mb(s.upstream_at.rss_kib)
+            ));
+            line(&format!("| load average | {:.2} |", s.load));
+        }
+        line("");
+        line("**Targets.**");
+        line("");
+        line("| target | measured | met |\n|---|---|---|");
+        for (t, v, ok) in self.targets() {
+            line(&format!(
+                "| {t} | {v} | {} |",
+                if ok { "yes" } else { "**no**" }
+            ));
+        }
+        line("");
+        line(&format!(
+            "Reproduce: `cargo xtask bench` (prints this section; `--write BENCHMARKS.md` replaces it here; raw figures in `target/loadbench/results.json`). Options: `--rate {}`, `--duration {}`, `--rounds {}`, `--connections {}`, `--streams {}`, `--quick`, `--with-litellm`.",
+            o.rate, o.fixed_secs, o.rounds, o.wrk_connections, o.idle_streams
+        ));
+        m
+    }
+
+    /// Raw figures for `target/loadbench/results.json`.
+    pub fn json(&self) -> Value {
+        let fixed: Vec<Value> = self
+            .fixed
+            .iter()
+            .map(|r| {
+                json!({
+                    "path": r.kind.label(), "rps": r.samples.achieved_rps,
+                    "p50_us": r.p(50.0), "p90_us": r.p(90.0), "p99_us": r.p(99.0), "p999_us": r.p(99.9),
+                    "service_p50_us": percentile(&r.samples.service_us, 50.0),
+                    "service_p99_us": percentile(&r.samples.service_us, 99.0),
+                    "samples": r.samples.latency_us.len(), "errors": r.samples.errors,
+                    "gateway_cpu_s": r.gw_cpu.as_secs_f64(), "upstream_cpu_s": r.up_cpu.as_secs_f64(),
+                    "wall_s": r.wall.as_secs_f64(), "loads": r.loads,
+                })
+            })
+            .collect();
+        let sat: Vec<Value> = self
+            .sat
+            .iter()
+            .map(|r| {
+                json!({
+                    "path": r.kind.label(),
+                    "runs": r.runs.iter().map(|x| json!({"rps": x.rps, "p50_us": x.p50_us, "p99_us": x.p99_us, "requests": x.requests, "errors": x.errors})).collect::<Vec<_>>(),
+                    "gateway_cpu_s": r.gw_cpu.as_secs_f64(), "wall_s": r.wall.as_secs_f64(), "loads": r.loads,
+                })
+            })
+            .collect();
+        let sse: Vec<Value> = self
+            .sse
+            .iter()
+            .map(|r| {
+                json!({
+                    "path": r.kind.label(), "streams": r.delays.streams,
+                    "rest_p50_us": percentile(&r.delays.rest_us, 50.0), "rest_p99_us": percentile(&r.delays.rest_us, 99.0),
+                    "first_p50_us": percentile(&r.delays.first_us, 50.0), "first_p99_us": percentile(&r.delays.first_us, 99.0),
+                    "errors": r.delays.errors, "wall_s": r.wall.as_secs_f64(),
+                })
+            })
+            .collect();
+        json!({
+            "machine": self.machine.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "fixed": fixed, "saturation": sat, "sse": sse,
+            "idle_rss_kib": self.idle_rss.iter().map(|(n, m)| json!({"name": n, "rss": m.rss_kib})).collect::<Vec<_>>(),
+            "streams": self.streams.as_ref().map(|s| json!({"opened": s.opened, "before_kib": s.before.rss_kib, "at_kib": s.at.rss_kib, "after_kib": s.after.rss_kib, "hwm_kib": s.at.hwm_kib})),
+            "targets": self.targets().into_iter().map(|(t, v, ok)| json!({"target": t, "measured": v, "met": ok})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Replaces the text between the gateway markers in `path`, or inserts the marked section
+/// after the title when the file has none; everything else in the file is kept.
+pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(path, splice(&old, section))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn splice(old: &str, section: &str) -> String {
+    let block = format!(
+        "{SECTION_START}\n{}{SECTION_END}\n",
+        section.trim_end().to_owned() + "\n"
+    );
+    if let (Some(a), Some(b)) = (old.find(SECTION_START), old.find(SECTION_END))
+        && a < b
+    {
+        let rest = &old[b + SECTION_END.len()..];
+        return format!(
+            "{}{block}{}",
+            &old[..a],
+            rest.strip_prefix('\n').unwrap_or(rest)
+        );
+    }
+    // After the first line (the title), before everything else.
+    match old.split_once('\n') {
+        Some((title, rest)) if title.starts_with("# ") => format!("{title}\n{block}{rest}"),
+        _ => format!("{block}{old}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_inserts_after_title_then_replaces() {
+        let ebpf = "<!-- bench-ebpf:start -->\nE\n<!-- bench-ebpf:end -->\n";
+        let old = format!("# Benchmarks\n{ebpf}");
+        let once = splice(&old, "G1\n");
+        assert_eq!(
+            once,
+            format!("# Benchmarks\n{SECTION_START}\nG1\n{SECTION_END}\n{ebpf}")
+        );
+        let twice = splice(&once, "G2");
+        assert_eq!(
+            twice,
+            format!("# Benchmarks\n{SECTION_START}\nG2\n{SECTION_END}\n{ebpf}")
+        );
+        // Text after the section (hand-written analysis) survives a rewrite.
+        let with_notes = once.replace(
+            &format!("{SECTION_END}\n"),
+            &format!("{SECTION_END}\nnotes\n"),
+        );
+        assert!(splice(&with_notes, "G3").contains(&format!("G3\n{SECTION_END}\nnotes\n{ebpf}")));
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(ms(1500.0), "1.500");
+        assert_eq!(ms(f64::NAN), "–");
+        assert_eq!(mb(1_000_000), 1024.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert!(median(vec![]).is_nan());
+    }
+}
