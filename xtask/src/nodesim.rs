@@ -1,7 +1,8 @@
-//! `cargo xtask node-sim`: builds the gateway (with the kernel object) and the provider
-//! simulator, then runs the node simulation, `tests/python/test_ebpf_node.py`: two "pods"
+//! `cargo xtask node-sim`: builds the workspace like `tests/run-all.sh` does (gateway with the
+//! kernel object, provider simulator), then runs the node simulation, `tests/python/test_ebpf_node.py`: two "pods"
 //! (netns + veth + their own child cgroup of the steered cgroup) call the gateway's virtual
-//! address with the real openai SDK. Needs root. Extra arguments go to pytest.
+//! address with the real openai SDK. Needs root and the test venv (`GATEWAY_TEST_VENV`, default
+//! `target/test-venv`). Extra arguments go to pytest.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,14 +18,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let status = Command::new(&cargo)
         .current_dir(&root)
         .env_remove("AYA_BUILD_SKIP")
-        .args([
-            "build",
-            "-p",
-            "gateway-user",
-            "-p",
-            "gateway-tests",
-            "--bins",
-        ])
+        .arg("build")
         .status()
         .context("running cargo build")?;
     if !status.success() {
