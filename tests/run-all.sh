@@ -63,7 +63,8 @@ step build cargo build || finish
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step cargo-test cargo test
-step fuzz bash tests/scripts/fuzz-smoke.sh
+# Bounded fuzz smoke (7 targets); FUZZ_SECONDS per target.
+step fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash tests/scripts/fuzz-smoke.sh
 
 run_pytest() {
   local log="$REPORT_DIR/pytest.log"
