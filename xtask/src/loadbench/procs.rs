@@ -218,7 +218,9 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
                 .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
         })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
+        // An empty float sum is -0.0; report it as 0.
+        .sum::<f64>()
+        + 0.0
 }
 
 #[cfg(test)]
