@@ -244,6 +244,13 @@ async fn forward(
 
     // Translate the body into the provider's format.
     let mut strip_usage = false;
+    // Whether the client asked for the usage chunk itself (read before the body is reshaped).
+    let include_usage_for_client = streaming
+        && body.as_ref().is_some_and(|b| {
+            b.pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                == Some(true)
+        });
     let up_body: Option<Value> = body.map(|b| match plan {
         Plan::Same => {
             let mut b = b;
@@ -275,7 +282,6 @@ async fn forward(
         Plan::MessagesToGemini => chat_gemini::request(&messages_chat::request(&b, false)),
         Plan::EmbeddingsToGemini => chat_gemini::embeddings_request(&b),
     });
-    let include_usage_for_client = body_wants_usage(&bytes);
 
     // Upstream request line and headers.
     let path = match (&ai.path_override, plan, route) {
@@ -323,9 +329,8 @@ async fn forward(
         .ok_or_else(|| (ProxyError::Internal("request builder".into()), wire))?;
     upstream_headers(&parts.headers, headers, ai, policies, plan);
     px.telemetry.inject_upstream(log, headers);
-    let out_bytes = match &up_body {
-        Some(v) => {
-            let mut v = v.clone();
+    let out_bytes = match up_body {
+        Some(mut v) => {
             if ai.provider.wire() == Wire::Gemini && plan != Plan::Same {
                 // Gemini takes the model in the path and streaming from the method name.
                 if let Some(o) = v.as_object_mut() {
@@ -483,17 +488,6 @@ async fn forward(
 
 fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
-}
-
-/// Whether the client asked for the usage chunk itself.
-fn body_wants_usage(raw: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(raw)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/stream_options/include_usage")
-                .and_then(Value::as_bool)
-        })
-        .unwrap_or(false)
 }
 
 /// Headers safe to keep on a gateway-built response (no framing or encoding headers).
