@@ -78,19 +78,20 @@ impl SseTransform {
         {
             self.malformed = self.malformed.saturating_add(1);
         }
-        let had_text = info
-            .completion
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|s| !s.is_empty()));
-        self.handler.on_event(ev, out, info);
-        if info.first_token.is_none() {
-            let has_text = info
-                .completion
+        // Time to first token: only scanned until it is known, not on every event.
+        if info.first_token.is_some() {
+            self.handler.on_event(ev, out, info);
+            return;
+        }
+        let has_text = |i: &LlmInfo| {
+            i.completion
                 .as_ref()
-                .is_some_and(|c| c.iter().any(|s| !s.is_empty()));
-            if has_text && !had_text {
-                info.first_token = Some(self.start.elapsed());
-            }
+                .is_some_and(|c| c.iter().any(|s| !s.is_empty()))
+        };
+        let had_text = has_text(info);
+        self.handler.on_event(ev, out, info);
+        if has_text(info) && !had_text {
+            info.first_token = Some(self.start.elapsed());
         }
     }
 }
