@@ -17,6 +17,7 @@ use crate::config::{self, ConfigErrors, Snapshot, Source};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::server::{AcceptHook, Listeners};
+use crate::proxy::workers::Workers;
 use crate::telemetry::{Telemetry, TelemetryConfig};
 
 /// Where the config comes from.
@@ -178,19 +179,31 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
 pub fn run(input: ConfigInput) -> Result<(), AppError> {
     let snap = Arc::new(load(&input)?);
     let filter = init_logging(&snap);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = snap.global.worker_threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.build().map_err(AppError::Runtime)?;
-    rt.block_on(serve(input, snap, filter))
+    // Traffic runs on the proxy workers (one per core, `workerThreads` to change); the main
+    // runtime only runs the admin servers, reloads and signals.
+    let n = snap.global.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let workers = Arc::new(Workers::start(n).map_err(AppError::Runtime)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gateway-main")
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    let result = rt.block_on(serve(input, snap, filter, workers.clone()));
+    // Stop the workers only now: their tasks (connections, MCP sessions and the stdio servers
+    // they own) end when the workers' runtimes are dropped.
+    drop(rt);
+    drop(workers);
+    result
 }
 
 async fn serve(
     input: ConfigInput,
     snap: Arc<Snapshot>,
     filter: FilterHandle,
+    workers: Arc<Workers>,
 ) -> Result<(), AppError> {
     let ready = Readiness::new();
     for task in ["config", "telemetry", "ebpf", "listeners", "admin"] {
@@ -272,7 +285,7 @@ async fn serve(
     }
     ready.done("admin");
 
-    let mut listeners = Listeners::default();
+    let mut listeners = Listeners::with_workers(workers);
     listeners.reconcile(&proxy, &snap, hook.clone()).await?;
     ready.done("listeners");
     tracing::info!(gateway = %g.gateway_name, "gateway ready");

@@ -171,13 +171,13 @@ pub struct MessagesStream {
 impl StreamHandler for MessagesStream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
         out.extend_from_slice(&ev.raw);
-        if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+        if let Some(v) = ev.json() {
             let kind = ev
                 .event
                 .as_deref()
                 .or_else(|| v.get("type").and_then(Value::as_str))
                 .unwrap_or("");
-            if observe_event(kind, &v, info) {
+            if observe_event(kind, v, info) {
                 self.done = true;
             }
         }

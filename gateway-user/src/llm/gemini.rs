@@ -127,8 +127,8 @@ pub struct GenerateStream {
 impl StreamHandler for GenerateStream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
         out.extend_from_slice(&ev.raw);
-        if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
-            observe_response(&v, info);
+        if let Some(v) = ev.json() {
+            observe_response(v, info);
             if v.pointer("/candidates/0/finishReason").is_some() {
                 self.finished = true;
             }

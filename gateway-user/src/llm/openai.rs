@@ -197,15 +197,15 @@ impl StreamHandler for ChatStream {
             out.extend_from_slice(&ev.raw);
             return;
         }
-        if let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) {
-            let usage_only = observe_chat_chunk(&chunk, info);
+        if let Some(chunk) = ev.json() {
+            let usage_only = observe_chat_chunk(chunk, info);
             if usage_only && self.strip_usage_chunk {
                 return;
             }
             if self.strip_usage_chunk && chunk.get("usage").is_some_and(|u| !u.is_null()) {
                 // Usage riding on a content chunk (some compatible servers): keep the content,
                 // remove the usage the client did not ask for.
-                let mut c = chunk;
+                let mut c = chunk.clone();
                 if let Some(o) = c.as_object_mut() {
                     o.remove("usage");
                 }
@@ -230,7 +230,7 @@ pub struct ResponsesStream {
 impl StreamHandler for ResponsesStream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
         out.extend_from_slice(&ev.raw);
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+        let Some(v) = ev.json() else {
             return;
         };
         let kind = ev

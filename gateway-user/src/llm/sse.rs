@@ -12,9 +12,30 @@ pub struct SseEvent {
     pub data: String,
     /// The exact bytes of the event block, terminator included.
     pub raw: Bytes,
+    /// `data` parsed as JSON, on first use (`json()`), so that each event is parsed once
+    /// however many observers read it.
+    pub parsed: std::cell::OnceCell<Option<serde_json::Value>>,
 }
 
 impl SseEvent {
+    /// The event's data as JSON, or `None` when it is not JSON (`[DONE]`, empty, malformed).
+    /// Parsed at most once per event.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.parsed
+            .get_or_init(|| {
+                if self.data.is_empty() || self.data == "[DONE]" {
+                    return None;
+                }
+                serde_json::from_str(&self.data).ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether the data is neither empty, `[DONE]`, nor JSON.
+    pub fn is_malformed(&self) -> bool {
+        !self.data.is_empty() && self.data != "[DONE]" && self.json().is_none()
+    }
+
     /// Serialises an event the way providers do: optional `event:` line, one `data:` line.
     pub fn encode(event: Option<&str>, data: &str, out: &mut BytesMut) {
         if let Some(e) = event {
@@ -155,6 +176,7 @@ fn parse_block(block: &[u8], raw: Bytes) -> SseEvent {
         event,
         data: data.unwrap_or_default(),
         raw,
+        parsed: Default::default(),
     }
 }
 

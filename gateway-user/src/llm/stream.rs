@@ -72,15 +72,10 @@ impl SseTransform {
     }
 
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
-        if !ev.data.is_empty()
-            && ev.data != "[DONE]"
-            && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err()
-        {
-            self.malformed = self.malformed.saturating_add(1);
-        }
         // Time to first token: only scanned until it is known, not on every event.
         if info.first_token.is_some() {
             self.handler.on_event(ev, out, info);
+            self.count_malformed(ev);
             return;
         }
         let has_text = |i: &LlmInfo| {
@@ -92,6 +87,14 @@ impl SseTransform {
         self.handler.on_event(ev, out, info);
         if has_text(info) && !had_text {
             info.first_token = Some(self.start.elapsed());
+        }
+        self.count_malformed(ev);
+    }
+
+    /// After the handler ran: it has parsed the event already (`SseEvent::json` caches).
+    fn count_malformed(&mut self, ev: &SseEvent) {
+        if ev.is_malformed() {
+            self.malformed = self.malformed.saturating_add(1);
         }
     }
 }

@@ -223,6 +223,6 @@ pub fn finisher(t: Arc<Telemetry>, ebpf: Option<Arc<crate::ebpf::Ebpf>>) -> Fini
             log.upstream_flow = e.flow_by_cookie(cookie);
             e.record_upstream_conn(cookie, log.upstream_flow.as_ref());
         }
-        t.finish(log)
+        t.submit(log)
     })
 }

@@ -152,40 +152,53 @@ pub async fn handle_models(
     .await
 }
 
-/// Applies aliases, defaults, overrides and the backend's model to the client body.
-fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) {
+/// Applies aliases, defaults, overrides and the backend's model to the client body. Returns
+/// whether anything changed (an unchanged body is forwarded as the client's own bytes).
+fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool {
     let Some(obj) = body.as_object_mut() else {
-        return;
+        return false;
+    };
+    let mut changed = false;
+    let mut set = |obj: &mut serde_json::Map<String, Value>, k: &str, v: Value| {
+        if obj.get(k) != Some(&v) {
+            obj.insert(k.to_owned(), v);
+            changed = true;
+        }
     };
     if let Some(p) = &policies.ai {
         if let Some(m) = obj.get("model").and_then(Value::as_str)
             && let Some((_, to)) = p.model_aliases.iter().find(|(from, _)| from == m)
         {
-            obj.insert("model".into(), json!(to));
+            set(obj, "model", json!(to));
         }
         for (k, v) in &p.defaults {
-            obj.entry(k.clone()).or_insert_with(|| v.clone());
+            if !obj.contains_key(k) {
+                set(obj, k, v.clone());
+            }
         }
         for (k, v) in &p.overrides {
-            obj.insert(k.clone(), v.clone());
+            set(obj, k, v.clone());
         }
     }
     for (k, v) in &ai.defaults {
-        obj.entry(k.clone()).or_insert_with(|| v.clone());
+        if !obj.contains_key(k) {
+            set(obj, k, v.clone());
+        }
     }
     for (k, v) in &ai.overrides {
-        obj.insert(k.clone(), v.clone());
+        set(obj, k, v.clone());
     }
     if let Some(prefix) = &ai.strip_model_prefix
         && let Some(m) = obj.get("model").and_then(Value::as_str)
         && let Some(stripped) = m.strip_prefix(prefix.as_str())
     {
         let s = stripped.to_owned();
-        obj.insert("model".into(), json!(s));
+        set(obj, "model", json!(s));
     }
     if let Some(m) = &ai.model_override {
-        obj.insert("model".into(), json!(m));
+        set(obj, "model", json!(m));
     }
+    changed
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -211,6 +224,8 @@ async fn forward(
     let (plan, up_route) = plan(route, &ai.provider).map_err(|e| (e, wire))?;
     let has_body = !bytes.is_empty() && !matches!(route, RouteType::Models);
     let mut body: Option<Value> = None;
+    // Whether the body sent upstream differs from the client's bytes.
+    let mut reshaped = false;
     if has_body && route != RouteType::Passthrough {
         let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             (
@@ -232,7 +247,7 @@ async fn forward(
             info.request_model = Some(m);
             info.streaming = stream;
         }
-        shape_request(&mut v, ai, policies);
+        reshaped = shape_request(&mut v, ai, policies);
         body = Some(v);
     }
     let streaming = llm(log).streaming;
@@ -261,6 +276,7 @@ async fn forward(
                     == Some(true);
                 if !asked {
                     strip_usage = true;
+                    reshaped = true;
                     match b.get_mut("stream_options").and_then(Value::as_object_mut) {
                         Some(o) => {
                             o.insert("include_usage".into(), json!(true));
@@ -330,6 +346,8 @@ async fn forward(
     upstream_headers(&parts.headers, headers, ai, policies, plan);
     px.telemetry.inject_upstream(log, headers);
     let out_bytes = match up_body {
+        // Same format and nothing changed: the client's own bytes, not a re-serialisation.
+        Some(_) if plan == Plan::Same && !reshaped => bytes,
         Some(mut v) => {
             if ai.provider.wire() == Wire::Gemini && plan != Plan::Same {
                 // Gemini takes the model in the path and streaming from the method name.
@@ -342,7 +360,7 @@ async fn forward(
                 serde_json::to_vec(&v).map_err(|e| (ProxyError::Internal(e.to_string()), wire))?,
             )
         }
-        None => bytes.clone(),
+        None => bytes,
     };
     let req = builder
         .body(crate::body::full(out_bytes))

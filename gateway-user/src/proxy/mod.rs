@@ -18,6 +18,7 @@ pub mod llm;
 pub mod route;
 pub mod server;
 pub mod upstream;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

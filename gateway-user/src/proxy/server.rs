@@ -1,5 +1,7 @@
-//! Listeners: one accept loop per bind, HTTP/1.1 and HTTP/2 (h2c and ALPN), optional TLS,
-//! a connection limit, header-read timeout, and graceful drain.
+//! Listeners: HTTP/1.1 and HTTP/2 (h2c and ALPN), optional TLS, a connection limit,
+//! header-read timeout, and graceful drain. Each bind is one listening socket with one accept
+//! loop per proxy worker (`workers.rs`), or a single loop on the caller's runtime when the
+//! listeners run without workers (tests).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::workers::Workers;
 use super::{ConnInfo, Proxy};
 use crate::config::Snapshot;
 
@@ -20,13 +23,15 @@ use crate::config::Snapshot;
 #[derive(Default)]
 pub struct Listeners {
     binds: HashMap<SocketAddr, Running>,
+    workers: Option<Arc<Workers>>,
 }
 
 struct Running {
     stop: watch::Sender<bool>,
     /// TLS and limits, replaced on every reload; new connections use the latest.
     settings: watch::Sender<ListenSettings>,
-    task: tokio::task::JoinHandle<()>,
+    /// One accept loop per worker.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Per-bind settings a reload may change without rebinding the port. `max_connections` is
@@ -50,6 +55,14 @@ pub enum ListenError {
 }
 
 impl Listeners {
+    /// Listeners whose connections are served by `workers`, one accept loop per worker.
+    pub fn with_workers(workers: Arc<Workers>) -> Listeners {
+        Listeners {
+            binds: HashMap::new(),
+            workers: Some(workers),
+        }
+    }
+
     /// Starts loops for new binds and stops those no longer configured. Existing loops keep
     /// running: routes come from the snapshot per request, so they see the new config.
     ///
@@ -102,21 +115,49 @@ impl Listeners {
                 tls,
                 limits: snap.global.limits.clone(),
             });
-            let task = tokio::spawn(accept_loop(
-                proxy.clone(),
-                socket,
-                addr.port(),
-                settings_rx,
-                stop_rx,
-                hook.clone(),
-            ));
+            // `maxConnections` holds for the bind as a whole, across its workers.
+            let permits = Arc::new(Semaphore::new(snap.global.limits.max_connections.max(1)));
+            let shared = AcceptShared {
+                proxy: proxy.clone(),
+                port: addr.port(),
+                permits,
+                hook: hook.clone(),
+            };
+            let tasks = match &self.workers {
+                None => vec![tokio::spawn(accept_loop(
+                    shared,
+                    Listen::Tokio(socket),
+                    settings_rx,
+                    stop_rx,
+                ))],
+                Some(w) => {
+                    // Every worker accepts on its own descriptor of the one socket: the worker
+                    // that is free first takes the next connection.
+                    let std = socket
+                        .into_std()
+                        .map_err(|source| ListenError::Bind { addr, source })?;
+                    let mut tasks = Vec::with_capacity(w.handles().len());
+                    for h in w.handles() {
+                        let fd = std
+                            .try_clone()
+                            .map_err(|source| ListenError::Bind { addr, source })?;
+                        tasks.push(h.spawn(accept_loop(
+                            shared.clone(),
+                            Listen::Std(fd),
+                            settings_rx.clone(),
+                            stop_rx.clone(),
+                        )));
+                    }
+                    tasks
+                }
+            };
             tracing::info!(%local, "listening");
             self.binds.insert(
                 addr,
                 Running {
                     stop,
                     settings,
-                    task,
+                    tasks,
                 },
             );
             started.push(local);
@@ -130,7 +171,7 @@ impl Listeners {
         for r in self.binds.values() {
             let _ = r.stop.send(true);
         }
-        let tasks: Vec<_> = self.binds.drain().map(|(_, r)| r.task).collect();
+        let tasks: Vec<_> = self.binds.drain().flat_map(|(_, r)| r.tasks).collect();
         let all = futures_util::future::join_all(tasks);
         if tokio::time::timeout(deadline + Duration::from_millis(200), all)
             .await
@@ -170,17 +211,46 @@ fn conn_builder(limits: &crate::config::snapshot::Limits) -> Arc<auto::Builder<T
     Arc::new(builder)
 }
 
-async fn accept_loop(
+/// What every accept loop of one bind shares.
+#[derive(Clone)]
+struct AcceptShared {
     proxy: Arc<Proxy>,
-    listener: TcpListener,
     port: u16,
+    permits: Arc<Semaphore>,
+    hook: Option<AcceptHook>,
+}
+
+/// A listening socket, registered with the runtime of the loop that accepts on it.
+enum Listen {
+    Tokio(TcpListener),
+    /// Registered when its loop starts, on that loop's worker.
+    Std(std::net::TcpListener),
+}
+
+async fn accept_loop(
+    shared: AcceptShared,
+    listen: Listen,
     mut settings: watch::Receiver<ListenSettings>,
     mut stop: watch::Receiver<bool>,
-    hook: Option<AcceptHook>,
 ) {
+    let listener = match listen {
+        Listen::Tokio(l) => l,
+        Listen::Std(l) => match TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, port = shared.port, "cannot register the listener with this worker");
+                return;
+            }
+        },
+    };
+    let AcceptShared {
+        proxy,
+        port,
+        permits,
+        hook,
+    } = shared;
     let graceful = GracefulShutdown::new();
     let initial = settings.borrow_and_update().clone();
-    let permits = Arc::new(Semaphore::new(initial.limits.max_connections.max(1)));
     let mut limits = initial.limits;
     let mut acceptor = initial.tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = conn_builder(&limits);
@@ -224,7 +294,12 @@ async fn accept_loop(
         let svc = service_fn(move |req| {
             let proxy = proxy.clone();
             let info = info.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, info).await) }
+            // hyper keeps one slot for the service future for the connection's whole life;
+            // boxing the request's (large) state machine keeps that slot a pointer, and frees
+            // the state as soon as the response head is out, so a long stream costs its body
+            // and log only.
+            let fut = Box::pin(proxy.handle(req, info));
+            async move { Ok::<_, std::convert::Infallible>(fut.await) }
         });
         let builder = builder.clone();
         match &acceptor {

@@ -17,17 +17,23 @@ use crate::ebpf::CookieConnector;
 
 pub type HttpClient = Client<HttpsConnector<CookieConnector<HttpConnector>>, Body>;
 
-/// Clients keyed by TLS config identity and SNI override; plain HTTP shares one.
+/// Clients keyed by proxy worker, TLS config identity and SNI override; plain HTTP shares one
+/// per worker. Each worker has its own pool, so an upstream connection is only ever used by
+/// the thread that runs its connection task (see `workers.rs`).
 #[derive(Default)]
 pub struct Clients {
-    map: RwLock<HashMap<(usize, String), HttpClient>>,
+    map: RwLock<HashMap<ClientKey, HttpClient>>,
 }
+
+/// (proxy worker, TLS config identity, SNI override).
+type ClientKey = (Option<usize>, usize, String);
 
 impl Clients {
     pub fn get(&self, up: &Upstream) -> HttpClient {
+        let worker = super::workers::current();
         let key = match &up.tls {
-            Some(t) => (Arc::as_ptr(t) as usize, up.server_name.clone()),
-            None => (0, String::new()),
+            Some(t) => (worker, Arc::as_ptr(t) as usize, up.server_name.clone()),
+            None => (worker, 0, String::new()),
         };
         if let Ok(map) = self.map.read()
             && let Some(c) = map.get(&key)

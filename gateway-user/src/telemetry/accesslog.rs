@@ -114,7 +114,10 @@ impl Sink {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_loop(rx))?;
+            .spawn(move || {
+                super::lower_thread_priority();
+                write_loop(rx)
+            })?;
         Ok(Sink::Stdout(tx))
     }
 

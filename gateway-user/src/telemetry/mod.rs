@@ -6,9 +6,16 @@
 //! start(headers, log)          traceparent → parent; sampling; ids into log.trace
 //! inject_upstream(log, hdrs)   CLIENT span id → log.upstream_span_id; traceparent upstream
 //! traceparent_for(log, id)     child context for MCP target calls
-//! finish(log)                  metrics, access log line, spans (never blocks)
-//! shutdown()                   flush queued spans, bounded by a deadline
+//! submit(log)                  metrics now; access log line and spans on the telemetry
+//!                              thread (never blocks; inline when that thread falls behind)
+//! finish(log)                  metrics, access log line and spans, all inline
+//! shutdown()                   flush queued logs and spans, bounded by a deadline
 //! ```
+//! The proxy calls `submit` as the response ends: only the metric update (a few counter and
+//! histogram increments) runs on the request's worker thread, so `/metrics` reflects a request
+//! as soon as its client has the response. Evaluating CEL fields, formatting the access-log
+//! line and building spans happen on a dedicated `telemetry` thread, and OTLP export on its own
+//! thread (`otlp`), so none of that delays responses or competes with the proxy's tokio workers.
 //! Tracing is configured once at startup (`config.tracing`, `frontendPolicies.tracing`, or
 //! `OTEL_*` env vars; see `settings`). Every CEL expression is compiled in `Telemetry::new`;
 //! `capture()` tells the proxy which optional request data any of them reads.
@@ -25,7 +32,8 @@ mod spans;
 mod tests;
 pub mod traceparent;
 
-use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
@@ -105,6 +113,17 @@ pub struct Telemetry {
     /// Variables `finish` must build (union over fields and filters).
     refs: Refs,
     capture: Capture,
+    /// The `telemetry` thread's queue; `None` in unit tests, which finish inline.
+    worker: Option<SyncSender<Job>>,
+}
+
+/// Finished requests that may wait for the `telemetry` thread; past this, `submit` does the
+/// work inline (slower responses rather than lost log lines or spans).
+const WORKER_QUEUE: usize = 4096;
+
+enum Job {
+    Emit(Box<RequestLog>),
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -145,13 +164,18 @@ fn level_allows_info(level: Option<&str>) -> bool {
 
 impl Telemetry {
     /// Builds exporters and compiles every CEL expression. Errors name the YAML path + bad value.
-    /// Must run inside the tokio runtime when tracing is configured.
     pub fn new(
         cfg: TelemetryConfig<'_>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Telemetry>, TelemetryError> {
         let sink = Sink::stdout()?;
-        Self::build(cfg, metrics, sink, &|k| std::env::var(k).ok())
+        let (tx, rx) = std::sync::mpsc::sync_channel(WORKER_QUEUE);
+        let t = Self::build(cfg, metrics, sink, &|k| std::env::var(k).ok(), Some(tx))?;
+        let weak = Arc::downgrade(&t);
+        std::thread::Builder::new()
+            .name("telemetry".into())
+            .spawn(move || work_loop(weak, rx))?;
+        Ok(t)
     }
 
     fn build(
@@ -159,6 +183,7 @@ impl Telemetry {
         metrics: Arc<Metrics>,
         sink: Sink,
         env: &dyn Fn(&str) -> Option<String>,
+        worker: Option<SyncSender<Job>>,
     ) -> Result<Arc<Telemetry>, TelemetryError> {
         let log = Self::build_log(cfg.logging, sink)?;
         let tracer = match settings::resolve(cfg.tracing, cfg.frontend_tracing, env)? {
@@ -191,6 +216,7 @@ impl Telemetry {
             metrics,
             refs,
             capture,
+            worker,
         }))
     }
 
@@ -365,21 +391,73 @@ impl Telemetry {
             .then(|| traceparent::format(&log.trace.trace_id, &span_id, log.trace.sampled))
     }
 
-    /// At request end (never blocks): metrics, access log line, spans.
+    /// At request end, on the proxy's path: records the metrics now and hands the rest (access
+    /// log line, spans) to the `telemetry` thread. Never blocks: when that thread's queue is
+    /// full the work is done here instead, so nothing is dropped.
+    pub fn submit(&self, mut log: RequestLog) {
+        if log.end.is_none() {
+            log.end = Some(Instant::now());
+        }
+        self.metrics.record(&log);
+        if !self.log.enabled && self.tracer.is_none() {
+            return;
+        }
+        let Some(tx) = &self.worker else {
+            return self.emit(&log);
+        };
+        match tx.try_send(Job::Emit(Box::new(log))) {
+            Ok(()) => {}
+            Err(
+                TrySendError::Full(Job::Emit(log)) | TrySendError::Disconnected(Job::Emit(log)),
+            ) => self.emit(&log),
+            Err(_) => {}
+        }
+    }
+
+    /// At request end, all inline: metrics, access log line, spans.
     pub fn finish(&self, mut log: RequestLog) {
         if log.end.is_none() {
             log.end = Some(Instant::now());
         }
         self.metrics.record(&log);
-        let exec = Executor::new(&log, self.refs);
-        let base = attrs::base(&log);
+        self.emit(&log);
+    }
+
+    /// The access log line and the spans of a finished request, written out at once.
+    fn emit(&self, log: &RequestLog) {
+        let mut out = Batch::default();
+        self.emit_into(log, &mut out);
+        self.flush_batch(&mut out);
+    }
+
+    /// The access log line and the spans of a finished request, added to `out`.
+    fn emit_into(&self, log: &RequestLog, out: &mut Batch) {
+        let exec = Executor::new(log, self.refs);
+        let base = attrs::base(log);
         if self.log.enabled && self.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
-            self.write_log(&log, &exec, &base);
+            self.write_log(log, &exec, &base, out);
         }
         if let Some(t) = &self.tracer
-            && let Some(spans) = self.make_spans(t, &log, &exec, base)
+            && let Some(spans) = self.make_spans(t, log, &exec, base)
         {
-            t.queue.push(spans);
+            out.spans.extend(spans);
+        }
+    }
+
+    /// Hands a batch's lines to the access-log writer and its spans to the exporter: one
+    /// message (and at most one wake-up) each, however many requests it holds.
+    fn flush_batch(&self, out: &mut Batch) {
+        if out.lines > 0 {
+            let text = std::mem::take(&mut out.text);
+            if !self.log.sink.send(text) {
+                self.metrics.access_log_dropped.inc_by(out.lines);
+            }
+            out.lines = 0;
+        }
+        if let Some(t) = &self.tracer
+            && !out.spans.is_empty()
+        {
+            t.queue.push(std::mem::take(&mut out.spans));
         }
     }
 
@@ -423,7 +501,7 @@ impl Telemetry {
         }
     }
 
-    fn write_log(&self, log: &RequestLog, exec: &Executor, base: &Attrs) {
+    fn write_log(&self, log: &RequestLog, exec: &Executor, base: &Attrs, out: &mut Batch) {
         let f = &self.log.fields;
         let mut a: Attrs = if f.is_empty() {
             base.clone()
@@ -445,16 +523,100 @@ impl Telemetry {
             Format::Text => accesslog::format_text(ts, &a),
             Format::Json => accesslog::format_json(ts, &a),
         };
-        if !self.log.sink.send(line) {
-            self.metrics.access_log_dropped.inc();
+        if out.lines > 0 {
+            out.text.push('\n');
         }
+        out.text.push_str(&line);
+        out.lines += 1;
     }
 
-    /// Flush spans on shutdown (bounded by a deadline).
+    /// Flush queued log lines and spans on shutdown (bounded by a deadline).
     pub async fn shutdown(&self) {
+        if let Some(tx) = &self.worker {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            let mut job = Job::Flush(ack);
+            let _ = tokio::time::timeout(Duration::from_secs(2), async move {
+                loop {
+                    match tx.try_send(job) {
+                        Ok(()) => {
+                            let _ = done.await;
+                            return;
+                        }
+                        Err(TrySendError::Full(back)) => {
+                            job = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            })
+            .await;
+        }
         if let Some(t) = &self.tracer {
             t.queue.flush(Duration::from_secs(5)).await;
         }
         self.log.sink.flush(Duration::from_secs(1)).await;
+    }
+}
+
+/// What the `telemetry` thread has produced since it last wrote out.
+#[derive(Default)]
+struct Batch {
+    /// Access-log lines, `\n`-separated.
+    text: String,
+    lines: u64,
+    spans: Vec<opentelemetry_sdk::trace::SpanData>,
+}
+
+/// Most requests the `telemetry` thread handles before writing out.
+const MAX_BATCH: usize = 512;
+/// After a batch, the `telemetry` thread lets the next requests gather for this long: under
+/// load it wakes (and wakes the writer and exporter) a few hundred times a second rather than
+/// once per request. Log lines and spans are this much later; responses are not.
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
+
+/// The `telemetry` thread: emits finished requests' log lines and spans in batches, at a
+/// lower CPU priority than the proxy's workers. Ends when its `Telemetry` is dropped.
+fn work_loop(t: Weak<Telemetry>, rx: std::sync::mpsc::Receiver<Job>) {
+    lower_thread_priority();
+    let mut out = Batch::default();
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let Some(t) = t.upgrade() else { return };
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(job) = next.take() {
+            match job {
+                Job::Emit(log) => t.emit_into(&log, &mut out),
+                Job::Flush(ack) => acks.push(ack),
+            }
+            n += 1;
+            if n < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        t.flush_batch(&mut out);
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+        drop(t);
+        std::thread::sleep(BATCH_PAUSE);
+    }
+}
+
+/// Telemetry threads run at nice 10: when the cores are busy, forwarding traffic comes first
+/// and telemetry catches up later (its queues are bounded; overflow is counted, never waited
+/// for). Linux sets nice per thread.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: plain syscalls on the calling thread, no memory passed.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "could not lower the telemetry thread's priority"
+        );
     }
 }

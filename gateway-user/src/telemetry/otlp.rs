@@ -2,13 +2,14 @@
 //!
 //! `finish()` hands spans to `SpanQueue::push`, which never waits: when the queue is full the
 //! spans are dropped and counted (`agentgateway_tracing_spans_dropped_total{reason="queue_full"}`).
-//! One background task batches spans (up to `MAX_BATCH`, or every `FLUSH_EVERY`) and calls
+//! One background task, on its own thread, batches spans (up to `MAX_BATCH`, or every `FLUSH_EVERY`) and calls
 //! opentelemetry-otlp's exporter (gRPC through tonic, or protobuf over HTTP through our
 //! hyper-rustls client) with a deadline; failed batches are counted as `export_failed`. A slow
 //! or dead collector therefore only ever costs dropped spans, never request latency.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -22,8 +23,8 @@ use super::settings::Export;
 use crate::config::telemetry::RawProtocol;
 use crate::metrics::Metrics;
 
-/// Requests whose spans wait for export before new ones are dropped.
-pub const QUEUE: usize = 4096;
+/// Spans that may wait for export before new ones are dropped (about 4,000 requests' worth).
+pub const QUEUE: usize = 8192;
 const MAX_BATCH: usize = 512;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +38,9 @@ enum Msg {
 #[derive(Debug)]
 pub struct SpanQueue {
     tx: mpsc::Sender<Msg>,
+    /// Spans sent to the export task and not yet taken into a batch. Messages carry a whole
+    /// batch of requests' spans, so the bound is kept in spans, not messages.
+    queued: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
@@ -120,38 +124,72 @@ impl Exporter {
 // === impl SpanQueue ===
 
 impl SpanQueue {
-    /// Builds the exporter and spawns the export task on the current tokio runtime.
+    /// Builds the exporter and starts the export task on its own thread (`otlp`, a
+    /// single-threaded tokio runtime): encoding and sending batches never takes a turn on the
+    /// proxy's workers.
     pub fn start(
         export: &Export,
         resource: Resource,
         metrics: Arc<Metrics>,
     ) -> Result<SpanQueue, TelemetryError> {
-        let handle =
-            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::Exporter {
-                endpoint: export.url.clone(),
-                msg: "telemetry must be started inside the tokio runtime".into(),
-            })?;
+        let fail = |msg: String| TelemetryError::Exporter {
+            endpoint: export.url.clone(),
+            msg,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("starting the export runtime: {e}")))?;
         // gRPC's lazy channel needs the runtime entered while it is built.
-        let _guard = handle.enter();
-        let mut exporter = build_exporter(export, EXPORT_TIMEOUT)?;
+        let mut exporter = {
+            let _guard = rt.enter();
+            build_exporter(export, EXPORT_TIMEOUT)?
+        };
         exporter.set_resource(&resource);
         let (tx, rx) = mpsc::channel(QUEUE);
-        handle.spawn(run(exporter, rx, metrics.clone(), export.url.clone()));
-        Ok(SpanQueue { tx, metrics })
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (m, url, q) = (metrics.clone(), export.url.clone(), queued.clone());
+        std::thread::Builder::new()
+            .name("otlp".into())
+            .spawn(move || {
+                super::lower_thread_priority();
+                rt.block_on(run(exporter, rx, q, m, url))
+            })
+            .map_err(|e| fail(format!("starting the export thread: {e}")))?;
+        Ok(SpanQueue {
+            tx,
+            queued,
+            metrics,
+        })
     }
 
-    /// Enqueues the spans of one request. Never waits.
+    /// Enqueues spans (one or more requests'). Never waits: what does not fit is dropped and
+    /// counted.
     pub fn push(&self, spans: Vec<SpanData>) {
-        let n = spans.len() as u64;
+        let n = spans.len();
         if n == 0 {
             return;
         }
-        if self.tx.try_send(Msg::Spans(spans)).is_err() {
-            self.metrics
-                .spans_dropped
-                .with_label_values(&["queue_full"])
-                .inc_by(n);
+        let fits = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + n <= QUEUE).then_some(q + n)
+            })
+            .is_ok();
+        if !fits {
+            return self.dropped(n);
         }
+        if self.tx.try_send(Msg::Spans(spans)).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.dropped(n);
+        }
+    }
+
+    fn dropped(&self, n: usize) {
+        self.metrics
+            .spans_dropped
+            .with_label_values(&["queue_full"])
+            .inc_by(n as u64);
     }
 
     /// Exports everything queued so far, waiting at most `deadline`.
@@ -166,7 +204,13 @@ impl SpanQueue {
     }
 }
 
-async fn run(exporter: Exporter, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, url: String) {
+async fn run(
+    exporter: Exporter,
+    mut rx: mpsc::Receiver<Msg>,
+    queued: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    url: String,
+) {
     let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -183,6 +227,7 @@ async fn run(exporter: Exporter, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metri
         };
         match msg {
             Some(Msg::Spans(spans)) => {
+                queued.fetch_sub(spans.len(), Ordering::AcqRel);
                 batch.extend(spans);
                 if batch.len() >= MAX_BATCH {
                     send(&exporter, &mut batch, &metrics, &url, &mut failing).await;

@@ -34,7 +34,7 @@ fn build_with(
         frontend_tracing: policy,
         gateway_name: "default/agentgateway",
     };
-    let t = Telemetry::build(cfg, metrics.clone(), Sink::Capture(tx), env)?;
+    let t = Telemetry::build(cfg, metrics.clone(), Sink::Capture(tx), env, None)?;
     Ok((t, metrics, rx))
 }
 
@@ -445,10 +445,18 @@ async fn policy_form_filter_drops_spans() {
 }
 
 #[test]
-fn tracing_without_runtime_is_an_error_not_a_panic() {
+fn tracing_runs_its_export_on_its_own_thread_without_the_callers_runtime() {
+    // Export has its own runtime and thread, so it needs nothing from the caller (and never
+    // takes a turn on the proxy's workers).
     let tracing: RawTracing = yaml("otlpEndpoint: http://127.0.0.1:4317");
-    let err = build_with(Some(&tracing), None, None, &no_env).unwrap_err();
-    assert!(err.to_string().contains("tokio runtime"), "{err}");
+    let (t, _, _) = build_with(Some(&tracing), None, None, &no_env).expect("tracing starts");
+    assert!(t.tracing_enabled());
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "otlp"), "threads: {names:?}");
 }
 
 #[test]

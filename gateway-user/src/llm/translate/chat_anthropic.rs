@@ -271,7 +271,7 @@ impl Stream {
 
 impl StreamHandler for Stream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+        let Some(v) = ev.json() else {
             // Dropping it would hand the client a silently shortened answer marked complete.
             super::malformed_event(None, &ev.data, out);
             return;
@@ -281,7 +281,7 @@ impl StreamHandler for Stream {
             .clone()
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
-        let observed = anthropic::observe_event(&kind, &v, info);
+        let observed = anthropic::observe_event(&kind, v, info);
         match kind.as_str() {
             "message_start" => {
                 if let Some(m) = v.pointer("/message/model").and_then(Value::as_str) {

@@ -315,7 +315,7 @@ impl Stream {
 
 impl StreamHandler for Stream {
     fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+        let Some(v) = ev.json() else {
             // Dropping it would hand the client a silently shortened answer marked complete.
             super::malformed_event(None, &ev.data, out);
             return;
@@ -325,7 +325,7 @@ impl StreamHandler for Stream {
             SseEvent::encode(None, &e.to_string(), out);
             return;
         }
-        gemini::observe_response(&v, info);
+        gemini::observe_response(v, info);
         if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
             self.w.model = m.to_owned();
         }

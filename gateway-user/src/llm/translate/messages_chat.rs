@@ -316,7 +316,7 @@ impl StreamHandler for Stream {
             self.finish(out, info);
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else {
+        let Some(chunk) = ev.json() else {
             super::malformed_event(Some("error"), &ev.data, out);
             return;
         };
@@ -329,7 +329,7 @@ impl StreamHandler for Stream {
             );
             return;
         }
-        openai::observe_chat_chunk(&chunk, info);
+        openai::observe_chat_chunk(chunk, info);
         if let Some(m) = chunk.get("model").and_then(Value::as_str)
             && !self.started
         {
