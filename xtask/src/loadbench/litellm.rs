@@ -36,7 +36,7 @@ pub fn start(root: &Path, dir: &Path, upstream: &str) -> anyhow::Result<LiteLlm>
     std::fs::write(
         &cfg,
         format!(
-            "model_list:\n- model_name: gpt-4o-mini\n  litellm_params:\n    model: openai/gpt-4o-mini\n    api_base: http://{upstream}/v1\n    api_key: bench-upstream-key\nlitellm_settings:\n  telemetry: false\n"
+            "model_list:\n- model_name: gpt-4o-mini\n  litellm_params:\n    model: openai/gpt-4o-mini\n    api_base: http://{upstream}/v1\n    api_key: bench-upstream-key\nlitellm_settings:\n  telemetry: false\ngeneral_settings:\n  master_key: sk-bench-client-key\n"
         ),
     )?;
     let log = std::fs::File::create(dir.join("litellm.log"))?;

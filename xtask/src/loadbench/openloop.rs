@@ -166,7 +166,7 @@ pub fn run(
 async fn one(client: &Client<HttpConnector, Full<Bytes>>, uri: http::Uri, body: Bytes) -> bool {
     let req = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::AUTHORIZATION, "Bearer bench-client-key")
+        .header(http::header::AUTHORIZATION, "Bearer sk-bench-client-key")
         .body(Full::new(body));
     let Ok(req) = req else { return false };
     let Ok(resp) = client.request(req).await else {

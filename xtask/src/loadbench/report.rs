@@ -362,7 +362,7 @@ impl Report {
         ));
         line("");
         line(
-            "**Setup.** Upstream: `fast-upstream` (tests/src/bin/fast-upstream.rs): hyper, one thread, a fixed 420-byte `chat.completion` body or an SSE stream. Gateways: the release `gateway` binary, 2 tokio workers (default on 2 cores), access log on (text, to /dev/null), one `ai` route with the OpenAI provider and `backendAuth`, so each request is parsed as JSON, observed (model, tokens), re-serialised, sent upstream with the key injected, and its response parsed for usage. Traced gateway: `tracing: {randomSampling: true}` (every request sampled, default attributes) exported by OTLP gRPC to `rotel-agent --exporter blackhole` (PyPI `rotel`). Request body:",
+            "**Setup.** Upstream: `fast-upstream` (tests/src/bin/fast-upstream.rs): hyper, one thread, a fixed 420-byte `chat.completion` body or an SSE stream. Gateways: the release `gateway` binary, 2 proxy workers (one single-threaded runtime per core, the default), access log on (text, to /dev/null), one `ai` route with the OpenAI provider and `backendAuth`, so each request is parsed as JSON and observed (model, tokens), sent upstream with the key injected (the body as the client sent it, since no policy changes it), and its response parsed for usage. Traced gateway: `tracing: {randomSampling: true}` (every request sampled, default attributes) exported by OTLP gRPC to `rotel-agent --exporter blackhole` (PyPI `rotel`). Request body:",
         );
         line(&format!("`{CHAT_BODY}`"));
         line("");

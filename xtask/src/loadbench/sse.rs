@@ -73,7 +73,7 @@ async fn open(
     let req = http::Request::post("/v1/chat/completions")
         .header(http::header::HOST, addr.to_string())
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::AUTHORIZATION, "Bearer bench-client-key")
+        .header(http::header::AUTHORIZATION, "Bearer sk-bench-client-key")
         .header("x-bench-chunks", chunks.to_string())
         .header("x-bench-interval-us", interval_us.to_string())
         .body(Full::new(Bytes::from_static(STREAM_BODY.as_bytes())))?;

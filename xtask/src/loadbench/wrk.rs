@@ -23,7 +23,7 @@ pub struct WrkResult {
 pub fn write_script(path: &Path, body: &str) -> anyhow::Result<()> {
     let escaped = body.replace('\\', "\\\\").replace('\'', "\\'");
     let lua = format!(
-        "wrk.method = \"POST\"\nwrk.body = '{escaped}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-client-key\"\n"
+        "wrk.method = \"POST\"\nwrk.body = '{escaped}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer sk-bench-client-key\"\n"
     );
     std::fs::write(path, lua).with_context(|| format!("writing {}", path.display()))
 }
