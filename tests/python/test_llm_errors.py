@@ -224,3 +224,15 @@ def test_malformed_upstream_event_is_not_swallowed_for_anthropic_clients(sim, ll
         f"truncated answer marked complete: {final.content[0].text!r}")
     [line] = llm_gateway.wait_for_access_log(since=mark)
     assert line.get("error"), f"the access log must record the malformed upstream event: {line}"
+
+
+
+def test_empty_post_body_is_answered_not_forwarded(sim, llm_gateway):
+    """An empty POST to an LLM route gets the gateway's own 400 in the caller's shape."""
+    r = post_raw(llm_gateway, "/openai/v1/chat/completions", b"")
+    body = assert_openai_error(r, 400)
+    assert "body is empty" in body["error"]["message"], body
+    r = post_raw(llm_gateway, "/anthropic/v1/messages", b"", {"anthropic-version": "2023-06-01"})
+    body = assert_anthropic_error(r, 400)
+    assert "body is empty" in body["error"]["message"], body
+    assert sim.requests() == [], "an empty request must not go upstream"

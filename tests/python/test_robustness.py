@@ -295,3 +295,31 @@ def test_a_rejected_config_never_echoes_a_secret(sim, gateway_factory):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode != 0
     assert "backendAuth" in run.stdout + run.stderr and leaked not in run.stdout + run.stderr
+
+
+PLAIN_ROUTE = """
+    - name: plain
+      matches: [{path: {pathPrefix: /v1/chat}}]
+      backends:
+      - host: "{sim}"
+"""
+
+
+def test_stalled_plain_backend_body_ends_at_the_idle_timeout(sim, gateway_factory):
+    """A plain `host` backend streams the body through untouched; one that stalls halfway is
+    still cut at streamIdleTimeout (the client sees the body end with an error), logged once
+    and blamed on the upstream."""
+    gw = gateway_factory(config(PLAIN_ROUTE, extra=LIMITS))
+    mark = gw.log_mark()
+    start = time.monotonic()
+    try:
+        r = requests.post(f"{gw.url}/v1/chat/completions", json=CHAT, timeout=10,
+                          headers={"x-sim-fault": "stall", "authorization": f"Bearer {CLIENT_KEY}"})
+        outcome = f"complete {r.status_code}: {r.content[:80]!r}"
+    except requests.RequestException as e:
+        outcome = repr(e)
+    took = time.monotonic() - start
+    assert took < 4.0, f"a stalled plain body held the client for {took:.1f}s (streamIdleTimeout 1s)"
+    assert outcome.startswith(("ChunkedEncodingError", "ConnectionError")), outcome
+    [line] = gw.wait_for_access_log(since=mark)
+    assert "idle" in line.get("error", ""), line

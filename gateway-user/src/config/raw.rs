@@ -80,9 +80,11 @@ pub struct RawLimits {
     pub max_response_body_bytes: Option<usize>,
     /// Time allowed to receive request headers, e.g. `10s`. Default `10s`.
     pub header_read_timeout: Option<String>,
-    /// A streamed response with no event for this long is ended, e.g. `5m`. Default `5m`.
+    /// A streamed LLM response with no event, or a plain upstream response body with no data,
+    /// for this long is ended with an error, e.g. `5m`. Default `5m`. (MCP streams are exempt.)
     pub stream_idle_timeout: Option<String>,
-    /// Maximum concurrent connections per bind. Default 10000.
+    /// Maximum concurrent connections per bind. Default 10000. A reload applies a new value
+    /// to the next connections; open ones are never cut.
     pub max_connections: Option<usize>,
     /// Maximum number of request headers. Default 100.
     pub max_headers: Option<usize>,

@@ -39,6 +39,12 @@ pub enum RouteType {
 }
 
 impl RouteType {
+    /// Whether requests of this type carry a JSON body (all but model listing and
+    /// pass-through).
+    pub fn needs_body(self) -> bool {
+        !matches!(self, RouteType::Models | RouteType::Passthrough)
+    }
+
     pub fn parse(s: &str) -> Option<RouteType> {
         Some(match s {
             "completions" => RouteType::Completions,

@@ -214,6 +214,66 @@ impl Drop for ObservedBody {
     }
 }
 
+/// A plain (non-SSE) upstream body with the stream idle timeout: silence longer than `idle`
+/// between frames ends it with an error, which `ObservedBody` logs and blames on the upstream.
+pub struct IdleTimeout {
+    inner: Body,
+    idle: Duration,
+    /// Allocated on the first wait, re-armed (not re-allocated) after each frame.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl IdleTimeout {
+    pub fn new(inner: Body, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: None,
+            armed: false,
+        }
+    }
+}
+
+impl HttpBody for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let idle = this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if !this.armed {
+                    sleep.as_mut().reset(tokio::time::Instant::now() + idle);
+                    this.armed = true;
+                }
+                ready!(sleep.as_mut().poll(cx));
+                this.armed = false;
+                Poll::Ready(Some(Err(format!("upstream body idle for {idle:?}").into())))
+            }
+            other => {
+                this.armed = false;
+                other
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Finisher that reads the upstream connection's kernel flow record (one map lookup, after
 /// the response completed, off the latency path of the request) and hands the log to
 /// telemetry.
@@ -225,4 +285,35 @@ pub fn finisher(t: Arc<Telemetry>, ebpf: Option<Arc<crate::ebpf::Ebpf>>) -> Fini
         }
         t.submit(log)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn silent_plain_body_ends_with_an_error_after_the_idle_timeout() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let inner = http_body_util::StreamBody::new(stream).boxed_unsync();
+        let mut body = IdleTimeout::new(inner, Duration::from_millis(300));
+        // Frames closer together than the timeout pass.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                .await
+                .expect("send");
+            let f = body.frame().await.expect("frame").expect("ok");
+            assert_eq!(f.into_data().expect("data"), Bytes::from_static(b"x"));
+        }
+        // Then silence: an error, not a hang.
+        let err = body.frame().await.expect("frame").expect_err("idle");
+        assert!(err.to_string().contains("idle for 300ms"), "{err}");
+        drop(tx);
+    }
 }

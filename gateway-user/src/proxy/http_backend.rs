@@ -181,7 +181,8 @@ pub fn rewrite_path(rw: Option<&PathRewrite>, path_and_query: &str) -> String {
     }
 }
 
-/// Reverse-proxies a request to a plain HTTP upstream, streaming both bodies.
+/// Reverse-proxies a request to a plain HTTP upstream, streaming both bodies. A response body
+/// that stays silent for `idle` (`config.limits.streamIdleTimeout`) is ended with an error.
 pub async fn forward(
     telemetry: &Telemetry,
     client: &HttpClient,
@@ -189,6 +190,7 @@ pub async fn forward(
     policies: &Policies,
     req: Request<Incoming>,
     log: &mut RequestLog,
+    idle: std::time::Duration,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
     let pq = parts
@@ -239,6 +241,6 @@ pub async fn forward(
     parts.headers = headers;
     Ok(Response::from_parts(
         parts,
-        body.map_err(Into::into).boxed_unsync(),
+        super::body::IdleTimeout::new(body.map_err(Into::into).boxed_unsync(), idle).boxed_unsync(),
     ))
 }

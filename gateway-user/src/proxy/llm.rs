@@ -222,6 +222,16 @@ async fn forward(
     info.operation = route.operation();
 
     let (plan, up_route) = plan(route, &ai.provider).map_err(|e| (e, wire))?;
+    if bytes.is_empty() && parts.method == http::Method::POST && route.needs_body() {
+        // Forwarding it would only earn the client the provider's own, less clear, error.
+        return Err((
+            ProxyError::BadRequest(format!(
+                "{} requests need a JSON body; the request body is empty",
+                route.operation()
+            )),
+            wire,
+        ));
+    }
     let has_body = !bytes.is_empty() && !matches!(route, RouteType::Models);
     let mut body: Option<Value> = None;
     // Whether the body sent upstream differs from the client's bytes.

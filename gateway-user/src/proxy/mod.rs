@@ -198,9 +198,11 @@ impl Proxy {
             BackendKind::Host(up) => {
                 log.endpoint = Some(up.authority.clone());
                 let client = self.clients.get(up);
-                let resp = http_backend::forward(&self.telemetry, &client, up, policies, req, log)
-                    .await
-                    .map_err(|e| (e, wire))?;
+                let idle = snap.global.limits.stream_idle_timeout;
+                let resp =
+                    http_backend::forward(&self.telemetry, &client, up, policies, req, log, idle)
+                        .await
+                        .map_err(|e| (e, wire))?;
                 (resp, None)
             }
             BackendKind::Ai(ai) => {

@@ -32,10 +32,42 @@ struct Running {
     settings: watch::Sender<ListenSettings>,
     /// One accept loop per worker.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `maxConnections` for the bind, shared by its accept loops, and its current size.
+    permits: Arc<Semaphore>,
+    max_connections: usize,
 }
 
-/// Per-bind settings a reload may change without rebinding the port. `max_connections` is
-/// fixed when the bind starts.
+impl Running {
+    /// Applies a reloaded `maxConnections`.
+    fn resize(&mut self, max: usize) {
+        let max = max.max(1);
+        resize_permits(&self.permits, self.max_connections, max);
+        self.max_connections = max;
+    }
+}
+
+/// Moves a connection limit from `from` to `to` permits. Growing adds permits at once;
+/// shrinking takes them back as connections close (open connections are never cut).
+fn resize_permits(permits: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        permits.add_permits(to - from);
+    } else if to < from {
+        let excess = from - to;
+        let taken = permits.forget_permits(excess);
+        if taken < excess {
+            let permits = permits.clone();
+            let rest = u32::try_from(excess - taken).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(rest).await {
+                    p.forget();
+                }
+            });
+        }
+    }
+}
+
+/// Per-bind settings a reload may change without rebinding the port (`maxConnections` is
+/// applied to the bind's shared permits by `Running::resize`).
 #[derive(Clone)]
 struct ListenSettings {
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -81,8 +113,9 @@ impl Listeners {
         }
         let mut bound = Vec::new();
         for (addr, tls) in wanted.iter() {
-            if let Some(running) = self.binds.get(addr) {
+            if let Some(running) = self.binds.get_mut(addr) {
                 // Rotated certificates and new limits apply to the next connections.
+                running.resize(snap.global.limits.max_connections);
                 running.settings.send_replace(ListenSettings {
                     tls: tls.clone(),
                     limits: snap.global.limits.clone(),
@@ -116,11 +149,12 @@ impl Listeners {
                 limits: snap.global.limits.clone(),
             });
             // `maxConnections` holds for the bind as a whole, across its workers.
-            let permits = Arc::new(Semaphore::new(snap.global.limits.max_connections.max(1)));
+            let max_connections = snap.global.limits.max_connections.max(1);
+            let permits = Arc::new(Semaphore::new(max_connections));
             let shared = AcceptShared {
                 proxy: proxy.clone(),
                 port: addr.port(),
-                permits,
+                permits: permits.clone(),
                 hook: hook.clone(),
             };
             let tasks = match &self.workers {
@@ -158,6 +192,8 @@ impl Listeners {
                     stop,
                     settings,
                     tasks,
+                    permits,
+                    max_connections,
                 },
             );
             started.push(local);
@@ -344,4 +380,32 @@ async fn accept_loop(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_limit_follows_reloads_without_cutting_open_connections() {
+        let permits = Arc::new(Semaphore::new(4));
+        let open: Vec<_> = (0..3)
+            .map(|_| permits.clone().try_acquire_owned().expect("permit"))
+            .collect();
+        // Grow: room at once.
+        resize_permits(&permits, 4, 6);
+        assert_eq!(permits.available_permits(), 3);
+        // Shrink below what is open: nothing is cut, and no new connection fits until
+        // enough close.
+        resize_permits(&permits, 6, 2);
+        assert_eq!(permits.available_permits(), 0);
+        drop(open);
+        tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while permits.available_permits() != 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("limit settles at 2 once connections close");
+    }
 }
