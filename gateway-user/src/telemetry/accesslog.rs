@@ -138,24 +138,7 @@ impl Sink {
     #[allow(irrefutable_let_patterns)]
     pub async fn flush(&self, deadline: Duration) {
         if let Sink::Stdout(tx) = self {
-            let (ack, done) = tokio::sync::oneshot::channel();
-            let mut msg = Line::Flush(ack);
-            let _ = tokio::time::timeout(deadline, async move {
-                loop {
-                    match tx.try_send(msg) {
-                        Ok(()) => {
-                            let _ = done.await;
-                            return;
-                        }
-                        Err(TrySendError::Full(back)) => {
-                            msg = back;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
-                    }
-                }
-            })
-            .await;
+            super::flush_channel(tx, Line::Flush, deadline).await;
         }
     }
 }

@@ -533,30 +533,41 @@ impl Telemetry {
     /// Flush queued log lines and spans on shutdown (bounded by a deadline).
     pub async fn shutdown(&self) {
         if let Some(tx) = &self.worker {
-            let (ack, done) = tokio::sync::oneshot::channel();
-            let mut job = Job::Flush(ack);
-            let _ = tokio::time::timeout(Duration::from_secs(2), async move {
-                loop {
-                    match tx.try_send(job) {
-                        Ok(()) => {
-                            let _ = done.await;
-                            return;
-                        }
-                        Err(TrySendError::Full(back)) => {
-                            job = back;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
-                    }
-                }
-            })
-            .await;
+            flush_channel(tx, Job::Flush, Duration::from_secs(2)).await;
         }
         if let Some(t) = &self.tracer {
             t.queue.flush(Duration::from_secs(5)).await;
         }
         self.log.sink.flush(Duration::from_secs(1)).await;
     }
+}
+
+/// Sends a flush marker (built by `marker` around an ack) into a bounded channel served by a
+/// thread, then waits for that thread to ack it, i.e. to have handled everything queued
+/// before it. Retries while the channel is full; gives up at `deadline`. For shutdown.
+pub(crate) async fn flush_channel<T>(
+    tx: &SyncSender<T>,
+    marker: impl FnOnce(tokio::sync::oneshot::Sender<()>) -> T,
+    deadline: Duration,
+) {
+    let (ack, done) = tokio::sync::oneshot::channel();
+    let mut msg = marker(ack);
+    let _ = tokio::time::timeout(deadline, async move {
+        loop {
+            match tx.try_send(msg) {
+                Ok(()) => {
+                    let _ = done.await;
+                    return;
+                }
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// What the `telemetry` thread has produced since it last wrote out.
