@@ -80,7 +80,7 @@ fn check(name: &str, pairs: &[(&str, &str)], want: &[(&str, AttrValue)]) {
     assert_eq!(errors, 0, "{name}: evaluation errors; got {got:?}");
     let want: Attrs = want
         .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
+        .map(|(k, v)| (k.to_string().into(), v.clone()))
         .collect();
     assert_eq!(got, want, "{name}");
 }

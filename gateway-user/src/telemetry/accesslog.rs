@@ -85,7 +85,7 @@ pub fn format_json(ts: Duration, attrs: &Attrs) -> String {
     m.insert("level".into(), "info".into());
     m.insert("scope".into(), "request".into());
     for (k, v) in attrs {
-        m.insert(k.clone(), v.to_json());
+        m.insert(k.to_string(), v.to_json());
     }
     serde_json::Value::Object(m).to_string()
 }

@@ -14,8 +14,8 @@ use crate::ctx::{FlowTiming, RequestLog};
 
 use super::fields::{AttrValue, Attrs};
 
-fn push(out: &mut Attrs, k: &str, v: impl Into<AttrValue>) {
-    out.push((k.to_owned(), v.into()));
+fn push(out: &mut Attrs, k: &'static str, v: impl Into<AttrValue>) {
+    out.push((std::borrow::Cow::Borrowed(k), v.into()));
 }
 
 /// `3165ms`, agentgateway's duration rendering.
@@ -99,23 +99,33 @@ pub fn base(log: &RequestLog) -> Attrs {
 
 /// Access-log-only additions (kernel timing, prefixed by side).
 pub fn log_extra(log: &RequestLog, out: &mut Attrs) {
-    for (prefix, flow) in [
-        ("downstream", &log.downstream_flow),
-        ("upstream", &log.upstream_flow),
+    for (keys, flow) in [
+        (
+            [
+                "downstream.tcp.connect_ms",
+                "downstream.tcp.rtt_us",
+                "downstream.tcp.retransmits",
+            ],
+            &log.downstream_flow,
+        ),
+        (
+            [
+                "upstream.tcp.connect_ms",
+                "upstream.tcp.rtt_us",
+                "upstream.tcp.retransmits",
+            ],
+            &log.upstream_flow,
+        ),
     ] {
         if let Some(f) = flow {
             if let Some(c) = f.connect {
-                push(
-                    out,
-                    &format!("{prefix}.tcp.connect_ms"),
-                    c.as_millis() as u64,
-                );
+                push(out, keys[0], c.as_millis() as u64);
             }
             if let Some(r) = f.srtt {
-                push(out, &format!("{prefix}.tcp.rtt_us"), r.as_micros() as u64);
+                push(out, keys[1], r.as_micros() as u64);
             }
             if let Some(r) = f.retransmits {
-                push(out, &format!("{prefix}.tcp.retransmits"), u64::from(r));
+                push(out, keys[2], u64::from(r));
             }
         }
     }

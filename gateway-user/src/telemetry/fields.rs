@@ -66,11 +66,16 @@ impl From<u64> for AttrValue {
     }
 }
 
+/// An attribute name: the built-in ones are static (no allocation per request), names from
+/// config or from flattened values are owned.
+pub type AttrKey = std::borrow::Cow<'static, str>;
+
 /// Ordered attribute list (small; linear search beats hashing here).
-pub type Attrs = Vec<(String, AttrValue)>;
+pub type Attrs = Vec<(AttrKey, AttrValue)>;
 
 /// Replaces or appends `key`.
-pub fn upsert(attrs: &mut Attrs, key: String, v: AttrValue) {
+pub fn upsert(attrs: &mut Attrs, key: impl Into<AttrKey>, v: AttrValue) {
+    let key = key.into();
     if let Some(slot) = attrs.iter_mut().find(|(k, _)| *k == key) {
         slot.1 = v;
     } else {
@@ -244,8 +249,8 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ("x.a".to_string(), AttrValue::Int(1)),
-                ("x.b".to_string(), AttrValue::Str(r#"{"c":2}"#.into()))
+                ("x.a".into(), AttrValue::Int(1)),
+                ("x.b".into(), AttrValue::Str(r#"{"c":2}"#.into()))
             ]
         );
     }
@@ -263,13 +268,13 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ("p.0.content".to_string(), AttrValue::Str("hi".into())),
-                ("p.0.role".to_string(), AttrValue::Str("user".into())),
-                ("p.1.n.0".to_string(), AttrValue::Bool(true)),
+                ("p.0.content".into(), AttrValue::Str("hi".into())),
+                ("p.0.role".into(), AttrValue::Str("user".into())),
+                ("p.1.n.0".into(), AttrValue::Bool(true)),
             ]
         );
         let camel = eval(&[("p", r#"flattenRecursive({"a": {"b": 1.5}})"#)], &log);
-        assert_eq!(camel, vec![("p.a.b".to_string(), AttrValue::F64(1.5))]);
+        assert_eq!(camel, vec![("p.a.b".into(), AttrValue::F64(1.5))]);
     }
 
     #[test]
@@ -288,7 +293,7 @@ mod tests {
         f.eval_into(&exec, &mut out, |k, o| {
             outcomes.push((k.to_string(), matches!(o, FieldOutcome::Absent)))
         });
-        assert_eq!(out, vec![("c".to_string(), AttrValue::Int(2))]);
+        assert_eq!(out, vec![("c".into(), AttrValue::Int(2))]);
         assert_eq!(outcomes[0], ("a".to_string(), true));
         assert_eq!(outcomes[1], ("b".to_string(), true));
         assert!(f.drops("c") && f.drops("d") && !f.drops("e"));

@@ -287,7 +287,7 @@ impl Telemetry {
                 .eval(&expr)
                 .map_err(|source| TelemetryError::Cel { path, source })?;
             if let Some(a) = fields::to_attr(&v) {
-                res.push(spans::to_kv(name.clone(), a));
+                res.push(spans::to_kv(name.clone().into(), a));
             }
         }
         let queue = otlp::SpanQueue::start(&s.export, otlp::resource(res), metrics)?;

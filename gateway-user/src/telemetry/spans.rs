@@ -14,7 +14,7 @@ use super::attrs;
 use super::fields::{AttrValue, Attrs};
 use crate::ctx::RequestLog;
 
-pub fn to_kv(k: String, v: AttrValue) -> KeyValue {
+pub fn to_kv(k: super::fields::AttrKey, v: AttrValue) -> KeyValue {
     let v = match v {
         AttrValue::Str(s) => Value::String(s.into()),
         AttrValue::Int(i) => Value::I64(i),
@@ -24,7 +24,11 @@ pub fn to_kv(k: String, v: AttrValue) -> KeyValue {
             l.into_iter().map(StringValue::from).collect(),
         )),
     };
-    KeyValue::new(k, v)
+    let key = match k {
+        Cow::Borrowed(s) => opentelemetry::Key::from_static_str(s),
+        Cow::Owned(s) => opentelemetry::Key::new(s),
+    };
+    KeyValue::new(key, v)
 }
 
 /// Wall-clock time of `at`, anchored on the request's start.

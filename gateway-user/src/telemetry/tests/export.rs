@@ -295,3 +295,36 @@ fields:
     }
     wait_for(&rotel, &needles).await;
 }
+
+/// Cost of one request's telemetry (metrics, access-log line, SERVER and CLIENT spans) on the
+/// `telemetry` thread, without export. A measurement, not a check:
+/// `cargo test --release -p gateway-user --lib emit_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run in release by hand"]
+fn emit_cost() {
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: true",
+        dead_port()
+    ));
+    let (t, _metrics, lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let logs: Vec<RequestLog> = (0..20_000)
+        .map(|_| {
+            let mut l = sampled_log();
+            l.upstream_span_id = Some(traceparent::new_span_id());
+            l
+        })
+        .collect();
+    let started = Instant::now();
+    let mut out = Batch::default();
+    for (i, log) in logs.iter().enumerate() {
+        t.metrics.record(log);
+        t.emit_into(log, &mut out);
+        if i % 64 == 63 {
+            // Spans into a queue that drops (nothing listens): the cost of building them only.
+            t.flush_batch(&mut out);
+        }
+    }
+    let per = started.elapsed() / logs.len() as u32;
+    drop(lines);
+    println!("emit_cost: {per:?} per request (metrics + access log + 2 spans)");
+}
