@@ -51,23 +51,52 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Quotes a text-format value the way agentgateway does: bare unless it is empty or contains
 /// whitespace, `"` or `=`, then as a JSON string (which also escapes control characters).
 fn push_text_value(line: &mut String, v: &AttrValue) {
-    let s = v.to_string();
+    use std::fmt::Write as _;
+    let s = match v {
+        AttrValue::Str(s) => s.as_str(),
+        // Numbers and booleans never need quoting; written without a temporary string.
+        AttrValue::Int(i) => {
+            let _ = write!(line, "{i}");
+            return;
+        }
+        AttrValue::Bool(b) => {
+            line.push_str(if *b { "true" } else { "false" });
+            return;
+        }
+        other => {
+            let text = other.to_string();
+            return push_text_str(line, &text, false);
+        }
+    };
+    push_text_str(line, s, true);
+}
+
+fn push_text_str(line: &mut String, s: &str, empty_bare: bool) {
     let needs_quote = s.is_empty()
         || s.bytes()
             .any(|b| b.is_ascii_whitespace() || b == b'"' || b == b'=' || b.is_ascii_control());
-    if needs_quote && !matches!(v, AttrValue::Str(x) if x.is_empty()) {
-        line.push_str(&serde_json::Value::String(s).to_string());
+    if needs_quote && !(empty_bare && s.is_empty()) {
+        // Serialising a &str into a String cannot fail.
+        line.push_str(&serde_json::to_string(s).unwrap_or_default());
     } else {
-        line.push_str(&s);
+        line.push_str(s);
     }
 }
 
 /// One text line (without the trailing newline).
 pub fn format_text(ts: Duration, attrs: &Attrs) -> String {
-    let mut line = String::with_capacity(64 + attrs.len() * 24);
+    format_text_iter(ts, attrs.iter().map(|(k, v)| (k.as_ref(), v)))
+}
+
+/// One text line from attributes in order.
+pub fn format_text_iter<'a>(
+    ts: Duration,
+    attrs: impl Iterator<Item = (&'a str, &'a AttrValue)>,
+) -> String {
+    let mut line = String::with_capacity(512);
     line.push_str(&format_timestamp(ts));
     line.push_str("\tinfo\trequest\t");
-    for (i, (k, v)) in attrs.iter().enumerate() {
+    for (i, (k, v)) in attrs.enumerate() {
         if i > 0 {
             line.push(' ');
         }

@@ -503,15 +503,6 @@ impl Telemetry {
 
     fn write_log(&self, log: &RequestLog, exec: &Executor, base: &Attrs, out: &mut Batch) {
         let f = &self.log.fields;
-        let mut a: Attrs = if f.is_empty() {
-            base.clone()
-        } else {
-            base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect()
-        };
-        let mut extra = Attrs::new();
-        attrs::log_extra(log, &mut extra);
-        a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
-        f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
         let ts = log
             .start_time
             .duration_since(UNIX_EPOCH)
@@ -519,9 +510,19 @@ impl Telemetry {
             + log
                 .end
                 .map_or(Duration::ZERO, |e| e.saturating_duration_since(log.start));
-        let line = match self.log.format {
-            Format::Text => accesslog::format_text(ts, &a),
-            Format::Json => accesslog::format_json(ts, &a),
+        let mut extra = Attrs::new();
+        attrs::log_extra(log, &mut extra);
+        let line = if f.is_empty() && self.log.format == Format::Text {
+            // The default line: written straight from the shared fields, no copy of them.
+            accesslog::format_text_iter(ts, base.iter().chain(&extra).map(|(k, v)| (k.as_ref(), v)))
+        } else {
+            let mut a: Attrs = base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect();
+            a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
+            f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
+            match self.log.format {
+                Format::Text => accesslog::format_text(ts, &a),
+                Format::Json => accesslog::format_json(ts, &a),
+            }
         };
         if out.lines > 0 {
             out.text.push('\n');
