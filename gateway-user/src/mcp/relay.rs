@@ -48,8 +48,26 @@ pub struct Rcx {
 }
 
 impl Rcx {
-    fn authorize(&self, shared: &super::Shared, subject: &Subject<'_>) -> bool {
-        shared.authz.is_empty() || shared.authz.allows(subject, &mut (*self.log).clone())
+    /// Checks `mcpAuthorization` for a call on `subject`. A denial is recorded on the span and
+    /// answered as `Unauthorized: <item> is not allowed by mcpAuthorization`.
+    fn authorize(
+        &self,
+        shared: &super::Shared,
+        subject: &Subject<'_>,
+        item: impl FnOnce() -> String,
+    ) -> Result<(), RpcError> {
+        if shared.authz.is_empty() || shared.authz.allows(subject, &mut (*self.log).clone()) {
+            return Ok(());
+        }
+        self.tel
+            .update(|i| i.error_type = Some(error_type::UNAUTHORIZED.into()));
+        Err(RpcError::new(
+            INVALID_PARAMS,
+            format!(
+                "Unauthorized: {} is not allowed by mcpAuthorization",
+                item()
+            ),
+        ))
     }
 }
 
@@ -324,14 +342,7 @@ async fn named_call(
         method,
         session_id: Some(&session.id),
     };
-    if !rcx.authorize(shared, &subject) {
-        rcx.tel
-            .update(|i| i.error_type = Some(error_type::UNAUTHORIZED.into()));
-        return Err(RpcError::new(
-            INVALID_PARAMS,
-            format!("Unauthorized: {what} '{exposed}' is not allowed by mcpAuthorization"),
-        ));
-    }
+    rcx.authorize(shared, &subject, || format!("{what} '{exposed}'"))?;
     params["name"] = Json::String(orig);
     let result = forward(session, idx, method, params, sink, rcx).await?;
     if kind == Kind::Tool {
@@ -433,14 +444,7 @@ async fn uri_call(
         method,
         session_id: Some(&session.id),
     };
-    if !rcx.authorize(shared, &subject) {
-        rcx.tel
-            .update(|i| i.error_type = Some(error_type::UNAUTHORIZED.into()));
-        return Err(RpcError::new(
-            INVALID_PARAMS,
-            format!("Unauthorized: resource '{uri}' is not allowed by mcpAuthorization"),
-        ));
-    }
+    rcx.authorize(shared, &subject, || format!("resource '{uri}'"))?;
     params["uri"] = Json::String(orig);
     let mut result = forward(session, idx, method, params, sink, rcx).await?;
     if let Some(Json::Array(contents)) = result.get_mut("contents") {

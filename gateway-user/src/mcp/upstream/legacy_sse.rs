@@ -11,10 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::http::{HttpClient, error_chain, event_message, status_error};
-use super::{
-    CallCtx, ConnectArgs, Inbound, Limits, Pending, UpstreamError, build_request, into_outcome,
-    lock,
-};
+use super::{CallCtx, ConnectArgs, Inbound, Limits, Pending, UpstreamError, lock};
 use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::sse;
 
@@ -79,17 +76,11 @@ impl SseConn {
         params: Option<Json>,
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
-        let (id, rx) = self.pending.register()?;
-        ctx.record_id(id);
-        let req = build_request(id, method, params, &ctx.traceparent);
-        if let Err(e) = self.post(&req, Some(&ctx.traceparent)).await {
-            self.pending.forget(id);
-            return Err(e);
-        }
-        match rx.await {
-            Ok(msg) => into_outcome(msg),
-            Err(_) => Err(UpstreamError::Closed(self.pending.closed_reason())),
-        }
+        self.pending
+            .call(method, params, ctx, |req| async move {
+                self.post(&req, Some(&ctx.traceparent)).await
+            })
+            .await
     }
 
     pub async fn send(&self, msg: Json) -> Result<(), UpstreamError> {

@@ -211,6 +211,32 @@ impl Pending {
         lock(&self.waiters).remove(&id);
     }
 
+    /// One round trip on a shared-stream transport: registers an id, hands the built request
+    /// to `send`, and waits for the response `dispatch` routes back to it.
+    pub async fn call<F, Fut>(
+        &self,
+        method: &str,
+        params: Option<Json>,
+        ctx: &CallCtx,
+        send: F,
+    ) -> Result<Result<Json, RpcError>, UpstreamError>
+    where
+        F: FnOnce(Json) -> Fut,
+        Fut: std::future::Future<Output = Result<(), UpstreamError>>,
+    {
+        let (id, rx) = self.register()?;
+        ctx.record_id(id);
+        let req = build_request(id, method, params, &ctx.traceparent);
+        if let Err(e) = send(req).await {
+            self.forget(id);
+            return Err(e);
+        }
+        match rx.await {
+            Ok(msg) => into_outcome(msg),
+            Err(_) => Err(UpstreamError::Closed(self.closed_reason())),
+        }
+    }
+
     /// Routes a message read from the target: responses to their waiter, everything with a
     /// `method` to `inbound`. Responses nobody waits for are dropped.
     pub async fn dispatch(&self, msg: Json, idx: usize, inbound: &mpsc::Sender<Inbound>) {

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Mutex, mpsc};
 
-use super::{CallCtx, ConnectArgs, Inbound, Pending, UpstreamError, build_request, into_outcome};
+use super::{CallCtx, ConnectArgs, Inbound, Pending, UpstreamError};
 use crate::mcp::jsonrpc::RpcError;
 
 /// How to start the child.
@@ -94,17 +94,9 @@ impl StdioConn {
         params: Option<Json>,
         ctx: &CallCtx,
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
-        let (id, rx) = self.pending.register()?;
-        ctx.record_id(id);
-        let req = build_request(id, method, params, &ctx.traceparent);
-        if let Err(e) = self.send(req).await {
-            self.pending.forget(id);
-            return Err(e);
-        }
-        match rx.await {
-            Ok(msg) => into_outcome(msg),
-            Err(_) => Err(UpstreamError::Closed(self.pending.closed_reason())),
-        }
+        self.pending
+            .call(method, params, ctx, |req| self.send(req))
+            .await
     }
 
     pub async fn send(&self, msg: Json) -> Result<(), UpstreamError> {
