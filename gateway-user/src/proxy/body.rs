@@ -1,5 +1,5 @@
 //! The response body every request ends with: it forwards frames (through an optional SSE
-//! transform), enforces the stream idle timeout, and hands the finished `RequestLog` to
+//! transform) and hands the finished `RequestLog` to
 //! telemetry exactly once: at end of stream, on error, or when the client goes away (drop).
 
 use std::pin::Pin;
@@ -23,8 +23,6 @@ pub struct ObservedBody {
     log: Option<RequestLog>,
     finish: Finisher,
     transform: Option<SseTransform>,
-    idle_timeout: Duration,
-    idle: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
     /// An upstream failure reported on the next poll, after hyper flushed what came before it.
     deferred: Option<BoxError>,
@@ -36,15 +34,12 @@ impl ObservedBody {
         log: RequestLog,
         finish: Finisher,
         transform: Option<SseTransform>,
-        idle_timeout: Duration,
     ) -> Self {
         ObservedBody {
             inner,
             log: Some(log),
             finish,
             transform,
-            idle_timeout,
-            idle: None,
             ended: false,
             deferred: None,
         }
@@ -101,23 +96,10 @@ impl HttpBody for ObservedBody {
         }
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => {
-                    if this.transform.is_none() {
-                        return Poll::Pending;
-                    }
-                    // Streams only: end one that has been silent for too long.
-                    let timeout = this.idle_timeout;
-                    let sleep = this
-                        .idle
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    ready!(sleep.as_mut().poll(cx));
-                    this.ended = true;
-                    let msg = format!("stream idle for {timeout:?}");
-                    this.fail(msg.clone(), Blame::Upstream);
-                    return Poll::Ready(Some(Err(msg.into())));
-                }
+                // Silence is bounded below: streams and plain upstream bodies come wrapped in
+                // `IdleTimeout`, whose error ends up in the arm for upstream errors.
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.idle = None;
                     let Some(t) = this.transform.as_mut() else {
                         // hyper stops polling once a sized body is written out, so notice the
                         // end here rather than waiting for a `None` that may never be asked for.
@@ -214,8 +196,9 @@ impl Drop for ObservedBody {
     }
 }
 
-/// A plain (non-SSE) upstream body with the stream idle timeout: silence longer than `idle`
-/// between frames ends it with an error, which `ObservedBody` logs and blames on the upstream.
+/// An upstream body (an LLM stream or a plain `host` body) with the stream idle timeout:
+/// silence longer than `idle` between frames ends it with an error, which `ObservedBody` logs
+/// and blames on the upstream.
 pub struct IdleTimeout {
     inner: Body,
     idle: Duration,
@@ -256,7 +239,7 @@ impl HttpBody for IdleTimeout {
                 }
                 ready!(sleep.as_mut().poll(cx));
                 this.armed = false;
-                Poll::Ready(Some(Err(format!("upstream body idle for {idle:?}").into())))
+                Poll::Ready(Some(Err(format!("stream idle for {idle:?}").into())))
             }
             other => {
                 this.armed = false;
@@ -313,7 +296,7 @@ mod tests {
         }
         // Then silence: an error, not a hang.
         let err = body.frame().await.expect("frame").expect_err("idle");
-        assert!(err.to_string().contains("idle for 300ms"), "{err}");
+        assert!(err.to_string().contains("stream idle for 300ms"), "{err}");
         drop(tx);
     }
 }

@@ -267,7 +267,14 @@ impl Proxy {
                 .collect();
         }
         let body = std::mem::replace(resp.body_mut(), crate::body::empty());
-        let observed = ObservedBody::new(body, log, self.finisher.clone(), transform, idle);
+        // A stream is ended after `streamIdleTimeout` of silence (plain `host` bodies are
+        // wrapped the same way in `http_backend::forward`; MCP streams are not).
+        let body = if transform.is_some() {
+            http_body_util::BodyExt::boxed_unsync(body::IdleTimeout::new(body, idle))
+        } else {
+            body
+        };
+        let observed = ObservedBody::new(body, log, self.finisher.clone(), transform);
         *resp.body_mut() = http_body_util::BodyExt::boxed_unsync(observed);
         resp
     }
