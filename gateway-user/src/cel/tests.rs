@@ -72,7 +72,7 @@ fn eval_fields(pairs: &[(&str, &str)], log: &RequestLog) -> (Attrs, usize) {
 }
 
 fn s(v: &str) -> AttrValue {
-    AttrValue::Str(v.into())
+    AttrValue::from(v)
 }
 
 fn check(name: &str, pairs: &[(&str, &str)], want: &[(&str, AttrValue)]) {

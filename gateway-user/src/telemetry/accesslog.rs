@@ -226,11 +226,8 @@ mod tests {
     fn text_line_quotes_values_with_spaces() {
         let attrs: Attrs = vec![
             ("http.status".into(), AttrValue::Int(200)),
-            (
-                "error".into(),
-                AttrValue::Str("upstream reset: \"x\"".into()),
-            ),
-            ("llm.request.model".into(), AttrValue::Str(String::new())),
+            ("error".into(), AttrValue::from("upstream reset: \"x\"")),
+            ("llm.request.model".into(), AttrValue::from("")),
         ];
         assert_eq!(
             format_text(Duration::ZERO, &attrs),
@@ -242,7 +239,7 @@ mod tests {
     fn json_line_is_flat_and_typed() {
         let attrs: Attrs = vec![
             ("http.status".into(), AttrValue::Int(200)),
-            ("llm.provider".into(), AttrValue::Str("openai".into())),
+            ("llm.provider".into(), AttrValue::from("openai")),
         ];
         let v: serde_json::Value =
             serde_json::from_str(&format_json(Duration::ZERO, &attrs)).expect("json");

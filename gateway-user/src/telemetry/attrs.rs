@@ -18,6 +18,25 @@ fn push(out: &mut Attrs, k: &'static str, v: impl Into<AttrValue>) {
     out.push((std::borrow::Cow::Borrowed(k), v.into()));
 }
 
+/// A value known at compile time (HTTP version, scheme, operation): not copied per request.
+fn push_static(out: &mut Attrs, k: &'static str, v: &'static str) {
+    out.push((std::borrow::Cow::Borrowed(k), AttrValue::static_str(v)));
+}
+
+/// An HTTP method as a value: the standard ones are static strings.
+pub fn method(m: &str) -> AttrValue {
+    match m {
+        "GET" => AttrValue::static_str("GET"),
+        "POST" => AttrValue::static_str("POST"),
+        "PUT" => AttrValue::static_str("PUT"),
+        "DELETE" => AttrValue::static_str("DELETE"),
+        "PATCH" => AttrValue::static_str("PATCH"),
+        "HEAD" => AttrValue::static_str("HEAD"),
+        "OPTIONS" => AttrValue::static_str("OPTIONS"),
+        other => other.into(),
+    }
+}
+
 /// `3165ms`, agentgateway's duration rendering.
 pub fn duration_ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
@@ -42,7 +61,7 @@ pub fn base(log: &RequestLog) -> Attrs {
         push(&mut out, "src.addr", a.to_string());
     }
     if !log.method.is_empty() {
-        push(&mut out, "http.method", log.method.as_str());
+        out.push(("http.method".into(), method(&log.method)));
     }
     if !log.host.is_empty() {
         push(&mut out, "http.host", log.host.as_str());
@@ -50,7 +69,7 @@ pub fn base(log: &RequestLog) -> Attrs {
     if !log.path.is_empty() {
         push(&mut out, "http.path", log.path.as_str());
     }
-    push(&mut out, "http.version", log.version);
+    push_static(&mut out, "http.version", log.version);
     if let Some(s) = log.status {
         out.push(("http.status".into(), AttrValue::Int(i64::from(s))));
     }
@@ -174,7 +193,7 @@ fn json_attr(v: &serde_json::Value) -> Option<AttrValue> {
             Some(i) => AttrValue::Int(i),
             None => AttrValue::F64(n.as_f64()?),
         },
-        serde_json::Value::String(s) => AttrValue::Str(s.clone()),
+        serde_json::Value::String(s) => s.as_str().into(),
         serde_json::Value::Bool(b) => AttrValue::Bool(*b),
         serde_json::Value::Array(a) => AttrValue::StrList(
             a.iter()
@@ -185,22 +204,21 @@ fn json_attr(v: &serde_json::Value) -> Option<AttrValue> {
     })
 }
 
-/// SERVER span attributes beyond `base`.
-pub fn span_extra(log: &RequestLog, out: &mut Attrs) {
-    push(out, "url.scheme", log.scheme);
+/// SERVER span attributes beyond `base`; `genai` is `genai(log.llm)`, built once for the
+/// SERVER and the upstream CLIENT span.
+pub fn span_extra(log: &RequestLog, genai: &Attrs, out: &mut Attrs) {
+    push_static(out, "url.scheme", log.scheme);
     match log.version {
-        "HTTP/1.1" => push(out, "network.protocol.version", "1.1"),
-        "HTTP/1.0" => push(out, "network.protocol.version", "1.0"),
-        "HTTP/2" | "HTTP/2.0" => push(out, "network.protocol.version", "2"),
-        "HTTP/3" | "HTTP/3.0" => push(out, "network.protocol.version", "3"),
+        "HTTP/1.1" => push_static(out, "network.protocol.version", "1.1"),
+        "HTTP/1.0" => push_static(out, "network.protocol.version", "1.0"),
+        "HTTP/2" | "HTTP/2.0" => push_static(out, "network.protocol.version", "2"),
+        "HTTP/3" | "HTTP/3.0" => push_static(out, "network.protocol.version", "3"),
         _ => {}
     }
-    if let Some(l) = &log.llm {
-        genai(l, out);
-    }
+    out.extend(genai.iter().cloned());
     if let Some(m) = &log.mcp {
         if m.tool_name.is_some() && log.llm.is_none() {
-            push(out, "gen_ai.operation.name", "execute_tool");
+            push_static(out, "gen_ai.operation.name", "execute_tool");
         }
         if let Some(id) = &m.request_id {
             let id = match id {
@@ -232,7 +250,7 @@ pub fn span_extra(log: &RequestLog, out: &mut Attrs) {
 /// OpenTelemetry GenAI semantic-convention attributes.
 pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
     if !l.operation.is_empty() {
-        push(out, "gen_ai.operation.name", l.operation);
+        push_static(out, "gen_ai.operation.name", l.operation);
     }
     push(out, "gen_ai.provider.name", l.provider.as_str());
     if let Some(m) = &l.request_model {

@@ -8,16 +8,21 @@
 //! `<field>.<key>` attributes, `flatten_recursive(x)` every level (lists by index).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::cel::{self, CelError, Executor, Expression, Flatten, Refs, Value};
 use crate::config::telemetry::OrderedExprMap;
 
 use super::TelemetryError;
 
+/// A string attribute value: static or reference-counted, so the copies the OTLP exporter
+/// makes of every span (it clones each batch before encoding it) cost no allocation.
+pub type Text = opentelemetry::StringValue;
+
 /// One exported attribute / log field value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
-    Str(String),
+    Str(Text),
     Int(i64),
     F64(f64),
     Bool(bool),
@@ -28,7 +33,7 @@ pub enum AttrValue {
 impl fmt::Display for AttrValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Str(s) => f.write_str(s.as_str()),
             AttrValue::Int(i) => write!(f, "{i}"),
             AttrValue::F64(v) => write!(f, "{v}"),
             AttrValue::Bool(b) => write!(f, "{b}"),
@@ -40,7 +45,7 @@ impl fmt::Display for AttrValue {
 impl AttrValue {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            AttrValue::Str(s) => s.clone().into(),
+            AttrValue::Str(s) => s.as_str().into(),
             AttrValue::Int(i) => (*i).into(),
             AttrValue::F64(v) => serde_json::Number::from_f64(*v)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
@@ -50,14 +55,29 @@ impl AttrValue {
     }
 }
 
+impl AttrValue {
+    /// A string known at compile time: never copied.
+    pub fn static_str(s: &'static str) -> Self {
+        AttrValue::Str(Text::from(s))
+    }
+
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+}
+
 impl From<&str> for AttrValue {
     fn from(s: &str) -> Self {
-        AttrValue::Str(s.to_owned())
+        AttrValue::Str(Text::from(Arc::<str>::from(s)))
     }
 }
 impl From<String> for AttrValue {
     fn from(s: String) -> Self {
-        AttrValue::Str(s)
+        AttrValue::Str(Text::from(Arc::<str>::from(s)))
     }
 }
 impl From<u64> for AttrValue {
@@ -91,11 +111,11 @@ pub fn to_attr(v: &Value) -> Option<AttrValue> {
         Value::UInt(u) => AttrValue::Int(i64::try_from(*u).unwrap_or(i64::MAX)),
         Value::Float(f) => AttrValue::F64(*f),
         Value::Bool(b) => AttrValue::Bool(*b),
-        Value::String(s) => AttrValue::Str(s.to_string()),
+        Value::String(s) => s.as_str().into(),
         // Bytes, lists, maps (and chrono's Timestamp/Duration if that feature is on).
         _ => match cel::to_json(v) {
-            serde_json::Value::String(s) => AttrValue::Str(s),
-            j => AttrValue::Str(j.to_string()),
+            serde_json::Value::String(s) => s.into(),
+            j => j.to_string().into(),
         },
     })
 }
@@ -250,7 +270,7 @@ mod tests {
             out,
             vec![
                 ("x.a".into(), AttrValue::Int(1)),
-                ("x.b".into(), AttrValue::Str(r#"{"c":2}"#.into()))
+                ("x.b".into(), AttrValue::from(r#"{"c":2}"#))
             ]
         );
     }
@@ -268,8 +288,8 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ("p.0.content".into(), AttrValue::Str("hi".into())),
-                ("p.0.role".into(), AttrValue::Str("user".into())),
+                ("p.0.content".into(), AttrValue::from("hi")),
+                ("p.0.role".into(), AttrValue::from("user")),
                 ("p.1.n.0".into(), AttrValue::Bool(true)),
             ]
         );

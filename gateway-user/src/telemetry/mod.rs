@@ -475,12 +475,22 @@ impl Telemetry {
         {
             return None;
         }
+        let n = spans::count(log);
+        if !t.queue.has_room(n) {
+            // The exporter is behind and would drop them: count them now, skip building them.
+            t.queue.dropped(n);
+            return None;
+        }
         let mut a: Attrs = base
             .into_iter()
             .filter(|(k, _)| !t.fields.drops(k))
             .collect();
+        let mut genai = Attrs::new();
+        if let Some(l) = &log.llm {
+            attrs::genai(l, &mut genai);
+        }
         let mut extra = Attrs::new();
-        attrs::span_extra(log, &mut extra);
+        attrs::span_extra(log, &genai, &mut extra);
         a.extend(extra.into_iter().filter(|(k, _)| !t.fields.drops(k)));
         t.fields
             .eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
@@ -488,10 +498,10 @@ impl Telemetry {
             .iter()
             .position(|(k, _)| k == "span.name")
             .map(|i| match a.remove(i).1 {
-                AttrValue::Str(s) => s,
+                AttrValue::Str(s) => s.as_str().to_owned(),
                 other => other.to_string(),
             });
-        Some(spans::build(log, &t.scope, a, name))
+        Some(spans::build(log, &t.scope, a, &genai, name))
     }
 
     fn count(&self, o: FieldOutcome, source: &str) {

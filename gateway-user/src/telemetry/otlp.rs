@@ -185,7 +185,13 @@ impl SpanQueue {
         }
     }
 
-    fn dropped(&self, n: usize) {
+    /// Whether `n` more spans would fit now. Lets the caller skip building spans that `push`
+    /// would drop: when the exporter falls behind, that work is shed first.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.queued.load(Ordering::Acquire) + n <= QUEUE
+    }
+
+    pub fn dropped(&self, n: usize) {
         self.metrics
             .spans_dropped
             .with_label_values(&["queue_full"])

@@ -16,12 +16,14 @@ use crate::ctx::RequestLog;
 
 pub fn to_kv(k: super::fields::AttrKey, v: AttrValue) -> KeyValue {
     let v = match v {
-        AttrValue::Str(s) => Value::String(s.into()),
+        AttrValue::Str(s) => Value::String(s),
         AttrValue::Int(i) => Value::I64(i),
         AttrValue::F64(f) => Value::F64(f),
         AttrValue::Bool(b) => Value::Bool(b),
         AttrValue::StrList(l) => Value::Array(Array::String(
-            l.into_iter().map(StringValue::from).collect(),
+            l.into_iter()
+                .map(|s| StringValue::from(std::sync::Arc::<str>::from(s)))
+                .collect(),
         )),
     };
     let key = match k {
@@ -101,13 +103,21 @@ fn server_failed(log: &RequestLog) -> Option<String> {
         .map(|s| format!("HTTP status {s}"))
 }
 
+/// How many spans `build` makes for the request.
+pub fn count(log: &RequestLog) -> usize {
+    1 + usize::from(log.upstream_span_id.is_some())
+        + log.mcp.as_ref().map_or(0, |m| m.target_calls.len())
+}
+
 /// Builds every span of the request. `server_attrs` are the SERVER span's attributes, already
-/// including custom fields; `name` overrides the default (`METHOD path`, or for MCP
-/// `method target` such as `tools/call echo`).
+/// including custom fields; `genai` the GenAI attributes the upstream CLIENT span repeats;
+/// `name` overrides the default (`METHOD path`, or for MCP `method target` such as
+/// `tools/call echo`).
 pub fn build(
     log: &RequestLog,
     scope: &InstrumentationScope,
     server_attrs: Attrs,
+    genai: &Attrs,
     name: Option<String>,
 ) -> Vec<SpanData> {
     let end = log.end.unwrap_or_else(Instant::now);
@@ -147,7 +157,7 @@ pub fn build(
     if let Some(id) = log.upstream_span_id {
         let mut a = Attrs::new();
         if !log.method.is_empty() {
-            a.push(("http.request.method".into(), log.method.as_str().into()));
+            a.push(("http.request.method".into(), attrs::method(&log.method)));
         }
         if let Some(ep) = &log.endpoint {
             let (host, port) = match ep.rsplit_once(':') {
@@ -167,7 +177,7 @@ pub fn build(
         }
         let name = match &log.llm {
             Some(l) => {
-                attrs::genai(l, &mut a);
+                a.extend(genai.iter().cloned());
                 match (&l.request_model, l.operation) {
                     (Some(m), op) if !op.is_empty() => format!("{op} {m}"),
                     _ => l.provider.clone(),
