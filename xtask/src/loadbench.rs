@@ -306,6 +306,36 @@ impl<'a> Watch<'a> {
     }
 }
 
+/// Hidden `__openloop ADDR RATE SECS`: one fixed-rate run of the chat request against `ADDR`
+/// (gateway or upstream already running), for profiling one path by hand.
+pub fn openloop_main(args: &[String]) -> anyhow::Result<()> {
+    let [addr, rate, secs] = args else {
+        bail!("usage: xtask __openloop ADDR RATE SECS");
+    };
+    let target = openloop::Target {
+        addr: addr.parse().context("ADDR")?,
+        path: CHAT_PATH.into(),
+        body: Bytes::from_static(CHAT_BODY.as_bytes()),
+    };
+    let s = openloop::run(
+        &target,
+        rate.parse().context("RATE")?,
+        Duration::from_secs(1),
+        Duration::from_secs(secs.parse().context("SECS")?),
+    )?;
+    let p = |q| openloop::percentile(&s.latency_us, q);
+    println!(
+        "{:.0} req/s  p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  errors {}",
+        s.achieved_rps,
+        p(50.0),
+        p(90.0),
+        p(99.0),
+        p(99.9),
+        s.errors
+    );
+    Ok(())
+}
+
 /// Hidden `__loadbench`: the benchmark itself, run from the release xtask binary.
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let mut o = Opts::parse(args)?;

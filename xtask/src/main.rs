@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo::run(rest),
         "bench" => loadbench::run(rest),
         "__loadbench" => loadbench::child_main(rest),
+        "__openloop" => loadbench::openloop_main(rest),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

@@ -22,6 +22,40 @@ fn mb(kib: u64) -> f64 {
     kib as f64 * 1024.0 / 1e6
 }
 
+/// How a gateway's CPU share is written: % of one core (fixed rate) or cores (saturation).
+#[derive(Clone, Copy)]
+enum Share {
+    Percent,
+    Cores,
+}
+
+/// The gateway CPU cells of a row (share of the wall time, µs per request); dashes for the
+/// direct path, which has no gateway.
+fn gw_cpu_cells(
+    kind: PathKind,
+    cpu: Duration,
+    wall: Duration,
+    requests: f64,
+    share: Share,
+) -> (String, String) {
+    if kind == PathKind::Direct {
+        return ("–".into(), "–".into());
+    }
+    let of_wall = cpu.as_secs_f64() / wall.as_secs_f64();
+    let share = match share {
+        Share::Percent => format!("{:.1}", of_wall * 100.0),
+        Share::Cores => format!("{of_wall:.2}"),
+    };
+    (share, format!("{:.1}", cpu.as_secs_f64() * 1e6 / requests))
+}
+
+/// `RSS / peak` in MB, or a dash when it was not sampled.
+fn mem_cell(mem: Option<Mem>) -> String {
+    mem.map_or("–".into(), |m| {
+        format!("{:.1} / {:.1}", mb(m.rss_kib), mb(m.hwm_kib))
+    })
+}
+
 fn ms(us: f64) -> String {
     if us.is_finite() {
         format!("{:.3}", us / 1e3)
@@ -47,10 +81,9 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// Fixed-rate figures of one path, summed over rounds.
-pub struct FixedRow {
-    pub kind: PathKind,
-    pub samples: Samples,
+/// Wall time, CPU, memory and load of one path, summed over rounds.
+#[derive(Default)]
+pub struct Usage {
     pub wall: Duration,
     pub gw_cpu: Duration,
     pub up_cpu: Duration,
@@ -58,16 +91,32 @@ pub struct FixedRow {
     pub loads: Vec<f64>,
 }
 
+impl Usage {
+    /// `cpu[0]` is the upstream's, `cpu[1]` (if any) the gateway's; the last memory sample wins.
+    fn add(&mut self, wall: Duration, cpu: &[Duration], mem: Option<Mem>, load: f64) {
+        self.wall += wall;
+        self.up_cpu += cpu.first().copied().unwrap_or_default();
+        self.gw_cpu += cpu.get(1).copied().unwrap_or_default();
+        if mem.is_some() {
+            self.mem = mem;
+        }
+        self.loads.push(load);
+    }
+}
+
+/// Fixed-rate figures of one path, summed over rounds.
+pub struct FixedRow {
+    pub kind: PathKind,
+    pub samples: Samples,
+    pub usage: Usage,
+}
+
 impl FixedRow {
     pub fn new(kind: PathKind) -> Self {
         FixedRow {
             kind,
             samples: Samples::default(),
-            wall: Duration::ZERO,
-            gw_cpu: Duration::ZERO,
-            up_cpu: Duration::ZERO,
-            mem: None,
-            loads: Vec::new(),
+            usage: Usage::default(),
         }
     }
 
@@ -81,13 +130,7 @@ impl FixedRow {
         load: f64,
     ) {
         self.samples.merge(s);
-        self.wall += wall;
-        self.up_cpu += cpu.first().copied().unwrap_or_default();
-        self.gw_cpu += cpu.get(1).copied().unwrap_or_default();
-        if mem.is_some() {
-            self.mem = mem;
-        }
-        self.loads.push(load);
+        self.usage.add(wall, cpu, mem, load);
     }
 
     fn p(&self, q: f64) -> f64 {
@@ -103,11 +146,7 @@ impl FixedRow {
 pub struct SatRow {
     pub kind: PathKind,
     pub runs: Vec<WrkResult>,
-    pub wall: Duration,
-    pub gw_cpu: Duration,
-    pub up_cpu: Duration,
-    pub mem: Option<Mem>,
-    pub loads: Vec<f64>,
+    pub usage: Usage,
 }
 
 impl SatRow {
@@ -115,11 +154,7 @@ impl SatRow {
         SatRow {
             kind,
             runs: Vec::new(),
-            wall: Duration::ZERO,
-            gw_cpu: Duration::ZERO,
-            up_cpu: Duration::ZERO,
-            mem: None,
-            loads: Vec::new(),
+            usage: Usage::default(),
         }
     }
 
@@ -132,13 +167,7 @@ impl SatRow {
         load: f64,
     ) {
         self.runs.push(r);
-        self.wall += wall;
-        self.up_cpu += cpu.first().copied().unwrap_or_default();
-        self.gw_cpu += cpu.get(1).copied().unwrap_or_default();
-        if mem.is_some() {
-            self.mem = mem;
-        }
-        self.loads.push(load);
+        self.usage.add(wall, cpu, mem, load);
     }
 
     fn rps(&self) -> f64 {
@@ -292,8 +321,8 @@ impl Report {
             self.sat_of(PathKind::Traced),
         ) {
             let cost = 1.0 - tr.rps() / p.rps();
-            let cpu_p = p.gw_cpu.as_secs_f64() / p.requests().max(1.0);
-            let cpu_t = tr.gw_cpu.as_secs_f64() / tr.requests().max(1.0);
+            let cpu_p = p.usage.gw_cpu.as_secs_f64() / p.requests().max(1.0);
+            let cpu_t = tr.usage.gw_cpu.as_secs_f64() / tr.requests().max(1.0);
             t.push((
                 "tracing costs ≤ 5% of throughput".into(),
                 format!(
@@ -383,35 +412,19 @@ impl Report {
                 }
                 _ => ("–".into(), "–".into()),
             };
-            let gw = r.kind != PathKind::Direct;
             let req = r.requests().max(1.0);
+            let (cpu, cpu_req) =
+                gw_cpu_cells(r.kind, r.usage.gw_cpu, r.usage.wall, req, Share::Percent);
             line(&format!(
-                "| {} | {:.0} | {} | {} | {a50} | {a99} | {} | {} | {} | {:.1} | {} | {:.2} |",
+                "| {} | {:.0} | {} | {} | {a50} | {a99} | {} | {cpu} | {cpu_req} | {:.1} | {} | {:.2} |",
                 r.kind.label(),
                 r.samples.achieved_rps,
                 ms(r.p(50.0)),
                 ms(r.p(99.0)),
                 r.samples.errors,
-                if gw {
-                    format!(
-                        "{:.1}",
-                        r.gw_cpu.as_secs_f64() / r.wall.as_secs_f64() * 100.0
-                    )
-                } else {
-                    "–".into()
-                },
-                if gw {
-                    format!("{:.1}", r.gw_cpu.as_secs_f64() * 1e6 / req)
-                } else {
-                    "–".into()
-                },
-                r.up_cpu.as_secs_f64() * 1e6 / req,
-                r.mem.map_or("–".into(), |m| format!(
-                    "{:.1} / {:.1}",
-                    mb(m.rss_kib),
-                    mb(m.hwm_kib)
-                )),
-                mean(&r.loads),
+                r.usage.up_cpu.as_secs_f64() * 1e6 / req,
+                mem_cell(r.usage.mem),
+                mean(&r.usage.loads),
             ));
         }
         line("");
@@ -425,32 +438,19 @@ impl Report {
         );
         line("|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.sat {
-            let gw = r.kind != PathKind::Direct;
             let req = r.requests().max(1.0);
+            let (cpu, cpu_req) =
+                gw_cpu_cells(r.kind, r.usage.gw_cpu, r.usage.wall, req, Share::Cores);
             line(&format!(
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {:.2} |",
+                "| {} | {:.0} | {} | {} | {} | {cpu} | {cpu_req} | {:.1} | {} | {:.2} |",
                 r.kind.label(),
                 r.rps(),
                 ms(median(r.runs.iter().map(|x| x.p50_us).collect())),
                 ms(median(r.runs.iter().map(|x| x.p99_us).collect())),
                 r.runs.iter().map(|x| x.errors).sum::<u64>(),
-                if gw {
-                    format!("{:.2}", r.gw_cpu.as_secs_f64() / r.wall.as_secs_f64())
-                } else {
-                    "–".into()
-                },
-                if gw {
-                    format!("{:.1}", r.gw_cpu.as_secs_f64() * 1e6 / req)
-                } else {
-                    "–".into()
-                },
-                r.up_cpu.as_secs_f64() * 1e6 / req,
-                r.mem.map_or("–".into(), |m| format!(
-                    "{:.1} / {:.1}",
-                    mb(m.rss_kib),
-                    mb(m.hwm_kib)
-                )),
-                mean(&r.loads),
+                r.usage.up_cpu.as_secs_f64() * 1e6 / req,
+                mem_cell(r.usage.mem),
+                mean(&r.usage.loads),
             ));
         }
         line("");
@@ -590,8 +590,8 @@ impl Report {
                     "service_p50_us": percentile(&r.samples.service_us, 50.0),
                     "service_p99_us": percentile(&r.samples.service_us, 99.0),
                     "samples": r.samples.latency_us.len(), "errors": r.samples.errors,
-                    "gateway_cpu_s": r.gw_cpu.as_secs_f64(), "upstream_cpu_s": r.up_cpu.as_secs_f64(),
-                    "wall_s": r.wall.as_secs_f64(), "loads": r.loads,
+                    "gateway_cpu_s": r.usage.gw_cpu.as_secs_f64(), "upstream_cpu_s": r.usage.up_cpu.as_secs_f64(),
+                    "wall_s": r.usage.wall.as_secs_f64(), "loads": r.usage.loads,
                 })
             })
             .collect();
@@ -602,7 +602,7 @@ impl Report {
                 json!({
                     "path": r.kind.label(),
                     "runs": r.runs.iter().map(|x| json!({"rps": x.rps, "p50_us": x.p50_us, "p99_us": x.p99_us, "requests": x.requests, "errors": x.errors})).collect::<Vec<_>>(),
-                    "gateway_cpu_s": r.gw_cpu.as_secs_f64(), "wall_s": r.wall.as_secs_f64(), "loads": r.loads,
+                    "gateway_cpu_s": r.usage.gw_cpu.as_secs_f64(), "wall_s": r.usage.wall.as_secs_f64(), "loads": r.usage.loads,
                 })
             })
             .collect();
