@@ -103,6 +103,16 @@ fn server_failed(log: &RequestLog) -> Option<String> {
         .map(|s| format!("HTTP status {s}"))
 }
 
+/// The GenAI attributes the upstream CLIENT span repeats from the SERVER span: what names the
+/// call. Usage, parameters and finish reasons stay on the SERVER span only, so backends that
+/// add up token usage over a trace's spans (Langfuse, Phoenix) count each call once.
+const CLIENT_GENAI: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+];
+
 /// How many spans `build` makes for the request.
 pub fn count(log: &RequestLog) -> usize {
     1 + usize::from(log.upstream_span_id.is_some())
@@ -110,7 +120,8 @@ pub fn count(log: &RequestLog) -> usize {
 }
 
 /// Builds every span of the request. `server_attrs` are the SERVER span's attributes, already
-/// including custom fields; `genai` the GenAI attributes the upstream CLIENT span repeats;
+/// including custom fields; `genai` the request's GenAI attributes (the CLIENT span repeats
+/// those in `CLIENT_GENAI`);
 /// `name` overrides the default (`METHOD path`, or for MCP `method target` such as
 /// `tools/call echo`).
 pub fn build(
@@ -177,7 +188,12 @@ pub fn build(
         }
         let name = match &log.llm {
             Some(l) => {
-                a.extend(genai.iter().cloned());
+                a.extend(
+                    genai
+                        .iter()
+                        .filter(|(k, _)| CLIENT_GENAI.contains(&k.as_ref()))
+                        .cloned(),
+                );
                 match (&l.request_model, l.operation) {
                     (Some(m), op) if !op.is_empty() => format!("{op} {m}"),
                     _ => l.provider.clone(),

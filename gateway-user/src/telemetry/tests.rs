@@ -388,6 +388,13 @@ async fn span_shape_server_client_and_mcp_children() {
         attr(client, "server.address"),
         Some(&"api.openai.com".into())
     );
+    // The CLIENT span names the call; usage and parameters are counted on the SERVER span only.
+    assert_eq!(
+        attr(client, "gen_ai.request.model"),
+        Some(&"gpt-4o-mini".into())
+    );
+    assert_eq!(attr(client, "gen_ai.usage.output_tokens"), None);
+    assert_eq!(attr(client, "gen_ai.request.temperature"), None);
     assert_eq!(
         client
             .end_time
