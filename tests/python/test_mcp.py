@@ -35,6 +35,21 @@ config:
 """
 
 
+def mcp_route(*targets: str, config: str = "") -> str:
+    """A gateway config with one route to an MCP backend over ``targets`` (YAML flow maps);
+    ``config`` adds lines to the ``config:`` block."""
+    items = "".join(f"          - {t}\n" for t in targets)
+    return ADDRS + config + f"""
+binds:
+- port: {{port}}
+  listeners:
+  - routes:
+    - backends:
+      - mcp:
+          targets:
+{items}"""
+
+
 def stdio_target(name: str) -> str:
     return f"{{name: {name}, stdio: {{cmd: '{sys.executable}', args: ['{TARGET_SERVER}', '{name}', stdio]}}}}"
 
@@ -51,10 +66,9 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def http_target():
-    """The Python SDK test server as target ``b`` over streamable HTTP."""
-    port = free_port()
+def start_http_target(port: int) -> subprocess.Popen:
+    """The Python SDK test server as target ``b`` over streamable HTTP on ``port``, once it
+    answers."""
     proc = subprocess.Popen(
         [sys.executable, str(TARGET_SERVER), "b", "http", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -69,6 +83,18 @@ def http_target():
 
     try:
         wait_until(up, 20, interval=0.1, what="python MCP target")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+@pytest.fixture
+def http_target():
+    """The Python SDK test server as target ``b`` over streamable HTTP."""
+    port = free_port()
+    proc = start_http_target(port)
+    try:
         yield port
     finally:
         stop_process(proc)
@@ -148,17 +174,7 @@ binds:
 
 
 def test_legacy_sse_client_through_gateway(gateway_factory):
-    gw = gateway_factory(ADDRS + f"""
-binds:
-- port: {{port}}
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - {stdio_target("a")}
-          - {stdio_target("b")}
-""")
+    gw = gateway_factory(mcp_route(stdio_target("a"), stdio_target("b")))
 
     async def scenario():
         async with mcp.Client(sse_client(f"{gw.url}/sse")) as c:
@@ -172,16 +188,7 @@ binds:
 
 
 def test_session_delete_stops_stdio_children(gateway_factory):
-    gw = gateway_factory(ADDRS + f"""
-binds:
-- port: {{port}}
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - {stdio_target("a")}
-""")
+    gw = gateway_factory(mcp_route(stdio_target("a")))
 
     async def scenario():
         async with mcp.Client(f"{gw.url}/mcp") as c:
@@ -192,17 +199,34 @@ binds:
     wait_until(lambda: not pid_alive(pid), 10, what=f"stdio target {pid} to exit")
 
 
+def test_restarted_http_target_gets_a_new_session(gateway_factory):
+    """A target that restarts forgets its sessions and answers 404 (MCP spec): the gateway starts
+    a new session with it and the client's session carries on, without an error."""
+    port = free_port()
+    procs = [start_http_target(port)]
+    try:
+        gw = gateway_factory(mcp_route(f"{{name: b, mcp: {{host: 'http://127.0.0.1:{port}/mcp'}}}}"))
+
+        async def scenario():
+            async with mcp.Client(f"{gw.url}/mcp") as c:
+                before = int((await c.call_tool("pid", {})).content[0].text)
+                await asyncio.to_thread(stop_process, procs[0])
+                procs.append(await asyncio.to_thread(start_http_target, port))
+                after = int((await c.call_tool("pid", {})).content[0].text)
+                echo = (await c.call_tool("echo", {"message": "again"})).content[0].text
+                return before, after, echo
+
+        before, after, echo = run(scenario())
+        assert before == procs[0].pid and after == procs[1].pid, (before, after)
+        assert echo == "b:again"
+        assert gw.output().count("no longer knows the session") == 1, gw.output()[-2000:]
+    finally:
+        for p in procs:
+            stop_process(p)
+
+
 def test_bad_json_gets_parse_error(gateway_factory):
-    gw = gateway_factory(ADDRS + f"""
-binds:
-- port: {{port}}
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - {stdio_target("a")}
-""")
+    gw = gateway_factory(mcp_route(stdio_target("a")))
     r = requests.post(f"{gw.url}/mcp", data="{oops", headers={"content-type": "application/json"}, timeout=10)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == -32700
@@ -211,20 +235,9 @@ binds:
 def test_inspector_cli_against_server_everything(gateway_factory):
     if not EVERYTHING.exists() or not INSPECTOR.exists():
         pytest.fail(f"npm packages missing under {NPM}: run tests/scripts/install-deps.sh", pytrace=False)
-    gw = gateway_factory(ADDRS + f"""
-binds:
-- port: {{port}}
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - name: everything
-            stdio:
-              cmd: node
-              args: ["{EVERYTHING}", stdio]
-          - {stdio_target("py")}
-""")
+    gw = gateway_factory(mcp_route(
+        f"{{name: everything, stdio: {{cmd: node, args: ['{EVERYTHING}', stdio]}}}}", stdio_target("py")
+    ))
     base = [str(INSPECTOR), "--cli", f"{gw.url}/mcp", "--transport", "http"]
     listed = subprocess.run(base + ["--method", "tools/list"], capture_output=True, text=True, timeout=90)
     assert listed.returncode == 0, listed.stderr
@@ -242,27 +255,15 @@ def test_target_calls_are_traced_under_the_request(gateway_factory, http_target,
     """Seed 001's tracing block with an MCP route: every upstream call becomes a CLIENT span whose
     id is the one the target received in ``traceparent`` (HTTP header and ``_meta``; stdio gets
     only ``_meta``), under the request's trace."""
-    gw = gateway_factory(f"""
-config:
-  readinessAddr: 127.0.0.1:{{ready_port}}
-  statsAddr: 127.0.0.1:{{stats_port}}
-  adminAddr: 127.0.0.1:{{admin_port}}
-  tracing:
+    gw = gateway_factory(mcp_route(
+        stdio_target("a"),
+        f"{{name: b, mcp: {{host: 'http://127.0.0.1:{http_target}/mcp'}}}}",
+        config=f"""  tracing:
     otlpEndpoint: {rotel.grpc_endpoint}
     otlpProtocol: grpc
     randomSampling: true
-binds:
-- port: {{port}}
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - {stdio_target("a")}
-          - name: b
-            mcp:
-              host: http://127.0.0.1:{http_target}/mcp
-""")
+""",
+    ))
 
     async def scenario():
         async with mcp.Client(f"{gw.url}/mcp") as c:

@@ -54,6 +54,11 @@ pub struct StreamableConn {
     session_id: Mutex<Option<HeaderValue>>,
     protocol_version: Mutex<Option<HeaderValue>>,
     get_stream: Mutex<Option<JoinHandle<()>>>,
+    /// The `initialize` params as forwarded, to start a new session when the target answers
+    /// 404 for this one (it restarted, or expired the session).
+    init_params: Mutex<Option<Json>>,
+    /// One re-initialisation at a time; calls that hit the same 404 wait for it.
+    reinit: tokio::sync::Mutex<()>,
 }
 
 impl StreamableConn {
@@ -68,6 +73,8 @@ impl StreamableConn {
             session_id: Mutex::new(None),
             protocol_version: Mutex::new(None),
             get_stream: Mutex::new(None),
+            init_params: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -88,21 +95,25 @@ impl StreamableConn {
         b
     }
 
+    /// POSTs one message; also returns the session id it was sent under.
     async fn post(
         &self,
         msg: &Json,
         traceparent: Option<&str>,
-    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, Option<HeaderValue>), UpstreamError> {
         let body = serde_json::to_vec(msg).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let session = lock(&self.session_id).clone();
         let req = self
             .builder(Method::POST, traceparent)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| UpstreamError::Http(e.to_string()))?;
-        self.client
+        let resp = self
+            .client
             .request(req)
             .await
-            .map_err(|e| UpstreamError::Http(error_chain(&e)))
+            .map_err(|e| UpstreamError::Http(error_chain(&e)))?;
+        Ok((resp, session))
     }
 
     pub async fn request(
@@ -113,8 +124,67 @@ impl StreamableConn {
     ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         ctx.record_id(id);
+        if method == "initialize" {
+            *lock(&self.init_params) = params.clone();
+        }
         let req = build_request(id, method, params, &ctx.traceparent);
-        let resp = self.post(&req, Some(&ctx.traceparent)).await?;
+        let (mut resp, session) = self.post(&req, Some(&ctx.traceparent)).await?;
+        // MCP: a 404 to a request carrying a session id means the session is gone, and the
+        // client must start a new one. The gateway is that client: it re-initialises the
+        // target and sends the request again, so the client's own session carries on.
+        if resp.status() == StatusCode::NOT_FOUND && session.is_some() && method != "initialize" {
+            self.reinitialize(session, ctx).await?;
+            resp = self.post(&req, Some(&ctx.traceparent)).await?.0;
+        }
+        self.read_response(resp, method, id, ctx).await
+    }
+
+    /// Starts a new session with the target after it answered 404 for `stale`: the stored
+    /// `initialize`, then `notifications/initialized` and a new GET stream. A no-op when
+    /// another call has already replaced `stale`.
+    async fn reinitialize(
+        &self,
+        stale: Option<HeaderValue>,
+        ctx: &CallCtx,
+    ) -> Result<(), UpstreamError> {
+        let _one = self.reinit.lock().await;
+        if *lock(&self.session_id) != stale {
+            return Ok(());
+        }
+        let params = lock(&self.init_params).clone();
+        tracing::info!(url = %self.url, "MCP target no longer knows the session; starting a new one");
+        if let Some(t) = lock(&self.get_stream).take() {
+            t.abort();
+        }
+        *lock(&self.session_id) = None;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let init = build_request(id, "initialize", params, &ctx.traceparent);
+        let (resp, _) = self.post(&init, Some(&ctx.traceparent)).await?;
+        let result = self
+            .read_response(resp, "initialize", id, ctx)
+            .await?
+            .map_err(|e| {
+                UpstreamError::Protocol(format!("target rejected the new session: {e}"))
+            })?;
+        let note = crate::mcp::jsonrpc::notification("notifications/initialized", None);
+        self.send(note, Some(&ctx.traceparent)).await?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        self.initialized(version);
+        Ok(())
+    }
+
+    /// The target's answer to request `id`: a JSON body, or an SSE stream whose other
+    /// messages are routed as related to the call.
+    async fn read_response(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+        method: &str,
+        id: u64,
+        ctx: &CallCtx,
+    ) -> Result<Result<Json, RpcError>, UpstreamError> {
         let status = resp.status();
         if !status.is_success() {
             return Err(status_error(resp, self.limits.max_message_bytes).await);
@@ -169,7 +239,7 @@ impl StreamableConn {
 
     /// Notifications and responses: the target answers 202.
     pub async fn send(&self, msg: Json, traceparent: Option<&str>) -> Result<(), UpstreamError> {
-        let resp = self.post(&msg, traceparent).await?;
+        let (resp, _) = self.post(&msg, traceparent).await?;
         if !resp.status().is_success() {
             return Err(status_error(resp, self.limits.max_message_bytes).await);
         }

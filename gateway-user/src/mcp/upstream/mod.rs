@@ -99,7 +99,7 @@ pub enum Transport {
 #[derive(Debug)]
 pub enum Conn {
     Stdio(stdio::StdioConn),
-    Streamable(http::StreamableConn),
+    Streamable(Box<http::StreamableConn>),
     LegacySse(legacy_sse::SseConn),
 }
 
@@ -120,7 +120,7 @@ impl Conn {
             Ok(match a.transport {
                 Transport::Stdio(spec) => Conn::Stdio(stdio::StdioConn::spawn(spec, &a)?),
                 Transport::Streamable(url) => {
-                    Conn::Streamable(http::StreamableConn::new(url.clone(), &a))
+                    Conn::Streamable(Box::new(http::StreamableConn::new(url.clone(), &a)))
                 }
                 Transport::LegacySse(url) => {
                     Conn::LegacySse(legacy_sse::SseConn::connect(url.clone(), &a).await?)
