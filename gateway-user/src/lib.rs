@@ -12,4 +12,5 @@ pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod proxy;
+pub mod sse;
 pub mod telemetry;

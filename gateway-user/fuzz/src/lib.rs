@@ -15,10 +15,10 @@ use gateway::cel::{Executor, Expression};
 use gateway::config::{self, Source};
 use gateway::ctx::{LlmInfo, McpInfo, RequestLog};
 use gateway::llm::provider::Wire;
-use gateway::llm::sse::{SseEvent, SseParser};
 use gateway::llm::stream::{MAX_COMPLETIONS, SseTransform, StreamHandler};
 use gateway::llm::translate::{self, chat_anthropic, chat_gemini, messages_chat};
 use gateway::llm::{self, RouteType, anthropic, gemini, openai};
+use gateway::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
 /// A harness: takes the raw fuzz input, panics on a bug.
@@ -424,7 +424,8 @@ pub fn cel(data: &[u8]) {
 /// `[chunk seed][bytes]`: the bytes as one MCP client message (JSON-RPC classification, the
 /// `_meta` rewrite the gateway applies to forwarded requests) and as a target's SSE stream.
 pub fn mcp_jsonrpc(data: &[u8]) {
-    use gateway::mcp::{jsonrpc, sse};
+    use gateway::mcp::jsonrpc;
+    use gateway::sse::{SseEvent, SseParser};
 
     let Some((&seed, body)) = data.split_first() else {
         return;
@@ -455,10 +456,10 @@ pub fn mcp_jsonrpc(data: &[u8]) {
     // The same bytes as a target's SSE stream: chunking must not change the events.
     let limit = 1 << 20;
     let parse = |parts: Vec<&[u8]>| {
-        let mut p = sse::Parser::new(limit);
+        let mut p = SseParser::new(limit);
         let mut evs = Vec::new();
         for part in parts {
-            evs.extend(p.push(part).expect("input within the SSE limit"));
+            evs.extend(p.events(part).expect("input within the SSE limit"));
         }
         evs
     };
@@ -470,7 +471,7 @@ pub fn mcp_jsonrpc(data: &[u8]) {
     // Encode → parse round trip for any one-line event name and CR-free data.
     let text = String::from_utf8_lossy(body).replace('\r', "");
     let (name, payload) = text.split_once('\n').unwrap_or((&text, ""));
-    let evs = parse(vec![&sse::encode(name, payload)]);
+    let evs = parse(vec![&SseEvent::frame(name, payload)]);
     assert_eq!(evs.len(), 1, "one encoded event");
     assert_eq!(evs[0].event.as_deref(), Some(name), "event name round trip");
     assert_eq!(evs[0].data, payload, "data round trip");

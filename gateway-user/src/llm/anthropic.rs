@@ -4,9 +4,9 @@
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use super::sse::SseEvent;
 use super::stream::{StreamHandler, push_completion};
 use crate::ctx::LlmInfo;
+use crate::sse::SseEvent;
 
 /// `anthropic-version` sent when the client did not send one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";

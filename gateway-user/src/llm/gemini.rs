@@ -3,9 +3,9 @@
 use bytes::BytesMut;
 use serde_json::Value;
 
-use super::sse::SseEvent;
 use super::stream::{StreamHandler, push_completion};
 use crate::ctx::LlmInfo;
+use crate::sse::SseEvent;
 
 /// Reads `usageMetadata`.
 pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {

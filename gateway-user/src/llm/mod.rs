@@ -9,7 +9,6 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod provider;
-pub mod sse;
 pub mod stream;
 pub mod translate;
 

@@ -4,9 +4,9 @@
 use bytes::BytesMut;
 use serde_json::Value;
 
-use super::sse::SseEvent;
 use super::stream::{StreamHandler, push_completion};
 use crate::ctx::LlmInfo;
+use crate::sse::SseEvent;
 
 /// OpenAI error `type` for a status.
 pub fn error_type(status: http::StatusCode) -> &'static str {
@@ -209,7 +209,7 @@ impl StreamHandler for ChatStream {
                 if let Some(o) = c.as_object_mut() {
                     o.remove("usage");
                 }
-                super::sse::SseEvent::encode(ev.event.as_deref(), &c.to_string(), out);
+                crate::sse::SseEvent::encode(ev.event.as_deref(), &c.to_string(), out);
                 return;
             }
         }

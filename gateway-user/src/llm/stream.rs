@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::sse::{SseError, SseEvent, SseParser};
 use crate::ctx::LlmInfo;
+use crate::sse::{SseError, SseEvent, SseParser};
 
 /// Per-format stream logic: observes events into `LlmInfo` and writes what the client gets.
 pub trait StreamHandler: Send {

@@ -22,7 +22,6 @@ pub mod names;
 pub mod relay;
 pub mod server;
 pub mod session;
-pub mod sse;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};

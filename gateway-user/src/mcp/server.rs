@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 use super::jsonrpc::{self, INVALID_REQUEST, Message, RpcError};
 use super::relay::{self, Rcx};
 use super::session::{LATEST_VERSION, Session, SessionMap};
-use super::sse;
 use super::upstream::http::SESSION_HEADER;
 use crate::body::{self, Body, BoxError};
+use crate::sse::SseEvent;
 
 /// Interval of SSE comment lines on otherwise idle client streams.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -127,7 +127,7 @@ pub fn sse_response(
         let chunk = tokio::select! {
             msg = rx.recv() => {
                 let data = serde_json::to_string(&msg?).unwrap_or_default();
-                sse::encode("message", &data)
+                SseEvent::frame("message", &data)
             }
             // Idle streams get a comment now and then, so intermediaries keep them open and a
             // vanished client is noticed (the write fails and the stream is dropped).
@@ -148,7 +148,7 @@ pub fn sse_response(
 
 fn encode_all(msgs: &[Json]) -> Vec<Bytes> {
     msgs.iter()
-        .map(|m| sse::encode("message", &serde_json::to_string(m).unwrap_or_default()))
+        .map(|m| SseEvent::frame("message", &serde_json::to_string(m).unwrap_or_default()))
         .collect()
 }
 
@@ -431,7 +431,7 @@ pub fn legacy_open(r: &Req<'_>) -> Response<Body> {
         }
     });
     sse_response(
-        vec![sse::encode("endpoint", &endpoint)],
+        vec![SseEvent::frame("endpoint", &endpoint)],
         Some(rx),
         Some(on_end),
     )

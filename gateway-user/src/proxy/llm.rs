@@ -587,7 +587,7 @@ fn upstream_headers(
 struct Chain {
     first: Box<dyn StreamHandler>,
     second: Box<dyn StreamHandler>,
-    parser: crate::llm::sse::SseParser,
+    parser: crate::sse::SseParser,
     scratch: LlmInfo,
 }
 
@@ -614,7 +614,7 @@ impl Chain {
 impl StreamHandler for Chain {
     fn on_event(
         &mut self,
-        ev: &crate::llm::sse::SseEvent,
+        ev: &crate::sse::SseEvent,
         out: &mut bytes::BytesMut,
         info: &mut LlmInfo,
     ) {

@@ -10,8 +10,8 @@ use super::{
 };
 use crate::ctx::LlmInfo;
 use crate::llm::anthropic;
-use crate::llm::sse::SseEvent;
 use crate::llm::stream::StreamHandler;
+use crate::sse::SseEvent;
 
 /// Anthropic requires `max_tokens`; used when the client sent none.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;

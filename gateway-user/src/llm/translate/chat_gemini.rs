@@ -10,8 +10,8 @@ use super::{
 };
 use crate::ctx::LlmInfo;
 use crate::llm::gemini;
-use crate::llm::sse::SseEvent;
 use crate::llm::stream::StreamHandler;
+use crate::sse::SseEvent;
 
 /// Chat Completions request → generateContent request (the model goes in the URL path).
 pub fn request(chat: &Value) -> Value {

@@ -9,8 +9,8 @@ use super::new_id;
 use crate::ctx::LlmInfo;
 use crate::llm::anthropic::content_text;
 use crate::llm::openai;
-use crate::llm::sse::SseEvent;
 use crate::llm::stream::StreamHandler;
+use crate::sse::SseEvent;
 
 /// Messages request → Chat Completions request. `max_completion_tokens` is used for OpenAI
 /// itself (newer models reject `max_tokens`), `max_tokens` for compatible servers.

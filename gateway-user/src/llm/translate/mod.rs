@@ -138,7 +138,7 @@ impl ChunkWriter {
             json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]),
             None,
         );
-        crate::llm::sse::SseEvent::encode(None, &chunk.to_string(), out);
+        crate::sse::SseEvent::encode(None, &chunk.to_string(), out);
     }
 
     /// The end of the stream: finish reason, the usage chunk if the client asked for it, `[DONE]`.
@@ -151,9 +151,9 @@ impl ChunkWriter {
                 info.cached_input_tokens,
             );
             let chunk = chat_chunk(&self.id, &self.model, self.created, json!([]), Some(usage));
-            crate::llm::sse::SseEvent::encode(None, &chunk.to_string(), out);
+            crate::sse::SseEvent::encode(None, &chunk.to_string(), out);
         }
-        crate::llm::sse::SseEvent::encode(None, "[DONE]", out);
+        crate::sse::SseEvent::encode(None, "[DONE]", out);
     }
 }
 
@@ -169,7 +169,7 @@ pub fn malformed_event(event: Option<&str>, data: &str, out: &mut bytes::BytesMu
         Some(_) => json!({"type": "error", "error": {"type": "api_error", "message": msg}}),
         None => json!({"error": {"type": "upstream_error", "message": msg}}),
     };
-    crate::llm::sse::SseEvent::encode(event, &body.to_string(), out);
+    crate::sse::SseEvent::encode(event, &body.to_string(), out);
 }
 
 /// OpenAI usage object from token counts.

@@ -20,7 +20,7 @@ use super::{
     CallCtx, ConnectArgs, Inbound, Limits, UpstreamError, build_request, into_outcome, lock,
 };
 use crate::mcp::jsonrpc::RpcError;
-use crate::mcp::sse;
+use crate::sse::{SseEvent, SseParser};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
@@ -202,7 +202,7 @@ impl StreamableConn {
                 .map_err(|e| UpstreamError::Protocol(format!("invalid JSON response: {e}")))?;
             return into_outcome(msg);
         }
-        let mut parser = sse::Parser::new(self.limits.max_message_bytes);
+        let mut parser = SseParser::new(self.limits.max_message_bytes);
         let mut body = body;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| UpstreamError::Http(e.to_string()))?;
@@ -210,7 +210,7 @@ impl StreamableConn {
                 continue;
             };
             let events = parser
-                .push(&chunk)
+                .events(&chunk)
                 .map_err(|_| UpstreamError::TooLarge(self.limits.max_message_bytes))?;
             for ev in events {
                 let Some(msg) = event_message(&ev) else {
@@ -279,12 +279,12 @@ impl StreamableConn {
                 }
             };
             let mut body = resp.into_body();
-            let mut parser = sse::Parser::new(limit);
+            let mut parser = SseParser::new(limit);
             while let Some(Ok(frame)) = body.frame().await {
                 let Ok(chunk) = frame.into_data() else {
                     continue;
                 };
-                let Ok(events) = parser.push(&chunk) else {
+                let Ok(events) = parser.events(&chunk) else {
                     return;
                 };
                 for ev in events {
@@ -328,7 +328,7 @@ fn content_type<B>(resp: &http::Response<B>) -> &str {
 }
 
 /// The JSON-RPC message in an SSE `message` event, if it is one.
-pub fn event_message(ev: &sse::Event) -> Option<Json> {
+pub fn event_message(ev: &SseEvent) -> Option<Json> {
     if !matches!(ev.event.as_deref(), None | Some("message")) || ev.data.trim().is_empty() {
         return None;
     }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::http::{HttpClient, error_chain, event_message, status_error};
 use super::{CallCtx, ConnectArgs, Inbound, Limits, Pending, UpstreamError, lock};
 use crate::mcp::jsonrpc::RpcError;
-use crate::mcp::sse;
+use crate::sse::SseParser;
 
 /// One SSE session with a target.
 #[derive(Debug)]
@@ -129,7 +129,7 @@ async fn read_stream(
     inbound: mpsc::Sender<Inbound>,
 ) {
     let mut endpoint_tx = Some(endpoint_tx);
-    let mut parser = sse::Parser::new(limit);
+    let mut parser = SseParser::new(limit);
     let why = loop {
         let frame = match body.frame().await {
             Some(Ok(f)) => f,
@@ -139,7 +139,7 @@ async fn read_stream(
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
-        let events = match parser.push(&chunk) {
+        let events = match parser.events(&chunk) {
             Ok(e) => e,
             Err(e) => break e.to_string(),
         };

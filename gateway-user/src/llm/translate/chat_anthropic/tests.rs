@@ -6,9 +6,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::ctx::LlmInfo;
-use crate::llm::sse::SseParser;
 use crate::llm::stream::{SseTransform, StreamHandler};
 use crate::llm::translate::{chat_anthropic, chat_gemini, messages_chat};
+use crate::sse::SseParser;
 
 fn fixture(name: &str) -> String {
     let p = format!("{}/testdata/translate/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -1,5 +1,9 @@
-//! Incremental Server-Sent Events parser: bytes in, complete events out, with the event's raw
-//! bytes kept so that pass-through streams are forwarded byte for byte.
+//! Server-Sent Events, one implementation for every stream the gateway reads or writes: LLM
+//! provider streams (forwarded byte for byte, so each event keeps its raw bytes), MCP target
+//! streams, and the SSE the gateway itself sends to MCP clients.
+//!
+//! The parser is incremental (bytes in, complete events out), bounded (`max_event`), and takes
+//! `\n`, `\r\n` and lone `\r` line endings.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -36,7 +40,8 @@ impl SseEvent {
         !self.data.is_empty() && self.data != "[DONE]" && self.json().is_none()
     }
 
-    /// Serialises an event the way providers do: optional `event:` line, one `data:` line.
+    /// Serialises an event the way providers do: an optional `event:` line, then one `data:`
+    /// line per line of `data` (so embedded newlines stay valid SSE).
     pub fn encode(event: Option<&str>, data: &str, out: &mut BytesMut) {
         if let Some(e) = event {
             out.extend_from_slice(b"event: ");
@@ -49,6 +54,13 @@ impl SseEvent {
             out.extend_from_slice(b"\n");
         }
         out.extend_from_slice(b"\n");
+    }
+
+    /// One encoded event of type `event`, as a frame of its own.
+    pub fn frame(event: &str, data: &str) -> Bytes {
+        let mut out = BytesMut::with_capacity(data.len() + event.len() + 16);
+        SseEvent::encode(Some(event), data, &mut out);
+        out.freeze()
     }
 }
 
@@ -101,6 +113,16 @@ impl SseParser {
         // Blocks with no data and no event (comments, keep-alives) are still forwarded raw by
         // callers that pass through; they see them as events with empty data.
         Ok(Some(parse_block(&raw[..end], raw.clone())))
+    }
+
+    /// Feeds `chunk` and returns every event it completed.
+    pub fn events(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
+        self.push(chunk);
+        let mut out = Vec::new();
+        while let Some(ev) = self.next_event()? {
+            out.push(ev);
+        }
+        Ok(out)
     }
 
     /// Whatever is left at end of stream, as a final event if it has content.
@@ -233,5 +255,65 @@ mod tests {
         let mut p = SseParser::new(8);
         p.push(b"data: 0123456789");
         assert_eq!(p.next_event(), Err(SseError::TooLarge(8)));
+    }
+
+    /// An MCP target's stream: CRLF lines, a comment block, multi-line data, fed in 5-byte
+    /// chunks. The comment block comes out with empty data (MCP callers skip those).
+    #[test]
+    fn mcp_target_stream_across_chunks() {
+        let mut p = SseParser::new(1024);
+        let stream = b"event: endpoint\r\ndata: /message?sessionId=1\r\n\r\n: ping\n\ndata: {\"a\":\ndata: 1}\nid: 9\n\n";
+        let mut events = Vec::new();
+        for chunk in stream.chunks(5) {
+            events.extend(p.events(chunk).expect("within limit"));
+        }
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.event.as_deref(), e.data.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("endpoint"), "/message?sessionId=1"),
+                (None, ""),
+                (None, "{\"a\":\n1}"),
+            ]
+        );
+    }
+
+    /// Random chunking of random bytes never panics, and what is buffered stays bounded.
+    #[test]
+    fn arbitrary_chunks_stay_bounded() {
+        let alphabet = b"data: event:id:\r\n:x{}";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2_000 {
+            let mut p = SseParser::new(64);
+            for _ in 0..16 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let chunk: Vec<u8> = (0..(x % 24) as usize)
+                    .map(|i| alphabet[((x >> (i % 48)) as usize + i) % alphabet.len()])
+                    .collect();
+                match p.events(&chunk) {
+                    Ok(events) => assert!(events.iter().all(|e| e.data.len() <= 64 + 24)),
+                    Err(SseError::TooLarge(limit)) => {
+                        assert_eq!(limit, 64);
+                        break;
+                    }
+                }
+                assert!(p.pending().len() <= 64 + 24);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_round_trips() {
+        let bytes = SseEvent::frame("message", "line1\nline2");
+        let evs = SseParser::new(1024).events(&bytes).expect("parses");
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].event.as_deref(), Some("message"));
+        assert_eq!(evs[0].data, "line1\nline2");
+        assert_eq!(&evs[0].raw[..], &bytes[..]);
     }
 }
