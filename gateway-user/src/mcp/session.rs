@@ -228,13 +228,7 @@ impl Session {
                     .await;
                     match out {
                         Ok(Ok(result)) => {
-                            let note = jsonrpc::notification("notifications/initialized", None);
-                            conn.send(note, None).await?;
-                            let version = result
-                                .get("protocolVersion")
-                                .and_then(Json::as_str)
-                                .map(str::to_string);
-                            conn.initialized(version);
+                            conn.handshake_done(&result).await?;
                             Ok((conn, Ok(result)))
                         }
                         Ok(Err(e)) => Ok((conn, Err(e))),

@@ -60,14 +60,6 @@ impl AttrValue {
     pub fn static_str(s: &'static str) -> Self {
         AttrValue::Str(Text::from(s))
     }
-
-    /// The text of a string value.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            AttrValue::Str(s) => Some(s.as_str()),
-            _ => None,
-        }
-    }
 }
 
 impl From<&str> for AttrValue {

@@ -132,7 +132,7 @@ pub fn build(
     name: Option<String>,
 ) -> Vec<SpanData> {
     let end = log.end.unwrap_or_else(Instant::now);
-    let mut out = Vec::with_capacity(2 + log.mcp.as_ref().map_or(0, |m| m.target_calls.len()));
+    let mut out = Vec::with_capacity(count(log));
     let name = name.unwrap_or_else(|| {
         // MCP semconv: `{mcp.method.name} {target}` (tool, prompt or resource name).
         if let Some(m) = &log.mcp

@@ -166,13 +166,19 @@ impl StreamableConn {
             .map_err(|e| {
                 UpstreamError::Protocol(format!("target rejected the new session: {e}"))
             })?;
-        let note = crate::mcp::jsonrpc::notification("notifications/initialized", None);
-        self.send(note, Some(&ctx.traceparent)).await?;
-        let version = result
-            .get("protocolVersion")
-            .and_then(Json::as_str)
-            .map(str::to_string);
-        self.initialized(version);
+        self.handshake_done(&result, Some(&ctx.traceparent)).await
+    }
+
+    /// The rest of the MCP handshake once `initialize` answered `result`:
+    /// `notifications/initialized`, then the negotiated version on every later request and the
+    /// GET stream.
+    pub async fn handshake_done(
+        &self,
+        result: &Json,
+        traceparent: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        self.send(super::initialized_note(), traceparent).await?;
+        self.initialized(result.get("protocolVersion").and_then(Json::as_str));
         Ok(())
     }
 
@@ -247,8 +253,8 @@ impl StreamableConn {
     }
 
     /// Records the negotiated version and opens the GET stream for unrelated server messages.
-    pub fn initialized(&self, protocol_version: Option<String>) {
-        if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+    fn initialized(&self, protocol_version: Option<&str>) {
+        if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
             *lock(&self.protocol_version) = Some(v);
         }
         let req = match self

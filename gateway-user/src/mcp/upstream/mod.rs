@@ -161,10 +161,13 @@ impl Conn {
         }
     }
 
-    /// Called once the MCP handshake with this target is done.
-    pub fn initialized(&self, protocol_version: Option<String>) {
-        if let Conn::Streamable(c) = self {
-            c.initialized(protocol_version);
+    /// The rest of the MCP handshake once the target answered `initialize` with `result`:
+    /// `notifications/initialized` (and, over streamable HTTP, the negotiated version and the
+    /// GET stream).
+    pub async fn handshake_done(&self, result: &Json) -> Result<(), UpstreamError> {
+        match self {
+            Conn::Streamable(c) => c.handshake_done(result, None).await,
+            _ => self.send(initialized_note(), None).await,
         }
     }
 
@@ -272,6 +275,11 @@ impl Pending {
 }
 
 /// Builds the wire request with the gateway's id and the trace context in `_meta`.
+/// The notification a client sends once `initialize` succeeded.
+fn initialized_note() -> Json {
+    jsonrpc::notification("notifications/initialized", None)
+}
+
 pub fn build_request(id: u64, method: &str, params: Option<Json>, traceparent: &str) -> Json {
     let mut req = jsonrpc::request(Json::from(id), method, params);
     jsonrpc::set_meta(
