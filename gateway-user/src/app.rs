@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::config::snapshot::{BackendKind, Route};
 use crate::config::{self, ConfigErrors, Snapshot, Source};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -118,9 +119,42 @@ struct State {
     proxy: Arc<Proxy>,
     filter: FilterHandle,
     level: Mutex<String>,
+    ebpf: crate::ebpf::EbpfStatus,
 }
 
 impl AdminState for State {
+    fn overview(&self) -> Value {
+        let snap = self.proxy.snapshot();
+        let (enabled, reason) = match &self.ebpf {
+            crate::ebpf::EbpfStatus::Enabled => (true, None),
+            crate::ebpf::EbpfStatus::Disabled { reason } => (false, Some(reason.clone())),
+        };
+        let mut routes = Vec::new();
+        let mut mcp = Vec::new();
+        for b in &snap.binds {
+            for l in &b.listeners {
+                for r in &l.routes {
+                    for be in &r.backends {
+                        if let BackendKind::Mcp(m) = &be.kind {
+                            mcp.push(serde_json::json!({
+                                "route": r.name,
+                                "sessions": m.session_count(),
+                                "targets": m.target_names(),
+                            }));
+                        }
+                    }
+                    routes.push(route_summary(b.port, &l.name, r));
+                }
+            }
+        }
+        serde_json::json!({
+            "gateway": snap.global.gateway_name,
+            "ebpf": {"enabled": enabled, "reason": reason},
+            "routes": routes,
+            "mcp": mcp,
+        })
+    }
+
     fn config_dump(&self) -> Value {
         let snap = self.proxy.snapshot();
         let mut v: Value = serde_yaml::from_str::<serde_yaml::Value>(&snap.text)
@@ -150,6 +184,50 @@ impl AdminState for State {
         }
         Ok(())
     }
+}
+
+/// A route as the viewer's overview lists it: where it listens, what it matches, where it
+/// sends (names and addresses only, never credentials).
+fn route_summary(port: u16, listener: &str, r: &Route) -> Value {
+    use crate::config::snapshot::PathMatch;
+    let matches: Vec<String> = r
+        .matches
+        .iter()
+        .map(|m| {
+            let path = match &m.path {
+                PathMatch::Exact(p) => format!("= {p}"),
+                PathMatch::Prefix(p) => format!("{p}*"),
+                PathMatch::Regex(re) => format!("~ {}", re.as_str()),
+            };
+            match &m.method {
+                Some(method) => format!("{method} {path}"),
+                None => path,
+            }
+        })
+        .collect();
+    let backends: Vec<Value> = r
+        .backends
+        .iter()
+        .map(|b| match &b.kind {
+            BackendKind::Host(u) => serde_json::json!({"kind": "host", "target": u.authority}),
+            BackendKind::Ai(a) => serde_json::json!({
+                "kind": "ai", "name": a.name, "provider": a.provider.name(),
+                "model": a.model_override, "target": a.upstream.authority,
+            }),
+            BackendKind::Models(ms) => serde_json::json!({
+                "kind": "llm",
+                "models": ms.iter().map(|m| serde_json::json!({
+                    "model": m.pattern, "provider": m.backend.provider.name(),
+                    "target": m.backend.upstream.authority,
+                })).collect::<Vec<_>>(),
+            }),
+            BackendKind::Mcp(m) => serde_json::json!({"kind": "mcp", "targets": m.target_names()}),
+        })
+        .collect();
+    serde_json::json!({
+        "bind": port, "listener": listener, "route": r.name,
+        "matches": matches, "backends": backends,
+    })
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -254,6 +332,7 @@ async fn serve(
         proxy: proxy.clone(),
         filter,
         level: Mutex::new(level),
+        ebpf: ebpf_status,
     });
     let g = &snap.global;
     if let Some(addr) = g.stats_addr {
@@ -275,7 +354,18 @@ async fn serve(
             })?;
     }
     if let Some(addr) = g.admin_addr {
-        admin::serve_admin(addr, state.clone(), ready.clone())
+        // The viewer's ring exists only where someone can look at it, and not at size 0.
+        let recent =
+            (g.ui_recent_requests > 0).then(|| admin::ui::ring::Recent::new(g.ui_recent_requests));
+        if let Some(r) = &recent {
+            telemetry.record_to(r.clone());
+        }
+        let ui = Arc::new(admin::ui::Ui {
+            recent,
+            telemetry: telemetry.clone(),
+            state: state.clone(),
+        });
+        admin::serve_admin(addr, state.clone(), ready.clone(), ui)
             .await
             .map_err(|source| AppError::Serve {
                 what: "admin server (adminAddr)",

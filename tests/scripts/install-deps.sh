@@ -16,6 +16,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)   # test_ops: certificate r
 command -v curl >/dev/null || need_apt+=(curl)         # test_ops_drain: HTTP/2 drain
 # systemd-analyze verifies deploy/systemd/gateway.service offline (no running systemd needed).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# test_ui: the built-in viewer (/ui) in a real browser, Debian's Chromium driven by playwright-core.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -69,5 +71,14 @@ if [ ! -d "$NPM_DIR/node_modules/@modelcontextprotocol/server-everything" ] \
   mkdir -p "$NPM_DIR"
   npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
     @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.15.0
+fi
+# --- npm: playwright-core drives Debian's Chromium for the viewer test (test_ui.py); it never
+# downloads a browser of its own.
+if [ ! -f "$NPM_DIR/node_modules/playwright-core/package.json" ] \
+  || ! grep -q '"version": "1.64.1"' "$NPM_DIR/node_modules/playwright-core/package.json"; then
+  log "npm: playwright-core -> $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
+    playwright-core@1.64.1
 fi
 log "done"

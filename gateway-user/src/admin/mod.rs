@@ -1,6 +1,9 @@
 //! Admin, stats (`/metrics`) and readiness servers, and the start-up task registry behind
 //! readiness: `/healthz/ready` turns 200 only once every registered task said it is done, and
-//! 503 again as soon as draining starts.
+//! 503 again as soon as draining starts. The admin server also serves the built-in viewer
+//! (`ui`: `/ui` and its JSON API under `/api/`).
+
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,6 +75,9 @@ pub trait AdminState: Send + Sync + 'static {
     fn log_level(&self) -> String;
     /// Changes the log filter (`info`, `debug,gateway::proxy=trace`, ...).
     fn set_log_level(&self, filter: &str) -> Result<(), String>;
+    /// The viewer's overview of the process: `ebpf` (`enabled`, `reason`), the config's
+    /// `routes`, and `mcp` (live sessions and targets per MCP backend). No secrets.
+    fn overview(&self) -> Value;
 }
 
 fn text(status: StatusCode, s: impl Into<String>) -> Response<Body> {
@@ -85,7 +91,13 @@ fn text(status: StatusCode, s: impl Into<String>) -> Response<Body> {
 }
 
 fn json_resp(status: StatusCode, v: &Value) -> Response<Body> {
-    crate::proxy::error::json_response(status, v)
+    let mut r = Response::new(crate::body::json(v));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn serve<F, Fut>(
@@ -167,16 +179,21 @@ pub async fn serve_readiness(
     .await
 }
 
-/// `adminAddr`: `/config_dump`, `/logging`, `/readiness`.
+/// `adminAddr`: `/config_dump`, `/logging`, `/readiness`, and the viewer (`/ui`, `/api/`).
 pub async fn serve_admin(
     addr: SocketAddr,
     state: Arc<dyn AdminState>,
     ready: Arc<Readiness>,
+    ui: Arc<ui::Ui>,
 ) -> std::io::Result<SocketAddr> {
     serve(addr, "admin", move |req: Request<Incoming>| {
         let state = state.clone();
         let ready = ready.clone();
+        let ui = ui.clone();
         async move {
+            if let Some(r) = ui.handle(req.method(), req.uri().path(), req.uri().query()) {
+                return r;
+            }
             match (req.method(), req.uri().path()) {
                 (&Method::GET, "/config_dump") => json_resp(StatusCode::OK, &state.config_dump()),
                 (&Method::GET, "/readiness") => json_resp(StatusCode::OK, &ready.detail()),
@@ -206,7 +223,7 @@ pub async fn serve_admin(
                 }
                 (_, "/") => json_resp(
                     StatusCode::OK,
-                    &json!({"endpoints": ["/config_dump", "/logging", "/readiness"]}),
+                    &json!({"endpoints": ["/ui", "/api/requests", "/api/overview", "/config_dump", "/logging", "/readiness"]}),
                 ),
                 _ => json_resp(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
             }

@@ -231,6 +231,25 @@ fn compile_global(cx: &mut Ctx, raw: &RawRoot) -> Global {
         worker_threads: g.worker_threads,
         limits,
         sensitive_headers: sensitive,
+        ui_recent_requests: ui_recent_requests(cx, g.ui.as_ref()),
+    }
+}
+
+/// Default and largest `config.ui.recentRequests`.
+const UI_RECENT_DEFAULT: usize = 1000;
+const UI_RECENT_MAX: usize = 100_000;
+
+fn ui_recent_requests(cx: &mut Ctx, ui: Option<&super::raw::RawUi>) -> usize {
+    match ui.and_then(|u| u.recent_requests) {
+        None => UI_RECENT_DEFAULT,
+        Some(n) if n <= UI_RECENT_MAX => n,
+        Some(n) => {
+            cx.err(
+                "config.ui.recentRequests",
+                format!("{n} is more than {UI_RECENT_MAX} (each kept request holds its record in memory)"),
+            );
+            UI_RECENT_DEFAULT
+        }
     }
 }
 

@@ -68,6 +68,20 @@ pub struct RawGlobal {
     pub sensitive_headers: Vec<String>,
     /// Request limits (this gateway's extension; see `RawLimits`).
     pub limits: Option<RawLimits>,
+    /// The built-in viewer at `adminAddr`'s `/ui` (this gateway's extension; see `RawUi`).
+    pub ui: Option<RawUi>,
+}
+
+/// `config.ui`: the built-in request viewer served on the admin port (`/ui`, `/api/...`).
+/// Applied at start-up.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawUi {
+    /// How many recent finished requests the viewer keeps in memory (a ring: the oldest goes
+    /// first). Each costs about 1-2 KiB (more when the config records prompts and
+    /// completions). `0` keeps none and adds no work per request. Default 1000, at most
+    /// 100000.
+    pub recent_requests: Option<usize>,
 }
 
 /// `config.limits`: protection against abusive or broken clients.

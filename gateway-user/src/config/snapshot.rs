@@ -39,6 +39,8 @@ pub struct Global {
     pub limits: Limits,
     /// Lower-cased header names never logged nor exported.
     pub sensitive_headers: Vec<String>,
+    /// `config.ui.recentRequests`: requests the viewer keeps (0: none).
+    pub ui_recent_requests: usize,
 }
 
 /// Request limits; see `raw::RawLimits` for units and defaults.

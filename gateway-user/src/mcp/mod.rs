@@ -224,6 +224,15 @@ impl McpBackend {
         }))
     }
 
+    /// The target names, in config order.
+    pub fn target_names(&self) -> Vec<&str> {
+        self.shared
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
     /// Number of live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -33,7 +33,7 @@ mod tests;
 pub mod traceparent;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
@@ -93,7 +93,14 @@ struct Tracer {
     client: Sampler,
     filter: Option<Expression>,
     queue: otlp::SpanQueue,
-    scope: InstrumentationScope,
+}
+
+/// Where finished requests go once their log line and spans are written: the built-in
+/// viewer's ring of recent requests (`admin::ui`). Called on the `telemetry` thread (inline
+/// only when that thread is behind), never on a proxy worker's response path; it takes the
+/// record itself, so keeping it costs no copy.
+pub trait RequestSink: Send + Sync {
+    fn record(&self, log: Box<RequestLog>);
 }
 
 struct AccessLog {
@@ -115,6 +122,9 @@ pub struct Telemetry {
     capture: Capture,
     /// The `telemetry` thread's queue; `None` in unit tests, which finish inline.
     worker: Option<SyncSender<Job>>,
+    /// The viewer's ring, when the admin server serves `/ui` and its ring is not size 0.
+    sink: OnceLock<Arc<dyn RequestSink>>,
+    scope: InstrumentationScope,
 }
 
 /// Finished requests that may wait for the `telemetry` thread; past this, `submit` does the
@@ -217,6 +227,10 @@ impl Telemetry {
             refs,
             capture,
             worker,
+            sink: OnceLock::new(),
+            scope: InstrumentationScope::builder("gateway")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
         }))
     }
 
@@ -297,9 +311,6 @@ impl Telemetry {
             client,
             filter,
             queue,
-            scope: InstrumentationScope::builder("gateway")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
         })
     }
 
@@ -399,18 +410,31 @@ impl Telemetry {
             log.end = Some(Instant::now());
         }
         self.metrics.record(&log);
-        if !self.log.enabled && self.tracer.is_none() {
+        if !self.log.enabled && self.tracer.is_none() && self.sink.get().is_none() {
             return;
         }
+        let log = Box::new(log);
         let Some(tx) = &self.worker else {
-            return self.emit(&log);
+            return self.emit(log);
         };
-        match tx.try_send(Job::Emit(Box::new(log))) {
+        match tx.try_send(Job::Emit(log)) {
             Ok(()) => {}
             Err(
                 TrySendError::Full(Job::Emit(log)) | TrySendError::Disconnected(Job::Emit(log)),
-            ) => self.emit(&log),
+            ) => self.emit(log),
             Err(_) => {}
+        }
+    }
+
+    /// Keeps every finished request in `sink` too (the viewer's ring). Set once, at start-up.
+    pub fn record_to(&self, sink: Arc<dyn RequestSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Hands a finished request, whose log line and spans are written, to the viewer's ring.
+    fn keep(&self, log: Box<RequestLog>) {
+        if let Some(s) = self.sink.get() {
+            s.record(log);
         }
     }
 
@@ -420,14 +444,16 @@ impl Telemetry {
             log.end = Some(Instant::now());
         }
         self.metrics.record(&log);
-        self.emit(&log);
+        self.emit(Box::new(log));
     }
 
-    /// The access log line and the spans of a finished request, written out at once.
-    fn emit(&self, log: &RequestLog) {
+    /// The access log line and the spans of a finished request, written out at once; then
+    /// the request goes to the viewer's ring.
+    fn emit(&self, log: Box<RequestLog>) {
         let mut out = Batch::default();
-        self.emit_into(log, &mut out);
+        self.emit_into(&log, &mut out);
         self.flush_batch(&mut out);
+        self.keep(log);
     }
 
     /// The access log line and the spans of a finished request, added to `out`.
@@ -481,19 +507,27 @@ impl Telemetry {
             t.queue.dropped(n);
             return None;
         }
-        let mut a: Attrs = base
-            .into_iter()
-            .filter(|(k, _)| !t.fields.drops(k))
-            .collect();
+        Some(self.build_spans(&t.fields, log, exec, base))
+    }
+
+    /// Every span of the request with its attributes: the default set, minus `remove`, plus
+    /// the custom `fields`.
+    fn build_spans(
+        &self,
+        fields: &Fields,
+        log: &RequestLog,
+        exec: &Executor,
+        base: Attrs,
+    ) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        let mut a: Attrs = base.into_iter().filter(|(k, _)| !fields.drops(k)).collect();
         let mut genai = Attrs::new();
         if let Some(l) = &log.llm {
             attrs::genai(l, &mut genai);
         }
         let mut extra = Attrs::new();
         attrs::span_extra(log, &genai, &mut extra);
-        a.extend(extra.into_iter().filter(|(k, _)| !t.fields.drops(k)));
-        t.fields
-            .eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
+        a.extend(extra.into_iter().filter(|(k, _)| !fields.drops(k)));
+        fields.eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
         let name = a
             .iter()
             .position(|(k, _)| k == "span.name")
@@ -501,7 +535,17 @@ impl Telemetry {
                 AttrValue::Str(s) => s.as_str().to_owned(),
                 other => other.to_string(),
             });
-        Some(spans::build(log, &t.scope, a, &genai, name))
+        spans::build(log, &self.scope, a, &genai, name)
+    }
+
+    /// The spans of a finished request exactly as they are (or, for a request that was not
+    /// sampled, would be) exported over OTLP, custom `fields` included: for the viewer, built
+    /// on demand from the kept record rather than kept for every request.
+    pub fn view_spans(&self, log: &RequestLog) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        let exec = Executor::new(log, self.refs);
+        let none = Fields::default();
+        let fields = self.tracer.as_ref().map_or(&none, |t| &t.fields);
+        self.build_spans(fields, log, &exec, attrs::base(log))
     }
 
     fn count(&self, o: FieldOutcome, source: &str) {
@@ -609,7 +653,10 @@ fn work_loop(t: Weak<Telemetry>, rx: std::sync::mpsc::Receiver<Job>) {
         let mut n = 0;
         while let Some(job) = next.take() {
             match job {
-                Job::Emit(log) => t.emit_into(&log, &mut out),
+                Job::Emit(log) => {
+                    t.emit_into(&log, &mut out);
+                    t.keep(log);
+                }
                 Job::Flush(ack) => acks.push(ack),
             }
             n += 1;
