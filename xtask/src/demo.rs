@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the offline demo. Builds the gateway and the provider simulator, starts
 //! the simulator on 127.0.0.1:18700 and the gateway on its embedded default config, sends a few
 //! LLM requests (OpenAI plain and streamed, Anthropic, OpenAI-to-Gemini translation), and shows
-//! what the gateway saw: its access-log lines and its token metrics. Then the gateway keeps
-//! running on http://127.0.0.1:3000 until Ctrl-C (`--once` stops after the tour).
+//! what the gateway saw: its access-log lines, its token metrics, and the built-in viewer at
+//! http://127.0.0.1:15000/ui holding the tour's requests. Then the gateway keeps running on
+//! http://127.0.0.1:3000 until Ctrl-C (`--once` stops after the tour).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,6 +17,7 @@ const SIM: &str = "127.0.0.1:18700";
 const GATEWAY: &str = "127.0.0.1:3000";
 const READY: &str = "127.0.0.1:15021";
 const STATS: &str = "127.0.0.1:15020";
+const ADMIN: &str = "127.0.0.1:15000";
 
 struct Kill(Child);
 
@@ -93,6 +95,24 @@ fn wait_http(addr: &str, path: &str, what: &str) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("{what} did not become ready on {addr}{path} within 30 s")
+}
+
+/// Waits until the viewer's ring holds the tour's `n` requests; returns how many it keeps.
+fn viewer_rows(n: usize) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http(ADMIN, "GET", "/api/requests?limit=1000", &[], "")?;
+        let kept = body.matches("\"kind\":").count();
+        if status == 200 && kept >= n {
+            return Ok(kept);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the viewer at http://{ADMIN}/api/requests kept {kept} of the tour's {n} requests (HTTP {status})"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn target_dir() -> std::path::PathBuf {
@@ -194,6 +214,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }) {
         println!("    {line}");
     }
+    let kept = viewer_rows(calls.len())?;
+    println!(
+        "\n==> every request, its spans and the overview in the built-in viewer (no install, works offline):\n    http://{ADMIN}/ui   ({kept} requests kept; JSON: curl -s '{ADMIN}/api/requests?limit=20')"
+    );
     if once {
         println!("\n==> done (--once)");
         drop(gw);
