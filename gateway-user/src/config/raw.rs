@@ -78,9 +78,9 @@ pub struct RawGlobal {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawUi {
     /// How many recent finished requests the viewer keeps in memory (a ring: the oldest goes
-    /// first). Each costs about 1-2 KiB (more when the config records prompts and
-    /// completions). `0` keeps none and adds no work per request. Default 1000, at most
-    /// 100000.
+    /// first). Each costs about 3 KiB (more when the config records prompts and
+    /// completions: their text is kept too). `0` keeps none and adds no work per request.
+    /// Default 1000, at most 100000.
     pub recent_requests: Option<usize>,
 }
 
