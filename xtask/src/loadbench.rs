@@ -4,9 +4,10 @@
 //! generators must not be debug code) and, on loopback:
 //!
 //! 1. starts `fast-upstream` (tests/src/bin/fast-upstream.rs), a rotel OTLP receiver with the
-//!    blackhole exporter, and three gateways on the same upstream: `plain` (tracing off),
-//!    `traced` (every request sampled, OTLP gRPC to rotel) and `streams` (kept untouched for
-//!    the idle-stream test);
+//!    blackhole exporter, and four gateways on the same upstream: `plain` (tracing off),
+//!    `noring` (tracing off, the viewer's ring off), `traced` (every request sampled, OTLP
+//!    gRPC to rotel) and `streams` (kept untouched for the idle-stream test); `plain` is also
+//!    run while a client polls its viewer API as an open `/ui` page does (`viewer.rs`);
 //! 2. idle RSS of the fresh gateways;
 //! 3. fixed rate (default 2,000 req/s, open loop, `openloop.rs`): direct, plain, traced, in
 //!    alternating rounds; latency from each request's due time; gateway CPU from
@@ -15,7 +16,8 @@
 //! 5. streaming: one-way delay of every SSE event, direct versus through each gateway
 //!    (`sse.rs`);
 //! 6. 10,000 idle streams held open through the `streams` gateway, with its RSS;
-//! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load.
+//! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load;
+//! 8. the viewer's ring in process: cost per recorded request, memory per kept request.
 //!
 //! Prints a markdown section; `--write BENCHMARKS.md` replaces the gateway section of that file
 //! (between `<!-- bench-gateway:start -->` and `<!-- bench-gateway:end -->`), leaving the rest.
@@ -25,6 +27,7 @@ mod openloop;
 mod procs;
 mod report;
 mod sse;
+mod viewer;
 mod wrk;
 
 use std::net::SocketAddr;
@@ -165,6 +168,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 pub enum PathKind {
     Direct,
     Gateway,
+    /// The gateway with the viewer's ring off (`config.ui.recentRequests: 0`).
+    NoRing,
+    /// `Gateway` while a client polls the viewer's API as an open `/ui` page does.
+    UiOpen,
     Traced,
     LiteLlm,
 }
@@ -174,6 +181,8 @@ impl PathKind {
         match self {
             PathKind::Direct => "direct to upstream",
             PathKind::Gateway => "gateway, tracing off",
+            PathKind::NoRing => "gateway, tracing off, viewer ring 0",
+            PathKind::UiOpen => "gateway, tracing off, /ui open",
             PathKind::Traced => "gateway, 100% tracing (OTLP gRPC)",
             PathKind::LiteLlm => "LiteLLM proxy",
         }
@@ -188,8 +197,24 @@ struct GwPorts {
     ready: u16,
 }
 
-fn gateway_config(p: &GwPorts, tracing: bool) -> String {
-    let tracing = if tracing {
+/// What a bench gateway runs with besides its ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    /// Tracing off, the viewer's default ring (1,000 requests).
+    Plain,
+    /// Tracing off, `config.ui.recentRequests: 0`.
+    NoRing,
+    /// Every request traced to rotel.
+    Traced,
+}
+
+fn gateway_config(p: &GwPorts, variant: Variant) -> String {
+    let ui = if variant == Variant::NoRing {
+        "  ui:\n    recentRequests: 0\n"
+    } else {
+        ""
+    };
+    let tracing = if variant == Variant::Traced {
         format!(
             "  tracing:\n    otlpEndpoint: http://{ROTEL_GRPC}\n    otlpProtocol: grpc\n    randomSampling: true\n"
         )
@@ -208,7 +233,7 @@ config:
     mode: 'off'
   limits:
     maxConnections: 30000
-{tracing}binds:
+{ui}{tracing}binds:
 - port: {bind}
   address: 127.0.0.1
   listeners:
@@ -234,6 +259,7 @@ struct Gateway {
     proc: Proc,
     addr: SocketAddr,
     stats: String,
+    admin: String,
 }
 
 fn start_gateway(
@@ -241,10 +267,10 @@ fn start_gateway(
     bin: &Path,
     dir: &Path,
     ports: GwPorts,
-    tracing: bool,
+    variant: Variant,
 ) -> anyhow::Result<Gateway> {
     let cfg = dir.join(format!("{name}.yaml"));
-    std::fs::write(&cfg, gateway_config(&ports, tracing))?;
+    std::fs::write(&cfg, gateway_config(&ports, variant))?;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let mut proc = Proc::spawn(
         name,
@@ -266,6 +292,7 @@ fn start_gateway(
         proc,
         addr: SocketAddr::from(([127, 0, 0, 1], ports.bind)),
         stats: format!("127.0.0.1:{}", ports.stats),
+        admin: format!("127.0.0.1:{}", ports.admin),
     })
 }
 
@@ -356,7 +383,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     }
     let mut rep = Report::new(&o, &root);
 
-    println!("==> starting fast-upstream, rotel and three gateways on loopback");
+    println!("==> starting fast-upstream, rotel and four gateways on loopback");
     let mut upstream = Proc::spawn(
         "fast-upstream",
         Command::new(bin.join("fast-upstream"))
@@ -408,7 +435,19 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
             stats: 18821,
             ready: 18831,
         },
-        false,
+        Variant::Plain,
+    )?;
+    let noring = start_gateway(
+        "gw-noring",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18804,
+            admin: 18814,
+            stats: 18824,
+            ready: 18834,
+        },
+        Variant::NoRing,
     )?;
     let traced = start_gateway(
         "gw-traced",
@@ -420,7 +459,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
             stats: 18822,
             ready: 18832,
         },
-        true,
+        Variant::Traced,
     )?;
     let streams = start_gateway(
         "gw-streams",
@@ -432,11 +471,12 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
             stats: 18823,
             ready: 18833,
         },
-        false,
+        Variant::Plain,
     )?;
     std::thread::sleep(Duration::from_secs(1));
     rep.idle_rss = vec![
         ("gw-plain", plain.proc.mem()?),
+        ("gw-noring", noring.proc.mem()?),
         ("gw-traced", traced.proc.mem()?),
         ("gw-streams", streams.proc.mem()?),
     ];
@@ -450,6 +490,8 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let mut paths: Vec<(PathKind, SocketAddr, Option<&Proc>)> = vec![
         (PathKind::Direct, upstream_addr, None),
         (PathKind::Gateway, plain.addr, Some(&plain.proc)),
+        (PathKind::NoRing, noring.addr, Some(&noring.proc)),
+        (PathKind::UiOpen, plain.addr, Some(&plain.proc)),
         (PathKind::Traced, traced.addr, Some(&traced.proc)),
     ];
     if let Some(l) = &litellm {
@@ -490,6 +532,8 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
                 path: CHAT_PATH.into(),
                 body: Bytes::from_static(CHAT_BODY.as_bytes()),
             };
+            let _page =
+                (*kind == PathKind::UiOpen).then(|| viewer::Poller::start(plain.admin.clone()));
             let mut watched = vec![&upstream];
             watched.extend(gw.iter().copied());
             let w = Watch::start(watched);
@@ -525,6 +569,8 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
             if *kind == PathKind::LiteLlm && round > 0 {
                 continue;
             }
+            let _page =
+                (*kind == PathKind::UiOpen).then(|| viewer::Poller::start(plain.admin.clone()));
             let mut watched = vec![&upstream];
             watched.extend(gw.iter().copied());
             let w = Watch::start(watched);
@@ -558,6 +604,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         .unwrap_or(f64::NAN);
     rep.after_load_rss = vec![
         ("gw-plain", plain.proc.mem()?),
+        ("gw-noring", noring.proc.mem()?),
         ("gw-traced", traced.proc.mem()?),
     ];
 
@@ -567,7 +614,11 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     );
     let mut sse_rows = Vec::new();
     for (kind, addr, gw) in &paths {
-        if *kind == PathKind::LiteLlm {
+        // The viewer's variants differ from `Gateway` only after a request ends.
+        if matches!(
+            kind,
+            PathKind::LiteLlm | PathKind::NoRing | PathKind::UiOpen
+        ) {
             continue;
         }
         let mut watched = vec![&upstream];
@@ -642,6 +693,10 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         load: procs::loadavg(),
     });
     rep.rotel_cpu = rotel.cpu().ok();
+    println!("==> the viewer's ring in process (record cost, memory per kept request)");
+    let micro = viewer::micro();
+    println!("    {micro:?}");
+    rep.viewer = Some(micro);
     rep.finish();
 
     let md = rep.markdown();
@@ -658,6 +713,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     drop(litellm);
     drop(streams);
     drop(traced);
+    drop(noring);
     drop(plain);
     drop(rotel);
     drop(upstream);
@@ -676,11 +732,15 @@ mod tests {
             stats: 3,
             ready: 4,
         };
-        for tracing in [false, true] {
-            let text = gateway_config(&ports, tracing);
+        for variant in [Variant::Plain, Variant::NoRing, Variant::Traced] {
+            let text = gateway_config(&ports, variant);
             let input = gateway::app::ConfigInput::Inline(text.clone());
             gateway::app::validate(&input).unwrap_or_else(|e| panic!("{e}\n{text}"));
-            assert_eq!(text.contains("otlpEndpoint"), tracing);
+            assert_eq!(text.contains("otlpEndpoint"), variant == Variant::Traced);
+            assert_eq!(
+                text.contains("recentRequests: 0"),
+                variant == Variant::NoRing
+            );
         }
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::openloop::{Samples, percentile};
 use super::procs::Mem;
 use super::sse::EventDelays;
+use super::viewer::Micro;
 use super::wrk::WrkResult;
 use super::{CHAT_BODY, Opts, PathKind};
 
@@ -212,6 +213,7 @@ pub struct Report {
     pub spans_dropped: f64,
     pub traced_requests: f64,
     pub rotel_cpu: Option<Duration>,
+    pub viewer: Option<Micro>,
     load_start: f64,
     load_end: f64,
 }
@@ -269,6 +271,7 @@ impl Report {
             spans_dropped: f64::NAN,
             traced_requests: f64::NAN,
             rotel_cpu: None,
+            viewer: None,
             load_start: super::procs::loadavg(),
             load_end: f64::NAN,
         }
@@ -357,6 +360,16 @@ impl Report {
                     a99 <= 100.0,
                 ));
             }
+        }
+        if let Some(v) = &self.viewer {
+            t.push((
+                "recording into the viewer's ring ≤ 3 µs of gateway CPU per request".into(),
+                format!(
+                    "{:.2} µs (in process, ring of 1,000 full)",
+                    v.record_ns / 1e3
+                ),
+                v.record_ns <= 3000.0,
+            ));
         }
         if let Some(s) = &self.streams {
             t.push((
@@ -560,6 +573,7 @@ impl Report {
             ));
             line(&format!("| load average | {:.2} |", s.load));
         }
+        self.viewer_section(&mut line);
         line("");
         line("**Targets.**");
         line("");
@@ -576,6 +590,89 @@ impl Report {
             o.rate, o.fixed_secs, o.rounds, o.wrk_connections, o.idle_streams
         ));
         m
+    }
+
+    /// Per request, gateway CPU in µs of a fixed-rate and a saturation row.
+    fn cpu_per_req(&self, k: PathKind) -> (f64, f64) {
+        let f = self.fixed_of(k).map_or(f64::NAN, |r| {
+            r.usage.gw_cpu.as_secs_f64() * 1e6 / r.requests().max(1.0)
+        });
+        let s = self.sat_of(k).map_or(f64::NAN, |r| {
+            r.usage.gw_cpu.as_secs_f64() * 1e6 / r.requests().max(1.0)
+        });
+        (f, s)
+    }
+
+    /// What the built-in viewer costs: its ring on the request path and in memory, and a page
+    /// left open during load.
+    fn viewer_section(&self, line: &mut impl FnMut(&str)) {
+        let Some(v) = &self.viewer else { return };
+        line("");
+        line(
+            "**Viewer (`/ui`).** `gw-plain` keeps the default ring of 1,000 requests; `gw-noring` is the same gateway with `config.ui.recentRequests: 0`; *`/ui` open* is `gw-plain` while a client polls its API as an open page does (the newest 200 rows every second, the overview every 2 s). In process (`loadbench/viewer.rs`): 200,000 bench-shaped records, built on another thread, moved into a full ring of 1,000 (each also frees the evicted one); memory per kept record from the RSS growth while a ring of 10,000 fills.",
+        );
+        line("");
+        line("| measure | value |\n|---|---|");
+        line(&format!(
+            "| recording one request (ring full), in process | {:.2} µs |",
+            v.record_ns / 1e3
+        ));
+        let (pf, ps) = self.cpu_per_req(PathKind::Gateway);
+        let (nf, ns) = self.cpu_per_req(PathKind::NoRing);
+        line(&format!(
+            "| gateway CPU µs/req, ring 1,000 vs ring 0, fixed rate | {pf:.1} vs {nf:.1} ({:+.1}) |",
+            pf - nf
+        ));
+        line(&format!(
+            "| gateway CPU µs/req, ring 1,000 vs ring 0, saturation | {ps:.1} vs {ns:.1} ({:+.1}) |",
+            ps - ns
+        ));
+        if let (Some(p), Some(n), Some(u)) = (
+            self.sat_of(PathKind::Gateway),
+            self.sat_of(PathKind::NoRing),
+            self.sat_of(PathKind::UiOpen),
+        ) {
+            line(&format!(
+                "| saturation req/s: ring 1,000 / ring 0 / `/ui` open | {:.0} / {:.0} / {:.0} |",
+                p.rps(),
+                n.rps(),
+                u.rps()
+            ));
+        }
+        if let (Some(p), Some(u)) = (
+            self.fixed_of(PathKind::Gateway),
+            self.fixed_of(PathKind::UiOpen),
+        ) {
+            line(&format!(
+                "| {} req/s p50 / p99, `/ui` closed vs open | {} / {} ms vs {} / {} ms |",
+                self.opts.rate,
+                ms(p.p(50.0)),
+                ms(p.p(99.0)),
+                ms(u.p(50.0)),
+                ms(u.p(99.0))
+            ));
+        }
+        line(&format!(
+            "| memory per kept request: RSS growth / the ring's estimate | {:.0} / {:.0} bytes (a full default ring ≈ {:.1} MB) |",
+            v.rss_bytes_per_record,
+            v.approx_bytes_per_record,
+            v.rss_bytes_per_record * 1000.0 / 1e6
+        ));
+        let rss = |n: &str| {
+            self.after_load_rss
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map_or(f64::NAN, |(_, m)| mb(m.rss_kib))
+        };
+        line(&format!(
+            "| RSS after all load runs, ring 1,000 vs ring 0 | {:.1} vs {:.1} MB |",
+            rss("gw-plain"),
+            rss("gw-noring")
+        ));
+        line(&format!(
+            "| admin thread: formatting one poll (200 rows) | {:.0} µs |",
+            v.list_200_us
+        ));
     }
 
     /// Raw figures for `target/loadbench/results.json`.
@@ -623,6 +720,10 @@ impl Report {
             "fixed": fixed, "saturation": sat, "sse": sse,
             "idle_rss_kib": self.idle_rss.iter().map(|(n, m)| json!({"name": n, "rss": m.rss_kib})).collect::<Vec<_>>(),
             "streams": self.streams.as_ref().map(|s| json!({"opened": s.opened, "before_kib": s.before.rss_kib, "at_kib": s.at.rss_kib, "after_kib": s.after.rss_kib, "hwm_kib": s.at.hwm_kib})),
+            "viewer": self.viewer.as_ref().map(|v| json!({
+                "record_ns": v.record_ns, "rss_bytes_per_record": v.rss_bytes_per_record,
+                "approx_bytes_per_record": v.approx_bytes_per_record, "list_200_us": v.list_200_us,
+            })),
             "targets": self.targets().into_iter().map(|(t, v, ok)| json!({"target": t, "measured": v, "met": ok})).collect::<Vec<_>>(),
         })
     }
