@@ -323,3 +323,48 @@ def test_viewer_in_a_real_browser(gateway_factory):
         assert secret not in seen["html"]
     for name in ("ui-requests", "ui-filtered", "ui-detail", "ui-overview"):
         assert (REPORTS / f"{name}.png").stat().st_size > 10_000
+
+
+TRACED = """  tracing:
+    otlpEndpoint: {otlp}
+    otlpProtocol: grpc
+    randomSampling: true
+    fields:
+      add:
+        gen_ai.system: "llm.provider"
+        team: '"platform"'
+"""
+
+
+def test_spans_are_the_ones_exported_over_otlp(gateway_factory, rotel):
+    """A traced request's detail shows the spans a real OTLP receiver got: same trace and span
+    ids, names, kinds, parents and every attribute with its value."""
+    gw = start(gateway_factory, TRACED.replace("{otlp}", rotel.grpc_endpoint))
+    oa = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key=CLIENT_KEY)
+    stream = oa.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                        messages=[{"role": "user", "content": "trace me"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    row = wait_rows(gw, 1)[0]
+    assert row["sampled"] is True and len(row["traceId"]) == 32
+    _, det = api(gw, f"/api/requests/{row['id']}")
+    exported = rotel.wait_for_span(where=lambda s: s.trace_id == row["traceId"], count=2)
+    assert len(exported) == len(det["spans"]) == 2
+    by_id = {s.span_id: s for s in exported}
+    for shown in det["spans"]:
+        got = by_id[shown["spanId"]]
+        assert got.name == shown["name"]
+        assert got.kind.upper().endswith(shown["kind"]), (got.kind, shown["kind"])
+        assert (got.parent_id or None) == shown["parentSpanId"]
+        attrs = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in shown["attributes"].items()}
+        # rotel prints arrays as one string; compare scalars exactly and arrays by their items.
+        for k, v in attrs.items():
+            assert k in got.attributes, f"{k} shown but not exported"
+            if isinstance(v, list):
+                assert all(str(x) in str(got.attributes[k]) for x in v), (k, v, got.attributes[k])
+            elif isinstance(v, float):
+                assert abs(float(got.attributes[k]) - v) < 1e-9, (k, v, got.attributes[k])
+            else:
+                assert str(got.attributes[k]).lower() == str(v).lower(), (k, v, got.attributes[k])
+        assert set(got.attributes) == set(attrs), set(got.attributes) ^ set(attrs)
+    server = next(s for s in det["spans"] if s["kind"] == "SERVER")
+    assert server["attributes"]["team"] == "platform" and server["attributes"]["gen_ai.system"] == "openai"
