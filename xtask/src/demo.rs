@@ -104,10 +104,12 @@ fn target_dir() -> std::path::PathBuf {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let once = args.iter().any(|a| a == "--once");
     println!("==> building gateway and provider simulator (first build takes a few minutes)");
-    // The demo does not need the kernel programs; skipping their build keeps it dependency-free.
+    // Same environment as the `cargo xtask` that runs us, so gateway-user is already built (a
+    // different AYA_BUILD_SKIP would rebuild it, and again on the next run). Without the eBPF
+    // toolchain build.rs has warned once and built the gateway without kernel programs, which
+    // the demo does not need; the gateway says so (shown below).
     let st = Command::new(env!("CARGO"))
         .args(["build", "-p", "gateway-user", "-p", "gateway-tests"])
-        .env("AYA_BUILD_SKIP", "1")
         .status()?;
     if !st.success() {
         bail!("cargo build failed");
@@ -185,11 +187,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             seen += 1;
         }
     }
-    println!("\n==> token metrics from http://{STATS}/metrics:");
+    println!("\n==> token metrics and eBPF status from http://{STATS}/metrics:");
     let (_, metrics) = http(STATS, "GET", "/metrics", &[], "")?;
     for line in metrics.lines().filter(|l| {
         (l.starts_with("agentgateway_gen_ai_client_token_usage_sum")
-            || l.starts_with("agentgateway_requests_total"))
+            || l.starts_with("agentgateway_requests_total")
+            || l.starts_with("agentgateway_ebpf_enabled"))
             && !l.starts_with('#')
     }) {
         println!("    {line}");

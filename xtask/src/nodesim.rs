@@ -18,6 +18,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let status = Command::new(&cargo)
         .current_dir(&root)
         .env_remove("AYA_BUILD_SKIP")
+        // The simulation needs the kernel programs: a missing toolchain is a build error here.
+        .env("GATEWAY_REQUIRE_EBPF", "1")
         .arg("build")
         .status()
         .context("running cargo build")?;

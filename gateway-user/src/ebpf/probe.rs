@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// reason. For tests and for operators who want to rule the kernel side out quickly.
 pub const FORCE_UNAVAILABLE_ENV: &str = "GATEWAY_EBPF_FORCE_UNAVAILABLE";
 
+/// Why `build.rs` left the object empty: `AYA_BUILD_SKIP=1`, or the eBPF toolchain was missing
+/// (then what, and how to install it). Empty when the object was built.
+const NOT_BUILT: &str = env!("GATEWAY_EBPF_NOT_BUILT");
+
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -27,7 +31,13 @@ pub fn unavailable_reason(object: &[u8]) -> Option<String> {
         return Some(format!("{FORCE_UNAVAILABLE_ENV}={reason}"));
     }
     if object.is_empty() {
-        return Some("eBPF object not built (built with AYA_BUILD_SKIP=1)".into());
+        // `NOT_BUILT` is empty only when the object was built: then only a test gets here.
+        let why = if NOT_BUILT.is_empty() {
+            "eBPF object not built"
+        } else {
+            NOT_BUILT
+        };
+        return Some(why.into());
     }
     match effective_caps() {
         Some(caps) => {
