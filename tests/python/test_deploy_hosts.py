@@ -219,6 +219,14 @@ def test_unit_hardening_leaves_room_for_ebpf():
         assert unit_values(key) == [], f"{key} would break capabilities or proxying"
 
 
+def test_vm_config_leaves_the_cgroup_to_the_mount_table():
+    """A fixed /sys/fs/cgroup turns eBPF off on hybrid hosts (cgroup v2 at /sys/fs/cgroup/unified);
+    unset, the gateway attaches at the cgroup2 mount it finds in /proc/self/mountinfo."""
+    ebpf = yaml.safe_load(VM_CONFIG.read_text())["config"]["ebpf"]
+    assert ebpf["mode"] == "auto"
+    assert "cgroup" not in ebpf, ebpf
+
+
 def test_unit_stop_timeout_covers_the_drain_deadline():
     vm = yaml.safe_load(VM_CONFIG.read_text())
     deadline = int(vm["config"]["connectionTerminationDeadline"].removesuffix("s"))

@@ -27,6 +27,7 @@
 pub mod connector;
 mod loader;
 pub mod metrics;
+mod mountinfo;
 pub mod probe;
 pub mod settings;
 
