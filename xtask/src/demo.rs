@@ -104,12 +104,13 @@ fn target_dir() -> std::path::PathBuf {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let once = args.iter().any(|a| a == "--once");
     println!("==> building gateway and provider simulator (first build takes a few minutes)");
-    // Same environment as the `cargo xtask` that runs us, so gateway-user is already built (a
-    // different AYA_BUILD_SKIP would rebuild it, and again on the next run). Without the eBPF
-    // toolchain build.rs has warned once and built the gateway without kernel programs, which
-    // the demo does not need; the gateway says so (shown below).
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", "gateway-user", "-p", "gateway-tests"])
+    // The build environment of the `cargo xtask` that runs us, so what it built is reused
+    // (AYA_BUILD_SKIP=1 would rebuild gateway-user, and again on the next run). Without the eBPF
+    // toolchain, build.rs has warned once in that build and left the kernel programs out: the
+    // demo does not need them, and the gateway says why (shown below). `-q`: cargo would
+    // replay that warning.
+    let st = crate::nested_cargo()
+        .args(["build", "-q", "-p", "gateway-user", "-p", "gateway-tests"])
         .status()?;
     if !st.success() {
         bail!("cargo build failed");
