@@ -17,8 +17,10 @@ VENV="${GATEWAY_TEST_VENV:-$ROOT/target/test-venv}"
 REPORT_DIR="$ROOT/target/test-reports"
 mkdir -p "$REPORT_DIR"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# The nested eBPF build must run here: the debug gateway binary embeds the object.
+# The nested eBPF build must run here: the debug gateway binary embeds the object, and a
+# missing eBPF toolchain fails the build instead of producing a gateway without it.
 unset AYA_BUILD_SKIP
+export GATEWAY_REQUIRE_EBPF=1
 
 failed=()
 summary=()

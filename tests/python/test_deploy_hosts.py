@@ -79,12 +79,14 @@ def test_dockerfile_stages_and_toolchains():
     runs = " ".join(a for op, a in ins if op == "RUN")
     assert 'rustup toolchain install "${EBPF_NIGHTLY}" --profile minimal --component rust-src' in runs
     assert ("ENV", "GATEWAY_EBPF_TOOLCHAIN=${EBPF_NIGHTLY}") in ins
+    assert ("ENV", "GATEWAY_REQUIRE_EBPF=1") in ins, "the image must not fall back to a build without eBPF"
     assert "cargo build --release --locked -p gateway-user -p gateway-tests --bin gateway --bin provider-sim" in runs
 
 
-def test_dockerfile_bpf_linker_matches_install_deps():
-    install = (dc.ROOT / "tests" / "scripts" / "install-deps.sh").read_text()
-    (version,) = re.findall(r"cargo \+stable install bpf-linker --version (\S+)", install)
+def test_dockerfile_bpf_linker_matches_install_script():
+    install = (dc.ROOT / "tests" / "scripts" / "install-ebpf-toolchain.sh").read_text()
+    (version,) = re.findall(r"^BPF_LINKER_VERSION=(\S+)$", install, re.M)
+    assert 'install bpf-linker --version "$BPF_LINKER_VERSION"' in install
     assert dockerfile_args()["BPF_LINKER_VERSION"] == version
     features = re.findall(r"--features (llvm-\d+)", install)
     assert features and all(f"--features {f}" in DOCKERFILE.read_text() for f in features)
@@ -215,6 +217,14 @@ def test_unit_hardening_leaves_room_for_ebpf():
     assert "AF_NETLINK" in unit_values("RestrictAddressFamilies")[0].split()
     for key in ("PrivateUsers", "PrivateNetwork", "IPAddressDeny"):
         assert unit_values(key) == [], f"{key} would break capabilities or proxying"
+
+
+def test_vm_config_leaves_the_cgroup_to_the_mount_table():
+    """A fixed /sys/fs/cgroup turns eBPF off on hybrid hosts (cgroup v2 at /sys/fs/cgroup/unified);
+    unset, the gateway attaches at the cgroup2 mount it finds in /proc/self/mountinfo."""
+    ebpf = yaml.safe_load(VM_CONFIG.read_text())["config"]["ebpf"]
+    assert ebpf["mode"] == "auto"
+    assert "cgroup" not in ebpf, ebpf
 
 
 def test_unit_stop_timeout_covers_the_drain_deadline():

@@ -25,21 +25,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# --- Rust: rust-src for the nightly eBPF build, bpf-linker linked against rustc's own LLVM.
-if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-  log "rustup: rust-src (nightly)"
-  rustup component add rust-src --toolchain nightly
-fi
-if ! bpf-linker --version >/dev/null 2>&1; then
-  log "cargo install bpf-linker 0.13.0 (about 4 minutes)"
-  SYSROOT="$(rustc +stable --print sysroot)"
-  LLVM_SO="$(basename "$(ls "$SYSROOT"/lib/libLLVM.so.* | head -1)")"
-  LINKDIR="$(mktemp -d)"
-  ln -s "$SYSROOT/lib/$LLVM_SO" "$LINKDIR/libLLVM.so"
-  LLVM_PREFIX="$SYSROOT" RUSTFLAGS="-L $LINKDIR" \
-    cargo +stable install bpf-linker --version 0.13.0 --locked --no-default-features --features llvm-22
-  rm -rf "$LINKDIR"
-fi
+# --- Rust: the eBPF toolchain (nightly rust-src, bpf-linker against rustc's own LLVM).
+bash "$ROOT/tests/scripts/install-ebpf-toolchain.sh"
 
 # --- cargo-fuzz for the bounded fuzz run (tests/scripts/fuzz-smoke.sh, step `fuzz`).
 if ! cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2$'; then

@@ -124,10 +124,13 @@ fn target_dir() -> std::path::PathBuf {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let once = args.iter().any(|a| a == "--once");
     println!("==> building gateway and provider simulator (first build takes a few minutes)");
-    // The demo does not need the kernel programs; skipping their build keeps it dependency-free.
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", "gateway-user", "-p", "gateway-tests"])
-        .env("AYA_BUILD_SKIP", "1")
+    // The build environment of the `cargo xtask` that runs us, so what it built is reused
+    // (AYA_BUILD_SKIP=1 would rebuild gateway-user, and again on the next run). Without the eBPF
+    // toolchain, build.rs has warned once in that build and left the kernel programs out: the
+    // demo does not need them, and the gateway says why (shown below). `-q`: cargo would
+    // replay that warning.
+    let st = crate::nested_cargo()
+        .args(["build", "-q", "-p", "gateway-user", "-p", "gateway-tests"])
         .status()?;
     if !st.success() {
         bail!("cargo build failed");
@@ -205,11 +208,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             seen += 1;
         }
     }
-    println!("\n==> token metrics from http://{STATS}/metrics:");
+    println!("\n==> token metrics and eBPF status from http://{STATS}/metrics:");
     let (_, metrics) = http(STATS, "GET", "/metrics", &[], "")?;
     for line in metrics.lines().filter(|l| {
         (l.starts_with("agentgateway_gen_ai_client_token_usage_sum")
-            || l.starts_with("agentgateway_requests_total"))
+            || l.starts_with("agentgateway_requests_total")
+            || l.starts_with("agentgateway_ebpf_enabled"))
             && !l.starts_with('#')
     }) {
         println!("    {line}");

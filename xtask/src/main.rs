@@ -20,7 +20,24 @@ mod demo;
 mod loadbench;
 mod nodesim;
 
+use std::process::Command;
+
 use anyhow::{Context as _, bail};
+
+/// `cargo`, for a build from inside `cargo xtask`, without the package variables `cargo run`
+/// gave us (`CARGO_PKG_*`, `CARGO_MANIFEST_*`): ring's build script tracks them, so passing them
+/// on would rebuild ring and everything above it, here and again in the next `cargo xtask`.
+fn nested_cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && (name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_"))
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -14,10 +14,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = crate::nested_cargo()
         .current_dir(&root)
         .env_remove("AYA_BUILD_SKIP")
+        // The simulation needs the kernel programs: a missing toolchain is a build error here.
+        .env("GATEWAY_REQUIRE_EBPF", "1")
         .arg("build")
         .status()
         .context("running cargo build")?;

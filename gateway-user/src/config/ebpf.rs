@@ -34,10 +34,11 @@ pub struct RawEbpf {
     pub mode: RawEbpfMode,
     /// cgroup v2 directory (absolute path) whose processes are steered: on a node, the pods'
     /// cgroup tree (in a container, through a host mount such as
-    /// `/host/sys/fs/cgroup/kubepods.slice`). Default: the root of this process's cgroup v2
-    /// mount (every process on the node except the gateway itself). The gateway's own connections are never steered: they are
-    /// recognised by the gateway's cgroup id, so the gateway must not share its cgroup with
-    /// the apps it serves.
+    /// `/host/sys/fs/cgroup/kubepods.slice`). Default: the cgroup v2 mount found in
+    /// `/proc/self/mountinfo` (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts),
+    /// i.e. every process on the node; without one, eBPF is off and the reason says so. The
+    /// gateway's own connections are never steered: they are recognised by the gateway's cgroup
+    /// id, so the gateway must not share its cgroup with the apps it serves.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
     /// Virtual addresses to steer into the gateway. Empty: no steering, flow timing only.

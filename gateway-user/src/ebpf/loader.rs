@@ -2,7 +2,8 @@
 //! bpf_links (never pinned): dropping the returned [`Loaded`] detaches everything.
 //!
 //! Attach points:
-//! - connect4 at the steered cgroup (`config.ebpf.cgroup`, default the cgroup v2 root) when
+//! - connect4 at the steered cgroup (`config.ebpf.cgroup`, default the cgroup v2 mount found in
+//!   `/proc/self/mountinfo`: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts) when
 //!   there are IPv4 rules, connect6 when there are any rules (IPv4 rules also match
 //!   IPv4-mapped destinations of dual-stack sockets);
 //! - sock_ops at the steered cgroup, and a second link at the gateway's own cgroup unless the
@@ -64,14 +65,17 @@ macro_rules! ctx {
 }
 
 pub fn load(object: &[u8], s: &Settings, listen_ports: &[u16]) -> Result<Loaded, EbpfError> {
-    let mount = probe::cgroup2_mount().ok_or_else(|| err("cgroup v2")("not mounted".into()))?;
+    let mount = probe::find_cgroup2_mount().map_err(err("cgroup v2"))?;
+    // Unset: the whole cgroup v2 hierarchy, wherever the mount table says it is.
     let target = s.cgroup.clone().unwrap_or_else(|| mount.clone());
     // Not required to sit under `mount`: a containerised gateway may see the host's cgroup
     // tree at another mount point (e.g. /host/sys/fs/cgroup).
     if !target.join("cgroup.procs").exists() {
         return Err(err("config.ebpf.cgroup")(format!(
-            "{} is not a cgroup v2 directory (no cgroup.procs)",
-            target.display()
+            "{} is not a cgroup v2 directory (no cgroup.procs); cgroup v2 is mounted at {} \
+             here, which is the default when config.ebpf.cgroup is unset",
+            target.display(),
+            mount.display()
         )));
     }
     let own = probe::own_cgroup()
@@ -163,6 +167,7 @@ pub fn load(object: &[u8], s: &Settings, listen_ports: &[u16]) -> Result<Loaded,
     )?;
     tracing::info!(
         cgroups = ?attached,
+        cgroup_from_mount_table = s.cgroup.is_none(),
         gateway_cgroup = %own.display(),
         steer_rules = s.steer.len(),
         accelerate = s.accelerate,

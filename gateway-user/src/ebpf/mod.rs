@@ -27,8 +27,14 @@
 pub mod connector;
 mod loader;
 pub mod metrics;
+mod mountinfo;
 pub mod probe;
 pub mod settings;
+
+// build.rs's toolchain detection, compiled into the library only so its unit tests run.
+#[cfg(test)]
+#[path = "../../build/ebpf_toolchain.rs"]
+mod build_toolchain;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd as _, BorrowedFd};
@@ -48,7 +54,8 @@ pub use loader::KERNEL_LOG_TARGET;
 pub use probe::FORCE_UNAVAILABLE_ENV;
 pub use settings::Settings;
 
-/// The kernel object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
+/// The kernel object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1` or without
+/// the eBPF toolchain; `probe` then reports why).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway"));
 
 /// Errors of the eBPF subsystem.

@@ -7,10 +7,17 @@ use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+use super::mountinfo;
+
 /// Environment override that makes `start` behave as if BPF were unavailable, with the given
 /// reason. For tests and for operators who want to rule the kernel side out quickly.
 pub const FORCE_UNAVAILABLE_ENV: &str = "GATEWAY_EBPF_FORCE_UNAVAILABLE";
 
+/// Why `build.rs` left the object empty: `AYA_BUILD_SKIP=1`, or the eBPF toolchain was missing
+/// (then what, and how to install it). Empty when the object was built.
+const NOT_BUILT: &str = env!("GATEWAY_EBPF_NOT_BUILT");
+
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -27,7 +34,13 @@ pub fn unavailable_reason(object: &[u8]) -> Option<String> {
         return Some(format!("{FORCE_UNAVAILABLE_ENV}={reason}"));
     }
     if object.is_empty() {
-        return Some("eBPF object not built (built with AYA_BUILD_SKIP=1)".into());
+        // `NOT_BUILT` is empty only when the object was built: then only a test gets here.
+        let why = if NOT_BUILT.is_empty() {
+            "eBPF object not built"
+        } else {
+            NOT_BUILT
+        };
+        return Some(why.into());
     }
     match effective_caps() {
         Some(caps) => {
@@ -42,8 +55,8 @@ pub fn unavailable_reason(object: &[u8]) -> Option<String> {
     if !Path::new(BTF_VMLINUX).exists() {
         return Some(format!("kernel BTF not available ({BTF_VMLINUX} missing)"));
     }
-    if cgroup2_mount().is_none() {
-        return Some("cgroup v2 is not mounted".into());
+    if let Err(reason) = find_cgroup2_mount() {
+        return Some(reason);
     }
     None
 }
@@ -55,21 +68,21 @@ fn effective_caps() -> Option<u64> {
 }
 
 /// Mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup` or, on hybrid hosts,
-/// `/sys/fs/cgroup/unified`).
+/// `/sys/fs/cgroup/unified`), from the mount table.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    parse_cgroup2_mount(&info)
+    find_cgroup2_mount().ok()
 }
 
-fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        // `... mount_point options [optional fields] - fstype source super_options`
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        left.split_whitespace().nth(4).map(PathBuf::from)
-    })
+/// [`cgroup2_mount`], or the one-line reason eBPF is off without it.
+pub fn find_cgroup2_mount() -> Result<PathBuf, String> {
+    let info =
+        std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("cannot read {MOUNTINFO}: {e}"))?;
+    cgroup2_mount_in(&info)
+}
+
+fn cgroup2_mount_in(mountinfo: &str) -> Result<PathBuf, String> {
+    mountinfo::cgroup2_mount(mountinfo)
+        .ok_or_else(|| format!("cgroup v2 is not mounted (no cgroup2 entry in {MOUNTINFO})"))
 }
 
 /// The cgroup v2 directory this process is in.
@@ -117,21 +130,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_cgroup2_mount_on_hybrid_and_unified_hosts() {
-        let hybrid = "30 24 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
-                      35 30 0:31 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw\n";
+    fn without_a_cgroup2_mount_the_reason_says_so() {
+        let v1_only = "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                       32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
         assert_eq!(
-            parse_cgroup2_mount(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+            cgroup2_mount_in(v1_only),
+            Err("cgroup v2 is not mounted (no cgroup2 entry in /proc/self/mountinfo)".into())
         );
-        let unified = "29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        let hybrid =
+            format!("{v1_only}41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
         assert_eq!(
-            parse_cgroup2_mount(unified),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(
-            parse_cgroup2_mount("1 1 0:1 / / rw - ext4 /dev/sda rw\n"),
-            None
+            cgroup2_mount_in(&hybrid),
+            Ok(PathBuf::from("/sys/fs/cgroup/unified"))
         );
     }
 

@@ -22,6 +22,8 @@ pub struct SteerRule {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub mode: RawEbpfMode,
+    /// The steered cgroup as configured. `None`: the loader attaches at the cgroup v2 mount
+    /// read from `/proc/self/mountinfo` at start-up (see `mountinfo.rs`).
     pub cgroup: Option<PathBuf>,
     pub steer: Vec<SteerRule>,
     pub node_ip4: Option<Ipv4Addr>,
