@@ -9,9 +9,10 @@ use regex::Regex;
 
 use super::raw::*;
 use super::snapshot::*;
-use super::{ConfigError, ConfigErrors, Secret, Source, parse_duration, tls};
+use super::{ConfigError, ConfigErrors, Secret, Source, tls};
 use crate::llm::RouteType;
 use crate::llm::provider::{AZURE_API_VERSION, Provider, find_preset};
+use crate::time::parse_duration;
 
 /// Default `llm:` shorthand port, as agentgateway's examples use.
 pub const DEFAULT_LLM_PORT: u16 = 4000;

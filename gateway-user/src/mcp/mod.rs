@@ -456,7 +456,7 @@ fn target_url(h: &RawMcpHttpTarget, default_path: &str, path: &str) -> Result<Ur
 fn opt_duration(raw: Option<&str>, default: Duration, path: &str) -> Result<Duration, McpError> {
     match raw {
         None => Ok(default),
-        Some(s) => match crate::config::parse_duration(s) {
+        Some(s) => match crate::time::parse_duration(s) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(config_err(
                 path,
