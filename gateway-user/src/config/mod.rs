@@ -8,7 +8,6 @@
 
 pub mod compile;
 pub mod ebpf;
-pub mod mcp;
 pub mod raw;
 pub mod snapshot;
 pub mod telemetry;

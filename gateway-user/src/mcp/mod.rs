@@ -6,6 +6,7 @@
 //!   relay.rs    method handling: list fan-out + merge + prefix + authz filter; call routing
 //!   session.rs  one upstream connection per target per client session; target→client routing
 //!   upstream/   stdio (child per session), streamable HTTP, legacy SSE clients
+//!   config.rs   raw YAML types (backends, `mcpAuthorization`); `config::raw` embeds them
 //! ```
 //!
 //! Names: with several targets, tools and prompts are `${target}_${name}` and resource URIs
@@ -17,6 +18,7 @@
 //! legacy SSE stream closed, `sessionIdleTimeout`, or [`McpBackend::shutdown`]).
 
 pub mod authz;
+pub mod config;
 pub mod jsonrpc;
 pub mod names;
 pub mod relay;
@@ -33,12 +35,12 @@ use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::Body;
-use crate::config::mcp::{
+use crate::ctx::{McpInfo, RequestLog};
+use authz::{Authorizer, AuthzError};
+use config::{
     RawMcpAuthorization, RawMcpBackend, RawMcpFailureMode, RawMcpHttpTarget, RawMcpPrefixMode,
     RawMcpStatefulMode,
 };
-use crate::ctx::{McpInfo, RequestLog};
-use authz::{Authorizer, AuthzError};
 use jsonrpc::INVALID_REQUEST;
 use names::Naming;
 use relay::Rcx;
