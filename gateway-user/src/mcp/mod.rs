@@ -39,7 +39,7 @@ use crate::ctx::{McpInfo, RequestLog};
 use authz::{Authorizer, AuthzError};
 use config::{
     RawMcpAuthorization, RawMcpBackend, RawMcpFailureMode, RawMcpHttpTarget, RawMcpPrefixMode,
-    RawMcpStatefulMode,
+    RawMcpStatefulMode, RawMcpTarget,
 };
 use jsonrpc::INVALID_REQUEST;
 use names::Naming;
@@ -115,67 +115,7 @@ impl McpBackend {
         authz: Option<&RawMcpAuthorization>,
         yaml_path: &str,
     ) -> Result<Arc<McpBackend>, McpError> {
-        if raw.targets.is_empty() {
-            return Err(config_err(
-                format!("{yaml_path}.targets"),
-                "at least one MCP target is required",
-            ));
-        }
-        let mut targets: Vec<TargetDef> = Vec::with_capacity(raw.targets.len());
-        for (i, t) in raw.targets.iter().enumerate() {
-            let path = format!("{yaml_path}.targets[{i}]");
-            if t.name.is_empty() {
-                return Err(config_err(format!("{path}.name"), "must not be empty"));
-            }
-            if targets.iter().any(|d| d.name == t.name) {
-                return Err(config_err(
-                    format!("{path}.name"),
-                    format!("duplicate target name {:?}", t.name),
-                ));
-            }
-            if t.policies.is_some() {
-                return Err(config_err(
-                    format!("{path}.policies"),
-                    "per-target policies are not supported; put mcpAuthorization on the route",
-                ));
-            }
-            let set = [
-                t.stdio.is_some(),
-                t.sse.is_some(),
-                t.mcp.is_some(),
-                t.openapi.is_some(),
-            ];
-            if set.iter().filter(|b| **b).count() != 1 {
-                return Err(config_err(
-                    path,
-                    format!("target {:?} needs exactly one of stdio, sse, mcp", t.name),
-                ));
-            }
-            let transport = if let Some(s) = &t.stdio {
-                if s.cmd.is_empty() {
-                    return Err(config_err(format!("{path}.stdio.cmd"), "must not be empty"));
-                }
-                Transport::Stdio(upstream::stdio::StdioSpec {
-                    cmd: s.cmd.clone(),
-                    args: s.args.clone(),
-                    env: s.env.clone(),
-                    clear_env: s.clear_env,
-                })
-            } else if let Some(h) = &t.mcp {
-                Transport::Streamable(target_url(h, "/mcp", &format!("{path}.mcp"))?)
-            } else if let Some(h) = &t.sse {
-                Transport::LegacySse(target_url(h, "/sse", &format!("{path}.sse"))?)
-            } else {
-                return Err(config_err(
-                    format!("{path}.openapi"),
-                    "OpenAPI targets are not supported by this gateway",
-                ));
-            };
-            targets.push(TargetDef {
-                name: t.name.clone(),
-                transport,
-            });
-        }
+        let targets = compile_targets(raw, yaml_path)?;
         let max = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if max == 0 || max > u32::MAX as u64 {
             return Err(config_err(
@@ -406,6 +346,84 @@ fn is_local(headers: &http::HeaderMap) -> bool {
 }
 
 /// Builds a target URL from `{host}` (URL or `host:port`) or `{host, port, path}`.
+/// `targets`: at least one, unique non-empty names, exactly one transport each.
+fn compile_targets(raw: &RawMcpBackend, yaml_path: &str) -> Result<Vec<TargetDef>, McpError> {
+    if raw.targets.is_empty() {
+        return Err(config_err(
+            format!("{yaml_path}.targets"),
+            "at least one MCP target is required",
+        ));
+    }
+    let mut targets: Vec<TargetDef> = Vec::with_capacity(raw.targets.len());
+    for (i, t) in raw.targets.iter().enumerate() {
+        let path = format!("{yaml_path}.targets[{i}]");
+        if t.name.is_empty() {
+            return Err(config_err(format!("{path}.name"), "must not be empty"));
+        }
+        if targets.iter().any(|d| d.name == t.name) {
+            return Err(config_err(
+                format!("{path}.name"),
+                format!("duplicate target name {:?}", t.name),
+            ));
+        }
+        if t.policies.is_some() {
+            return Err(config_err(
+                format!("{path}.policies"),
+                "per-target policies are not supported; put mcpAuthorization on the route",
+            ));
+        }
+        targets.push(TargetDef {
+            name: t.name.clone(),
+            transport: transport(t, &path)?,
+        });
+    }
+    Ok(targets)
+}
+
+/// The one transport a target names (`stdio`, `mcp` or `sse`); `path` is the target's.
+fn transport(t: &RawMcpTarget, path: &str) -> Result<Transport, McpError> {
+    let set = [
+        t.stdio.is_some(),
+        t.sse.is_some(),
+        t.mcp.is_some(),
+        t.openapi.is_some(),
+    ];
+    if set.iter().filter(|b| **b).count() != 1 {
+        return Err(config_err(
+            path,
+            format!("target {:?} needs exactly one of stdio, sse, mcp", t.name),
+        ));
+    }
+    if let Some(s) = &t.stdio {
+        if s.cmd.is_empty() {
+            return Err(config_err(format!("{path}.stdio.cmd"), "must not be empty"));
+        }
+        Ok(Transport::Stdio(upstream::stdio::StdioSpec {
+            cmd: s.cmd.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            clear_env: s.clear_env,
+        }))
+    } else if let Some(h) = &t.mcp {
+        Ok(Transport::Streamable(target_url(
+            h,
+            "/mcp",
+            &format!("{path}.mcp"),
+        )?))
+    } else if let Some(h) = &t.sse {
+        Ok(Transport::LegacySse(target_url(
+            h,
+            "/sse",
+            &format!("{path}.sse"),
+        )?))
+    } else {
+        Err(config_err(
+            format!("{path}.openapi"),
+            "OpenAPI targets are not supported by this gateway",
+        ))
+    }
+}
+
 fn target_url(h: &RawMcpHttpTarget, default_path: &str, path: &str) -> Result<Uri, McpError> {
     if let Some(b) = &h.backend {
         return Err(config_err(
