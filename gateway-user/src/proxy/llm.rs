@@ -3,14 +3,19 @@
 //! per-request `Exchange`:
 //!
 //! ```text
-//! parse ─────────────▶ translate_request ─▶ upstream_request ─▶ call_upstream ─▶ respond
-//!  (backend, plan,      (body in the         (path, headers,     (timeout,         (error, stream or
-//!   JSON body checked,   provider's format)   credential          timing, socket    JSON, observed and
-//!   observed, shaped)                         injected, trace)    cookie)           translated back)
+//! parse              backend and operation into the log; translation plan; JSON body checked,
+//!   │                observed (model, parameters, prompt) and shaped (aliases, overrides)
+//! translate_request  the body in the provider's format (llm::translate)
+//!   │
+//! provider_request   path, the client's headers with the backend's credential injected,
+//!   │                trace context, body bytes
+//! call_upstream      send, bounded by the route's timeout; timing and socket cookie into the log
+//!   │
+//! respond            provider error, SSE stream or JSON body: observed, translated back
 //! ```
 //!
 //! Request checks that need the parsed body and model (guardrails, rate limits) belong between
-//! `parse` and `translate_request`; retries and failover wrap `upstream_request` and
+//! `parse` and `translate_request`; retries and failover wrap `provider_request` and
 //! `call_upstream`. Each step returns a `ProxyError`; `forward` answers it in the client's
 //! format.
 
@@ -232,7 +237,7 @@ async fn forward(
     let steps = async {
         let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
         x.translate_request();
-        let req = x.upstream_request(px, log)?;
+        let req = x.provider_request(px, log)?;
         let resp = x.call_upstream(client, req, log).await?;
         x.respond(resp, log, snap).await
     };
@@ -257,7 +262,7 @@ struct Exchange<'a> {
     /// The client's request line and headers.
     parts: http::request::Parts,
     /// The client's body. Sent as is when `body` is `None`, or when the plan is `Same` and
-    /// nothing was `reshaped`; taken by `upstream_request`.
+    /// nothing was `reshaped`; taken by `provider_request`.
     bytes: Bytes,
     /// Whether a body goes upstream (then always as a POST).
     has_body: bool,
@@ -407,7 +412,7 @@ impl<'a> Exchange<'a> {
 
     /// Step 3: the provider request: path, the client's headers with the backend's credential
     /// injected (`upstream_headers`), trace context, and the body.
-    fn upstream_request(
+    fn provider_request(
         &mut self,
         px: &Proxy,
         log: &mut RequestLog,
