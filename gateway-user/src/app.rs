@@ -277,6 +277,8 @@ pub fn run(input: ConfigInput) -> Result<(), AppError> {
     result
 }
 
+/// Start-up in readiness order (config, telemetry, eBPF, admin servers, listeners), then
+/// reloads until SIGTERM/SIGINT, then the drain.
 async fn serve(
     input: ConfigInput,
     snap: Arc<Snapshot>,
@@ -289,15 +291,7 @@ async fn serve(
     }
     ready.done("config");
     let metrics = Metrics::new();
-    let reloads = IntCounterVec::new(
-        Opts::new(
-            "agentgateway_config_reloads_total",
-            "Config reload attempts by result (success, failure)",
-        ),
-        &["result"],
-    )
-    .map_err(|e| AppError::Telemetry(e.to_string()))?;
-    let _ = metrics.registry().register(Box::new(reloads.clone()));
+    let reloads = reload_counter(&metrics)?;
 
     let telemetry = Telemetry::new(telemetry_config(&snap), metrics.clone())
         .map_err(|e| AppError::Telemetry(e.to_string()))?;
@@ -321,6 +315,69 @@ async fn serve(
         metrics.clone(),
         ebpf.clone(),
     );
+    let state = admin_state(&snap, &proxy, filter, ebpf_status);
+    serve_admin_ports(&snap, &metrics, &ready, state, &telemetry).await?;
+    ready.done("admin");
+
+    let mut listeners = Listeners::with_workers(workers);
+    listeners.reconcile(&proxy, &snap, hook.clone()).await?;
+    ready.done("listeners");
+    tracing::info!(gateway = %snap.global.gateway_name, "gateway ready");
+
+    let listeners = Arc::new(tokio::sync::Mutex::new(listeners));
+    let reloader = Arc::new(Reloader {
+        input,
+        proxy: proxy.clone(),
+        listeners: listeners.clone(),
+        reloads,
+        hook,
+    });
+    if let ConfigInput::File(path) = &reloader.input {
+        let r = reloader.clone();
+        tokio::spawn(watch_file(path.clone(), move || {
+            let r = r.clone();
+            async move { r.reload().await }
+        }));
+    }
+    until_terminated(&reloader).await?;
+
+    let snap = proxy.snapshot();
+    tracing::info!(deadline = ?snap.global.drain_deadline, "draining");
+    ready.set_draining();
+    tokio::time::sleep(snap.global.min_drain).await;
+    listeners
+        .lock()
+        .await
+        .drain(snap.global.drain_deadline)
+        .await;
+    telemetry.shutdown().await;
+    drop(proxy);
+    drop(ebpf);
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// `agentgateway_config_reloads_total{result}`, registered with the gateway's metrics.
+fn reload_counter(metrics: &Metrics) -> Result<IntCounterVec, AppError> {
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "agentgateway_config_reloads_total",
+            "Config reload attempts by result (success, failure)",
+        ),
+        &["result"],
+    )
+    .map_err(|e| AppError::Telemetry(e.to_string()))?;
+    let _ = metrics.registry().register(Box::new(reloads.clone()));
+    Ok(reloads)
+}
+
+/// What the admin server reads and changes: the running config and the log filter.
+fn admin_state(
+    snap: &Snapshot,
+    proxy: &Arc<Proxy>,
+    filter: FilterHandle,
+    ebpf: crate::ebpf::EbpfStatus,
+) -> Arc<State> {
     let level = snap
         .raw
         .config
@@ -328,12 +385,23 @@ async fn serve(
         .and_then(|c| c.logging.as_ref())
         .and_then(|l| l.level.clone())
         .unwrap_or_else(|| "info".into());
-    let state = Arc::new(State {
+    Arc::new(State {
         proxy: proxy.clone(),
         filter,
         level: Mutex::new(level),
-        ebpf: ebpf_status,
-    });
+        ebpf,
+    })
+}
+
+/// The stats, readiness and admin servers, each when its address is configured. The admin
+/// server carries the viewer, whose ring `telemetry` then fills.
+async fn serve_admin_ports(
+    snap: &Snapshot,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<Readiness>,
+    state: Arc<State>,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(), AppError> {
     let g = &snap.global;
     if let Some(addr) = g.stats_addr {
         admin::serve_stats(addr, metrics.clone())
@@ -365,7 +433,7 @@ async fn serve(
             telemetry: telemetry.clone(),
             state: state.clone(),
         });
-        admin::serve_admin(addr, state.clone(), ready.clone(), ui)
+        admin::serve_admin(addr, state, ready.clone(), ui)
             .await
             .map_err(|source| AppError::Serve {
                 what: "admin server (adminAddr)",
@@ -373,49 +441,46 @@ async fn serve(
                 source,
             })?;
     }
-    ready.done("admin");
+    Ok(())
+}
 
-    let mut listeners = Listeners::with_workers(workers);
-    listeners.reconcile(&proxy, &snap, hook.clone()).await?;
-    ready.done("listeners");
-    tracing::info!(gateway = %g.gateway_name, "gateway ready");
+/// Applies a changed config (file watch, SIGHUP): listeners first, then the snapshot swap; a
+/// config that fails to load or bind keeps the last good one.
+struct Reloader {
+    input: ConfigInput,
+    proxy: Arc<Proxy>,
+    listeners: Arc<tokio::sync::Mutex<Listeners>>,
+    reloads: IntCounterVec,
+    hook: Option<AcceptHook>,
+}
 
-    let listeners = Arc::new(tokio::sync::Mutex::new(listeners));
-    let reload = {
-        let proxy = proxy.clone();
-        let listeners = listeners.clone();
-        let input = input.clone();
-        let hook = hook.clone();
-        move || {
-            let proxy = proxy.clone();
-            let listeners = listeners.clone();
-            let reloads = reloads.clone();
-            let input = input.clone();
-            let hook = hook.clone();
-            async move {
-                match load(&input) {
-                    Ok(new) if matches!(input, ConfigInput::File(_)) && is_blank(&new.text) => {
-                        // Almost always a writer caught between truncate and write; applying
-                        // it would close every listener.
-                        reloads.with_label_values(&["failure"]).inc();
-                        tracing::error!(
-                            "config reload rejected: the file is empty (write it atomically: a new file renamed over the old); keeping the last good config"
-                        );
-                    }
-                    Ok(new) => {
-                        let new = Arc::new(new);
-                        let res = listeners.lock().await.reconcile(&proxy, &new, hook).await;
-                        match res {
-                            Ok(_) => {
-                                proxy.swap(new);
-                                reloads.with_label_values(&["success"]).inc();
-                                tracing::info!("config reloaded");
-                            }
-                            Err(e) => {
-                                reloads.with_label_values(&["failure"]).inc();
-                                tracing::error!(error = %e, "config reload rejected; keeping the last good config");
-                            }
-                        }
+// === impl Reloader ===
+
+impl Reloader {
+    async fn reload(&self) {
+        let reloads = &self.reloads;
+        match load(&self.input) {
+            Ok(new) if matches!(self.input, ConfigInput::File(_)) && is_blank(&new.text) => {
+                // Almost always a writer caught between truncate and write; applying it would
+                // close every listener.
+                reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(
+                    "config reload rejected: the file is empty (write it atomically: a new file renamed over the old); keeping the last good config"
+                );
+            }
+            Ok(new) => {
+                let new = Arc::new(new);
+                let res = self
+                    .listeners
+                    .lock()
+                    .await
+                    .reconcile(&self.proxy, &new, self.hook.clone())
+                    .await;
+                match res {
+                    Ok(_) => {
+                        self.proxy.swap(new);
+                        reloads.with_label_values(&["success"]).inc();
+                        tracing::info!("config reloaded");
                     }
                     Err(e) => {
                         reloads.with_label_values(&["failure"]).inc();
@@ -423,12 +488,16 @@ async fn serve(
                     }
                 }
             }
+            Err(e) => {
+                reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %e, "config reload rejected; keeping the last good config");
+            }
         }
-    };
-    if let ConfigInput::File(path) = &input {
-        tokio::spawn(watch_file(path.clone(), reload.clone()));
     }
+}
 
+/// Waits for SIGTERM or SIGINT, reloading on each SIGHUP meanwhile.
+async fn until_terminated(reloader: &Reloader) -> Result<(), AppError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Runtime)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Runtime)?;
@@ -439,23 +508,10 @@ async fn serve(
             _ = int.recv() => break,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading config");
-                reload().await;
+                reloader.reload().await;
             }
         }
     }
-    let snap = proxy.snapshot();
-    tracing::info!(deadline = ?snap.global.drain_deadline, "draining");
-    ready.set_draining();
-    tokio::time::sleep(snap.global.min_drain).await;
-    listeners
-        .lock()
-        .await
-        .drain(snap.global.drain_deadline)
-        .await;
-    telemetry.shutdown().await;
-    drop(proxy);
-    drop(ebpf);
-    tracing::info!("drained; exiting");
     Ok(())
 }
 

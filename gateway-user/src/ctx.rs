@@ -4,6 +4,8 @@
 //! It lives low in the crate so that `llm`, `mcp`, `cel` and `telemetry` can depend on it
 //! without depending on `proxy`.
 
+pub mod redact;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -136,7 +138,7 @@ pub struct RequestLog {
     pub uri: String,
     pub scheme: &'static str,
     pub version: &'static str,
-    /// Request headers, minus credentials (see `telemetry::redact`).
+    /// Request headers, minus credentials (see `redact`).
     pub request_headers: Vec<(String, String)>,
     pub status: Option<u16>,
     pub response_headers: Vec<(String, String)>,

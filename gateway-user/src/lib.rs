@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod sse;
 pub mod telemetry;
+pub mod time;

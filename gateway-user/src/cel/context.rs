@@ -2,7 +2,7 @@
 //! from a `RequestLog`. Only variables named in `Refs` are built; `llm.prompt`,
 //! `llm.completion` and the header maps only when an expression mentions them.
 //!
-//! Credentials never reach CEL: header values whose name `telemetry::redact::is_sensitive`
+//! Credentials never reach CEL: header values whose name `ctx::redact::is_sensitive`
 //! flags are replaced by `<redacted>`, even if the proxy forgot to strip them.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use cel_interpreter::objects::{Key, Map};
 
 use super::{Refs, Value, from_json};
 use crate::ctx::RequestLog;
-use crate::telemetry::redact::{REDACTED, is_sensitive};
+use crate::ctx::redact::{REDACTED, is_sensitive};
 
 /// Map under construction; each field may be inserted under two spellings.
 struct Obj(HashMap<Key, Value>);
@@ -117,7 +117,7 @@ fn headers(pairs: &[(String, String)]) -> Value {
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    crate::telemetry::accesslog::format_timestamp(d)
+    crate::time::format_timestamp(d)
 }
 
 fn request(log: &RequestLog, with_headers: bool) -> Value {

@@ -9,9 +9,10 @@ use regex::Regex;
 
 use super::raw::*;
 use super::snapshot::*;
-use super::{ConfigError, ConfigErrors, Secret, Source, parse_duration, tls};
+use super::{ConfigError, ConfigErrors, Secret, Source, tls};
 use crate::llm::RouteType;
 use crate::llm::provider::{AZURE_API_VERSION, Provider, find_preset};
+use crate::time::parse_duration;
 
 /// Default `llm:` shorthand port, as agentgateway's examples use.
 pub const DEFAULT_LLM_PORT: u16 = 4000;
@@ -828,88 +829,93 @@ fn ai_backend(
     })
 }
 
+/// `llm.models[i]`: provider, endpoint (`baseUrl` or `hostOverride`), key and transformation.
+fn compile_model(cx: &mut Ctx, i: usize, m: &RawLlmModel) -> Option<ModelEntry> {
+    let path = format!("llm.models[{i}]");
+    let provider = match m.provider.as_str() {
+        "openAI" | "openai" => Provider::OpenAi,
+        "anthropic" => Provider::Anthropic,
+        "gemini" => Provider::Gemini,
+        "azure" | "azureOpenAI" => azure(
+            m.params.azure_resource_name.clone(),
+            m.params.azure_resource_type.as_deref(),
+            m.params.azure_api_version.clone(),
+            m.params.azure_project_name.clone(),
+        ),
+        other => match find_preset(other) {
+            Some(p) => Provider::Compatible(p),
+            None => {
+                cx.err(
+                    format!("{path}.provider"),
+                    format!("unknown provider {other:?}"),
+                );
+                return None;
+            }
+        },
+    };
+    let (host, port, tls) = provider.default_endpoint();
+    let mut path_prefix = m.params.path_prefix.clone();
+    let target = if let Some(url) = &m.params.base_url {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        if let Some((_, p)) = rest.split_once('/') {
+            let p = format!("/{}", p.trim_end_matches('/'));
+            if p != "/" {
+                path_prefix = Some(p);
+            }
+        }
+        url.clone()
+    } else {
+        m.params
+            .host_override
+            .clone()
+            .unwrap_or_else(|| format!("{host}:{port}"))
+    };
+    let overridden = m.params.base_url.is_some() || m.params.host_override.is_some();
+    let up = upstream(
+        cx,
+        &target,
+        Some((port, tls && !overridden)),
+        None,
+        &format!("{path}.params"),
+    )?;
+    let api_key = m
+        .params
+        .api_key
+        .as_ref()
+        .and_then(|k| secret(cx, k, &format!("{path}.params.apiKey")));
+    let strip = m.transformation.as_ref().and_then(|t| t.get("model")).and_then(|expr| {
+        let e = expr.trim();
+        e.strip_prefix("llmRequest.model.stripPrefix(\"")
+            .and_then(|r| r.strip_suffix("\")"))
+            .map(str::to_owned)
+            .or_else(|| {
+                cx.err(format!("{path}.transformation.model"), format!("unsupported transformation {e:?} (only llmRequest.model.stripPrefix(\"...\") is supported)"));
+                None
+            })
+    });
+    Some(ModelEntry {
+        pattern: m.name.clone(),
+        backend: Arc::new(AiBackend {
+            name: m.name.clone(),
+            provider,
+            upstream: up,
+            model_override: m.params.model.clone(),
+            path_override: m.params.path_override.clone(),
+            path_prefix,
+            api_key,
+            defaults: m.defaults.clone().unwrap_or_default(),
+            overrides: m.overrides.clone().unwrap_or_default(),
+            strip_model_prefix: strip,
+        }),
+    })
+}
+
 fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
     let mut entries = Vec::new();
     for (i, m) in llm.models.iter().enumerate() {
-        let path = format!("llm.models[{i}]");
-        let provider = match m.provider.as_str() {
-            "openAI" | "openai" => Provider::OpenAi,
-            "anthropic" => Provider::Anthropic,
-            "gemini" => Provider::Gemini,
-            "azure" | "azureOpenAI" => azure(
-                m.params.azure_resource_name.clone(),
-                m.params.azure_resource_type.as_deref(),
-                m.params.azure_api_version.clone(),
-                m.params.azure_project_name.clone(),
-            ),
-            other => match find_preset(other) {
-                Some(p) => Provider::Compatible(p),
-                None => {
-                    cx.err(
-                        format!("{path}.provider"),
-                        format!("unknown provider {other:?}"),
-                    );
-                    continue;
-                }
-            },
-        };
-        let (host, port, tls) = provider.default_endpoint();
-        let mut path_prefix = m.params.path_prefix.clone();
-        let target = if let Some(url) = &m.params.base_url {
-            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-            if let Some((_, p)) = rest.split_once('/') {
-                let p = format!("/{}", p.trim_end_matches('/'));
-                if p != "/" {
-                    path_prefix = Some(p);
-                }
-            }
-            url.clone()
-        } else {
-            m.params
-                .host_override
-                .clone()
-                .unwrap_or_else(|| format!("{host}:{port}"))
-        };
-        let overridden = m.params.base_url.is_some() || m.params.host_override.is_some();
-        let Some(up) = upstream(
-            cx,
-            &target,
-            Some((port, tls && !overridden)),
-            None,
-            &format!("{path}.params"),
-        ) else {
-            continue;
-        };
-        let api_key = m
-            .params
-            .api_key
-            .as_ref()
-            .and_then(|k| secret(cx, k, &format!("{path}.params.apiKey")));
-        let strip = m.transformation.as_ref().and_then(|t| t.get("model")).and_then(|expr| {
-            let e = expr.trim();
-            e.strip_prefix("llmRequest.model.stripPrefix(\"")
-                .and_then(|r| r.strip_suffix("\")"))
-                .map(str::to_owned)
-                .or_else(|| {
-                    cx.err(format!("{path}.transformation.model"), format!("unsupported transformation {e:?} (only llmRequest.model.stripPrefix(\"...\") is supported)"));
-                    None
-                })
-        });
-        entries.push(ModelEntry {
-            pattern: m.name.clone(),
-            backend: Arc::new(AiBackend {
-                name: m.name.clone(),
-                provider,
-                upstream: up,
-                model_override: m.params.model.clone(),
-                path_override: m.params.path_override.clone(),
-                path_prefix,
-                api_key,
-                defaults: m.defaults.clone().unwrap_or_default(),
-                overrides: m.overrides.clone().unwrap_or_default(),
-                strip_model_prefix: strip,
-            }),
-        });
+        if let Some(entry) = compile_model(cx, i, m) {
+            entries.push(entry);
+        }
     }
     let port = llm.port.unwrap_or(DEFAULT_LLM_PORT);
     let route = Route {

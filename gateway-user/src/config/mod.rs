@@ -8,7 +8,6 @@
 
 pub mod compile;
 pub mod ebpf;
-pub mod mcp;
 pub mod raw;
 pub mod snapshot;
 pub mod telemetry;
@@ -16,7 +15,6 @@ pub mod tls;
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 pub use snapshot::Snapshot;
 
@@ -249,35 +247,6 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<St
     }
     out.push_str(rest);
     Ok(Some(out))
-}
-
-/// Parses `500ms`, `30s`, `2m`, `1h`, `1.5s`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], t[i..].trim()),
-        None => (t, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| {
-        format!("invalid duration {s:?} (expected e.g. \"500ms\", \"30s\", \"2m\")")
-    })?;
-    let secs = match unit {
-        "ns" => n / 1e9,
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A secret value: never printed by `Debug`/`Display`, redacted in `/config_dump`.

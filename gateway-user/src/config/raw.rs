@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ebpf::RawEbpf;
-use super::mcp::{RawMcpAuthorization, RawMcpBackend};
 use super::telemetry::{RawFrontendTracing, RawLogging, RawTracing};
+use crate::mcp::config::{RawMcpAuthorization, RawMcpBackend};
 
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize)]

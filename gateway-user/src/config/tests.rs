@@ -137,15 +137,6 @@ fn missing_env_var_names_path() {
 }
 
 #[test]
-fn durations() {
-    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-    assert!(parse_duration("x").is_err());
-    assert!(parse_duration("3 weeks").is_err());
-}
-
-#[test]
 fn llm_shorthand_and_mcp_shorthand_compile() {
     let snap = load_str(
         "llm:\n  port: 4001\n  models:\n  - name: smart\n    provider: openAI\n    params: {model: gpt-5, apiKey: k}\n  - name: anthropic/*\n    provider: anthropic\n    params: {apiKey: k}\n    transformation:\n      model: llmRequest.model.stripPrefix(\"anthropic/\")\n",

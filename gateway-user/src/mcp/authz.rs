@@ -12,8 +12,8 @@
 
 use serde_json::Value as Json;
 
+use super::config::{RawMcpAuthorization, RawMcpKeyedRule, RawMcpRule};
 use crate::cel::{CelError, Executor, Expression, Refs};
-use crate::config::mcp::{RawMcpAuthorization, RawMcpKeyedRule, RawMcpRule};
 use crate::ctx::{McpInfo, RequestLog};
 
 /// Errors while compiling rules.

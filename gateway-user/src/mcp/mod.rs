@@ -6,6 +6,7 @@
 //!   relay.rs    method handling: list fan-out + merge + prefix + authz filter; call routing
 //!   session.rs  one upstream connection per target per client session; target→client routing
 //!   upstream/   stdio (child per session), streamable HTTP, legacy SSE clients
+//!   config.rs   raw YAML types (backends, `mcpAuthorization`); `config::raw` embeds them
 //! ```
 //!
 //! Names: with several targets, tools and prompts are `${target}_${name}` and resource URIs
@@ -17,6 +18,7 @@
 //! legacy SSE stream closed, `sessionIdleTimeout`, or [`McpBackend::shutdown`]).
 
 pub mod authz;
+pub mod config;
 pub mod jsonrpc;
 pub mod names;
 pub mod relay;
@@ -33,12 +35,12 @@ use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::Body;
-use crate::config::mcp::{
-    RawMcpAuthorization, RawMcpBackend, RawMcpFailureMode, RawMcpHttpTarget, RawMcpPrefixMode,
-    RawMcpStatefulMode,
-};
 use crate::ctx::{McpInfo, RequestLog};
 use authz::{Authorizer, AuthzError};
+use config::{
+    RawMcpAuthorization, RawMcpBackend, RawMcpFailureMode, RawMcpHttpTarget, RawMcpPrefixMode,
+    RawMcpStatefulMode, RawMcpTarget,
+};
 use jsonrpc::INVALID_REQUEST;
 use names::Naming;
 use relay::Rcx;
@@ -113,67 +115,7 @@ impl McpBackend {
         authz: Option<&RawMcpAuthorization>,
         yaml_path: &str,
     ) -> Result<Arc<McpBackend>, McpError> {
-        if raw.targets.is_empty() {
-            return Err(config_err(
-                format!("{yaml_path}.targets"),
-                "at least one MCP target is required",
-            ));
-        }
-        let mut targets: Vec<TargetDef> = Vec::with_capacity(raw.targets.len());
-        for (i, t) in raw.targets.iter().enumerate() {
-            let path = format!("{yaml_path}.targets[{i}]");
-            if t.name.is_empty() {
-                return Err(config_err(format!("{path}.name"), "must not be empty"));
-            }
-            if targets.iter().any(|d| d.name == t.name) {
-                return Err(config_err(
-                    format!("{path}.name"),
-                    format!("duplicate target name {:?}", t.name),
-                ));
-            }
-            if t.policies.is_some() {
-                return Err(config_err(
-                    format!("{path}.policies"),
-                    "per-target policies are not supported; put mcpAuthorization on the route",
-                ));
-            }
-            let set = [
-                t.stdio.is_some(),
-                t.sse.is_some(),
-                t.mcp.is_some(),
-                t.openapi.is_some(),
-            ];
-            if set.iter().filter(|b| **b).count() != 1 {
-                return Err(config_err(
-                    path,
-                    format!("target {:?} needs exactly one of stdio, sse, mcp", t.name),
-                ));
-            }
-            let transport = if let Some(s) = &t.stdio {
-                if s.cmd.is_empty() {
-                    return Err(config_err(format!("{path}.stdio.cmd"), "must not be empty"));
-                }
-                Transport::Stdio(upstream::stdio::StdioSpec {
-                    cmd: s.cmd.clone(),
-                    args: s.args.clone(),
-                    env: s.env.clone(),
-                    clear_env: s.clear_env,
-                })
-            } else if let Some(h) = &t.mcp {
-                Transport::Streamable(target_url(h, "/mcp", &format!("{path}.mcp"))?)
-            } else if let Some(h) = &t.sse {
-                Transport::LegacySse(target_url(h, "/sse", &format!("{path}.sse"))?)
-            } else {
-                return Err(config_err(
-                    format!("{path}.openapi"),
-                    "OpenAPI targets are not supported by this gateway",
-                ));
-            };
-            targets.push(TargetDef {
-                name: t.name.clone(),
-                transport,
-            });
-        }
+        let targets = compile_targets(raw, yaml_path)?;
         let max = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if max == 0 || max > u32::MAX as u64 {
             return Err(config_err(
@@ -413,6 +355,84 @@ fn is_local(headers: &http::HeaderMap) -> bool {
 }
 
 /// Builds a target URL from `{host}` (URL or `host:port`) or `{host, port, path}`.
+/// `targets`: at least one, unique non-empty names, exactly one transport each.
+fn compile_targets(raw: &RawMcpBackend, yaml_path: &str) -> Result<Vec<TargetDef>, McpError> {
+    if raw.targets.is_empty() {
+        return Err(config_err(
+            format!("{yaml_path}.targets"),
+            "at least one MCP target is required",
+        ));
+    }
+    let mut targets: Vec<TargetDef> = Vec::with_capacity(raw.targets.len());
+    for (i, t) in raw.targets.iter().enumerate() {
+        let path = format!("{yaml_path}.targets[{i}]");
+        if t.name.is_empty() {
+            return Err(config_err(format!("{path}.name"), "must not be empty"));
+        }
+        if targets.iter().any(|d| d.name == t.name) {
+            return Err(config_err(
+                format!("{path}.name"),
+                format!("duplicate target name {:?}", t.name),
+            ));
+        }
+        if t.policies.is_some() {
+            return Err(config_err(
+                format!("{path}.policies"),
+                "per-target policies are not supported; put mcpAuthorization on the route",
+            ));
+        }
+        targets.push(TargetDef {
+            name: t.name.clone(),
+            transport: transport(t, &path)?,
+        });
+    }
+    Ok(targets)
+}
+
+/// The one transport a target names (`stdio`, `mcp` or `sse`); `path` is the target's.
+fn transport(t: &RawMcpTarget, path: &str) -> Result<Transport, McpError> {
+    let set = [
+        t.stdio.is_some(),
+        t.sse.is_some(),
+        t.mcp.is_some(),
+        t.openapi.is_some(),
+    ];
+    if set.iter().filter(|b| **b).count() != 1 {
+        return Err(config_err(
+            path,
+            format!("target {:?} needs exactly one of stdio, sse, mcp", t.name),
+        ));
+    }
+    if let Some(s) = &t.stdio {
+        if s.cmd.is_empty() {
+            return Err(config_err(format!("{path}.stdio.cmd"), "must not be empty"));
+        }
+        Ok(Transport::Stdio(upstream::stdio::StdioSpec {
+            cmd: s.cmd.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            clear_env: s.clear_env,
+        }))
+    } else if let Some(h) = &t.mcp {
+        Ok(Transport::Streamable(target_url(
+            h,
+            "/mcp",
+            &format!("{path}.mcp"),
+        )?))
+    } else if let Some(h) = &t.sse {
+        Ok(Transport::LegacySse(target_url(
+            h,
+            "/sse",
+            &format!("{path}.sse"),
+        )?))
+    } else {
+        Err(config_err(
+            format!("{path}.openapi"),
+            "OpenAPI targets are not supported by this gateway",
+        ))
+    }
+}
+
 fn target_url(h: &RawMcpHttpTarget, default_path: &str, path: &str) -> Result<Uri, McpError> {
     if let Some(b) = &h.backend {
         return Err(config_err(
@@ -465,7 +485,7 @@ fn target_url(h: &RawMcpHttpTarget, default_path: &str, path: &str) -> Result<Ur
 fn opt_duration(raw: Option<&str>, default: Duration, path: &str) -> Result<Duration, McpError> {
     match raw {
         None => Ok(default),
-        Some(s) => match crate::config::parse_duration(s) {
+        Some(s) => match crate::time::parse_duration(s) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(config_err(
                 path,

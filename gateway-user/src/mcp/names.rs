@@ -6,7 +6,7 @@
 //! (the default) a single target is not prefixed; `always` prefixes even one target; `never`
 //! does not prefix and routes by asking which target lists the name.
 
-use crate::config::mcp::RawMcpPrefixMode;
+use super::config::RawMcpPrefixMode;
 
 /// Between target name and tool/prompt name.
 pub const DELIMITER: char = '_';

@@ -1,5 +1,23 @@
-//! The upstream phase for LLM backends: parse the client request, pick the translation plan,
-//! call the provider, and return the response (translated, observed, streamed event by event).
+//! The upstream phase for LLM backends. `handle` (route backend `ai:`) and `handle_models` (the
+//! `llm:` shorthand) read the client's body; `forward` then runs the same named steps over one
+//! per-request `Exchange`:
+//!
+//! ```text
+//! parse              backend and operation into the log; translation plan; JSON body checked,
+//!   │                observed (model, parameters, prompt) and shaped (aliases, overrides)
+//! translate_request  the body in the provider's format (llm::translate)
+//!   │
+//! provider_request   path, the client's headers with the backend's credential injected,
+//!   │                trace context, body bytes
+//! call_upstream      send, bounded by the route's timeout; timing and socket cookie into the log
+//!   │
+//! respond            provider error, SSE stream or JSON body: observed, translated back
+//! ```
+//!
+//! Request checks that need the parsed body and model (guardrails, rate limits) belong between
+//! `parse` and `translate_request`; retries and failover wrap `provider_request` and
+//! `call_upstream`. Each step returns a `ProxyError`; `forward` answers it in the client's
+//! format.
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -20,6 +38,7 @@ use crate::llm::provider::{CREDENTIAL_HEADERS, Provider, Wire, client_credential
 use crate::llm::stream::{SseTransform, StreamHandler};
 use crate::llm::translate::{self, chat_anthropic, chat_gemini, messages_chat};
 use crate::llm::{RouteType, anthropic, gemini, observe_request, openai};
+use crate::telemetry::Capture;
 
 type LlmResult = Result<(Response<Body>, Option<SseTransform>), (ProxyError, Wire)>;
 
@@ -201,6 +220,8 @@ fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool 
     changed
 }
 
+/// The upstream phase of one LLM request, as the steps in the module doc. Every step returns
+/// a `ProxyError`; here it is paired with the client's format, in which it is answered.
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     px: &Proxy,
@@ -213,80 +234,152 @@ async fn forward(
     log: &mut RequestLog,
     snap: &Snapshot,
 ) -> LlmResult {
-    let wire = route.client_wire();
-    let capture = px.telemetry.capture();
-    log.backend = Some(ai.name.clone());
-    log.endpoint = Some(ai.upstream.authority.clone());
-    let info = llm(log);
-    info.provider = ai.provider.name().to_owned();
-    info.operation = route.operation();
+    let steps = async {
+        let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
+        x.translate_request();
+        let req = x.provider_request(px, log)?;
+        let resp = x.call_upstream(client, req, log).await?;
+        x.respond(resp, log, snap).await
+    };
+    steps.await.map_err(|e| (e, route.client_wire()))
+}
 
-    let (plan, up_route) = plan(route, &ai.provider).map_err(|e| (e, wire))?;
-    if bytes.is_empty() && parts.method == http::Method::POST && route.needs_body() {
-        // Forwarding it would only earn the client the provider's own, less clear, error.
-        return Err((
-            ProxyError::BadRequest(format!(
+/// A response for the client, with the SSE transform its body runs through when it streams.
+type Answer = (Response<Body>, Option<SseTransform>);
+
+/// One LLM request on its way through the steps of `forward`: what `parse` and
+/// `translate_request` decided, read by the steps after them.
+struct Exchange<'a> {
+    ai: &'a AiBackend,
+    policies: &'a Policies,
+    /// Which optional request data telemetry needs (prompt, completion).
+    capture: Capture,
+    /// The client's operation; its `client_wire()` is the format the client expects.
+    route: RouteType,
+    /// How the request travels, and the provider operation it becomes.
+    plan: Plan,
+    up_route: RouteType,
+    /// The client's request line and headers.
+    parts: http::request::Parts,
+    /// The client's body. Sent as is when `body` is `None`, or when the plan is `Same` and
+    /// nothing was `reshaped`; taken by `provider_request`.
+    bytes: Bytes,
+    /// Whether a body goes upstream (then always as a POST).
+    has_body: bool,
+    /// The JSON body: shaped by `parse` (aliases, defaults, overrides), in the provider's
+    /// format after `translate_request`. `None` without a body, for models and passthrough.
+    body: Option<Value>,
+    /// Whether the body sent upstream differs from the client's bytes.
+    reshaped: bool,
+    /// The client asked for a stream (body `stream`, or Gemini's streaming method).
+    streaming: bool,
+    /// The model after aliases and overrides; empty when the body names none.
+    model: String,
+    /// A streaming chat request for which the gateway asked for the usage chunk itself: the
+    /// stream handler takes the counts and drops the chunk.
+    strip_usage: bool,
+    /// The client asked for the usage chunk (`stream_options.include_usage`).
+    include_usage_for_client: bool,
+}
+
+// === impl Exchange ===
+
+impl<'a> Exchange<'a> {
+    /// Step 1: backend and operation into the log; the translation plan; the client's body
+    /// parsed, observed (model, parameters, prompt) and shaped by the route's and backend's
+    /// aliases, defaults and overrides.
+    fn parse(
+        px: &Proxy,
+        ai: &'a AiBackend,
+        policies: &'a Policies,
+        parts: http::request::Parts,
+        bytes: Bytes,
+        route: RouteType,
+        log: &mut RequestLog,
+    ) -> Result<Self, ProxyError> {
+        let capture = px.telemetry.capture();
+        log.backend = Some(ai.name.clone());
+        log.endpoint = Some(ai.upstream.authority.clone());
+        let info = llm(log);
+        info.provider = ai.provider.name().to_owned();
+        info.operation = route.operation();
+
+        let (plan, up_route) = plan(route, &ai.provider)?;
+        if bytes.is_empty() && parts.method == http::Method::POST && route.needs_body() {
+            // Forwarding it would only earn the client the provider's own, less clear, error.
+            return Err(ProxyError::BadRequest(format!(
                 "{} requests need a JSON body; the request body is empty",
                 route.operation()
-            )),
-            wire,
-        ));
-    }
-    let has_body = !bytes.is_empty() && !matches!(route, RouteType::Models);
-    let mut body: Option<Value> = None;
-    // Whether the body sent upstream differs from the client's bytes.
-    let mut reshaped = false;
-    if has_body && route != RouteType::Passthrough {
-        let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            (
-                ProxyError::BadRequest(format!("request body is not valid JSON: {e}")),
-                wire,
-            )
-        })?;
-        if !v.is_object() {
-            return Err((
-                ProxyError::BadRequest("request body must be a JSON object".into()),
-                wire,
-            ));
+            )));
         }
-        observe_request(route, &v, llm(log), capture.prompt);
-        if route == RouteType::GenerateContent
-            && let Some((m, stream)) = gemini::path_model(parts.uri.path())
-        {
-            let info = llm(log);
-            info.request_model = Some(m);
-            info.streaming = stream;
+        let has_body = !bytes.is_empty() && !matches!(route, RouteType::Models);
+        let mut body: Option<Value> = None;
+        let mut reshaped = false;
+        if has_body && route != RouteType::Passthrough {
+            let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ProxyError::BadRequest(format!("request body is not valid JSON: {e}"))
+            })?;
+            if !v.is_object() {
+                return Err(ProxyError::BadRequest(
+                    "request body must be a JSON object".into(),
+                ));
+            }
+            observe_request(route, &v, llm(log), capture.prompt);
+            if route == RouteType::GenerateContent
+                && let Some((m, stream)) = gemini::path_model(parts.uri.path())
+            {
+                let info = llm(log);
+                info.request_model = Some(m);
+                info.streaming = stream;
+            }
+            reshaped = shape_request(&mut v, ai, policies);
+            body = Some(v);
         }
-        reshaped = shape_request(&mut v, ai, policies);
-        body = Some(v);
+        let streaming = llm(log).streaming;
+        let model = body
+            .as_ref()
+            .and_then(|b| b.get("model").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Exchange {
+            ai,
+            policies,
+            capture,
+            route,
+            plan,
+            up_route,
+            parts,
+            bytes,
+            has_body,
+            body,
+            reshaped,
+            streaming,
+            model,
+            strip_usage: false,
+            include_usage_for_client: false,
+        })
     }
-    let streaming = llm(log).streaming;
-    let model = body
-        .as_ref()
-        .and_then(|b| b.get("model").and_then(Value::as_str))
-        .unwrap_or_default()
-        .to_owned();
 
-    // Translate the body into the provider's format.
-    let mut strip_usage = false;
-    // Whether the client asked for the usage chunk itself (read before the body is reshaped).
-    let include_usage_for_client = streaming
-        && body.as_ref().is_some_and(|b| {
-            b.pointer("/stream_options/include_usage")
+    /// Step 2: the body in the provider's format, per the plan.
+    fn translate_request(&mut self) {
+        let Some(mut b) = self.body.take() else {
+            return;
+        };
+        // Whether the client asked for the usage chunk itself (read before the body changes).
+        self.include_usage_for_client = self.streaming
+            && b.pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
-                == Some(true)
-        });
-    let up_body: Option<Value> = body.map(|b| match plan {
-        Plan::Same => {
-            let mut b = b;
-            if route == RouteType::Completions && streaming {
-                let asked = b
-                    .pointer("/stream_options/include_usage")
-                    .and_then(Value::as_bool)
-                    == Some(true);
-                if !asked {
-                    strip_usage = true;
-                    reshaped = true;
+                == Some(true);
+        let mut up = match self.plan {
+            Plan::Same => {
+                if self.route == RouteType::Completions
+                    && self.streaming
+                    && !self.include_usage_for_client
+                {
+                    // Usage only comes in a final chunk the client did not ask for: ask for
+                    // it, and have the stream handler drop it again.
+                    self.strip_usage = true;
+                    self.reshaped = true;
                     match b.get_mut("stream_options").and_then(Value::as_object_mut) {
                         Some(o) => {
                             o.insert("include_usage".into(), json!(true));
@@ -296,113 +389,181 @@ async fn forward(
                         }
                     }
                 }
+                b
             }
-            b
-        }
-        Plan::ChatToAnthropic => chat_anthropic::request(&b),
-        Plan::ChatToGemini => chat_gemini::request(&b),
-        Plan::MessagesToChat => messages_chat::request(
-            &b,
-            matches!(ai.provider, Provider::OpenAi | Provider::Azure { .. }),
-        ),
-        Plan::MessagesToGemini => chat_gemini::request(&messages_chat::request(&b, false)),
-        Plan::EmbeddingsToGemini => chat_gemini::embeddings_request(&b),
-    });
-
-    // Upstream request line and headers.
-    let path = match (&ai.path_override, plan, route) {
-        (Some(p), _, _) => p.clone(),
-        (None, Plan::Same, RouteType::GenerateContent) => {
-            // Keep the method and query; re-root under the provider's base path and apply the
-            // backend's model, whatever prefix the route matched on.
-            let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
-            let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
-            let (_, method) = path.rsplit_once(':').unwrap_or((path, "generateContent"));
-            let model = ai
-                .model_override
-                .clone()
-                .or_else(|| gemini::path_model(path).map(|(m, _)| m))
-                .unwrap_or_default();
-            let base = ai.path_prefix.as_deref().unwrap_or("/v1beta");
-            let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-            format!("{base}/models/{model}:{method}{q}")
-        }
-        (None, Plan::Same, RouteType::Passthrough) => parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        (None, _, _) => ai
-            .provider
-            .path(up_route, &model, streaming, ai.path_prefix.as_deref()),
-    };
-    let uri: http::Uri = format!(
-        "{}://{}{}",
-        ai.upstream.scheme(),
-        ai.upstream.authority,
-        path
-    )
-    .parse()
-    .map_err(|e| (ProxyError::Internal(format!("upstream URI: {e}")), wire))?;
-    let method = if has_body {
-        http::Method::POST
-    } else {
-        parts.method.clone()
-    };
-    let mut builder = Request::builder().method(method).uri(uri);
-    let headers = builder
-        .headers_mut()
-        .ok_or_else(|| (ProxyError::Internal("request builder".into()), wire))?;
-    upstream_headers(&parts.headers, headers, ai, policies, plan);
-    px.telemetry.inject_upstream(log, headers);
-    let out_bytes = match up_body {
-        // Same format and nothing changed: the client's own bytes, not a re-serialisation.
-        Some(_) if plan == Plan::Same && !reshaped => bytes,
-        Some(mut v) => {
-            if ai.provider.wire() == Wire::Gemini && plan != Plan::Same {
-                // Gemini takes the model in the path and streaming from the method name.
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("model");
-                    o.remove("stream");
-                }
+            Plan::ChatToAnthropic => chat_anthropic::request(&b),
+            Plan::ChatToGemini => chat_gemini::request(&b),
+            Plan::MessagesToChat => messages_chat::request(
+                &b,
+                matches!(self.ai.provider, Provider::OpenAi | Provider::Azure { .. }),
+            ),
+            Plan::MessagesToGemini => chat_gemini::request(&messages_chat::request(&b, false)),
+            Plan::EmbeddingsToGemini => chat_gemini::embeddings_request(&b),
+        };
+        if self.ai.provider.wire() == Wire::Gemini && self.plan != Plan::Same {
+            // Gemini takes the model in the path and streaming from the method name.
+            if let Some(o) = up.as_object_mut() {
+                o.remove("model");
+                o.remove("stream");
             }
-            Bytes::from(
-                serde_json::to_vec(&v).map_err(|e| (ProxyError::Internal(e.to_string()), wire))?,
-            )
         }
-        None => bytes,
-    };
-    let req = builder
-        .body(crate::body::full(out_bytes))
-        .map_err(|e| (ProxyError::Internal(e.to_string()), wire))?;
+        self.body = Some(up);
+    }
 
-    log.upstream_start = Some(std::time::Instant::now());
-    let timeout = policies
-        .backend_request_timeout
-        .or(policies.request_timeout);
-    let sent = upstream::send(client, req, &ai.upstream.authority, timeout).await;
-    log.upstream_end = Some(std::time::Instant::now());
-    let resp = sent.map_err(|e| (e, wire))?;
-    log.upstream_cookie = resp
-        .extensions()
-        .get::<crate::ebpf::UpstreamCookie>()
-        .map(|c| c.0);
-    let status = resp.status();
-    let (rparts, rbody) = resp.into_parts();
+    /// Step 3: the provider request: path, the client's headers with the backend's credential
+    /// injected (`upstream_headers`), trace context, and the body.
+    fn provider_request(
+        &mut self,
+        px: &Proxy,
+        log: &mut RequestLog,
+    ) -> Result<Request<Body>, ProxyError> {
+        let ai = self.ai;
+        let uri: http::Uri = format!(
+            "{}://{}{}",
+            ai.upstream.scheme(),
+            ai.upstream.authority,
+            self.upstream_path()
+        )
+        .parse()
+        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
+        let method = if self.has_body {
+            http::Method::POST
+        } else {
+            self.parts.method.clone()
+        };
+        let mut builder = Request::builder().method(method).uri(uri);
+        let headers = builder
+            .headers_mut()
+            .ok_or_else(|| ProxyError::Internal("request builder".into()))?;
+        upstream_headers(&self.parts.headers, headers, ai, self.policies, self.plan);
+        px.telemetry.inject_upstream(log, headers);
+        let bytes = std::mem::take(&mut self.bytes);
+        let out_bytes = match &self.body {
+            // Same format and nothing changed: the client's own bytes, not a re-serialisation.
+            Some(_) if self.plan == Plan::Same && !self.reshaped => bytes,
+            Some(v) => {
+                Bytes::from(serde_json::to_vec(v).map_err(|e| ProxyError::Internal(e.to_string()))?)
+            }
+            None => bytes,
+        };
+        builder
+            .body(crate::body::full(out_bytes))
+            .map_err(|e| ProxyError::Internal(e.to_string()))
+    }
 
-    let mut out_headers = HeaderMap::new();
-    upstream::copy_headers(&rparts.headers, &mut out_headers);
-    out_headers.remove(CONTENT_LENGTH);
-    out_headers.remove(http::header::CONTENT_ENCODING);
+    /// Path and query of the provider request.
+    fn upstream_path(&self) -> String {
+        let ai = self.ai;
+        match (&ai.path_override, self.plan, self.route) {
+            (Some(p), _, _) => p.clone(),
+            (None, Plan::Same, RouteType::GenerateContent) => {
+                // Keep the method and query; re-root under the provider's base path and apply
+                // the backend's model, whatever prefix the route matched on.
+                let pq = self
+                    .parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("");
+                let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+                let (_, method) = path.rsplit_once(':').unwrap_or((path, "generateContent"));
+                let model = ai
+                    .model_override
+                    .clone()
+                    .or_else(|| gemini::path_model(path).map(|(m, _)| m))
+                    .unwrap_or_default();
+                let base = ai.path_prefix.as_deref().unwrap_or("/v1beta");
+                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+                format!("{base}/models/{model}:{method}{q}")
+            }
+            (None, Plan::Same, RouteType::Passthrough) => self
+                .parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            (None, _, _) => ai.provider.path(
+                self.up_route,
+                &self.model,
+                self.streaming,
+                ai.path_prefix.as_deref(),
+            ),
+        }
+    }
 
-    if !status.is_success() {
+    /// Step 4: the call, bounded by the route's timeout; its timing and the upstream
+    /// connection's socket cookie (for the kernel flow record) go into the log.
+    async fn call_upstream(
+        &self,
+        client: &HttpClient,
+        req: Request<Body>,
+        log: &mut RequestLog,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        log.upstream_start = Some(std::time::Instant::now());
+        let timeout = self
+            .policies
+            .backend_request_timeout
+            .or(self.policies.request_timeout);
+        let sent = upstream::send(client, req, &self.ai.upstream.authority, timeout).await;
+        log.upstream_end = Some(std::time::Instant::now());
+        let resp = sent?;
+        log.upstream_cookie = resp
+            .extensions()
+            .get::<crate::ebpf::UpstreamCookie>()
+            .map(|c| c.0);
+        Ok(resp)
+    }
+
+    /// Step 5: the provider's answer in the client's format: an error, a stream (translated
+    /// and observed event by event as it passes), or a JSON body (observed and translated).
+    async fn respond(
+        &self,
+        resp: Response<Incoming>,
+        log: &mut RequestLog,
+        snap: &Snapshot,
+    ) -> Result<Answer, ProxyError> {
+        let status = resp.status();
+        let (rparts, rbody) = resp.into_parts();
+        let mut out_headers = HeaderMap::new();
+        upstream::copy_headers(&rparts.headers, &mut out_headers);
+        out_headers.remove(CONTENT_LENGTH);
+        out_headers.remove(http::header::CONTENT_ENCODING);
+
+        if !status.is_success() {
+            let resp = self
+                .error_response(status, out_headers, rbody, log, snap)
+                .await?;
+            return Ok((resp, None));
+        }
+        let is_sse = rparts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        if self.streaming && is_sse {
+            return Ok(self.stream_response(status, out_headers, rbody, log));
+        }
+        let resp = self
+            .json_response(status, out_headers, rbody, log, snap)
+            .await?;
+        Ok((resp, None))
+    }
+
+    /// The provider refused or failed: its error, in the client's format when that differs.
+    async fn error_response(
+        &self,
+        status: StatusCode,
+        out_headers: HeaderMap,
+        rbody: Incoming,
+        log: &mut RequestLog,
+        snap: &Snapshot,
+    ) -> Result<Response<Body>, ProxyError> {
         let raw = read_upstream(
             rbody,
             snap.global.limits.max_response_body,
             snap.global.limits.stream_idle_timeout,
         )
-        .await
-        .map_err(|e| (e, wire))?;
+        .await?;
         log.error = Some(format!(
             "upstream returned {status}: {}",
             translate::error_message(&raw).unwrap_or_default()
@@ -412,49 +573,31 @@ async fn forward(
         } else {
             Blame::Upstream
         });
-        let resp = if plan == Plan::Same {
+        let mut resp = if self.plan == Plan::Same {
             let mut r = Response::new(crate::body::full(raw));
             *r.headers_mut() = out_headers;
             r
         } else {
-            let v = translate::error_body(wire, ai.provider.wire(), status, &raw);
+            let wire = self.route.client_wire();
+            let v = translate::error_body(wire, self.ai.provider.wire(), status, &raw);
             let mut r = super::simple(status, v);
             copy_safe(&out_headers, r.headers_mut());
             r
         };
-        let mut resp = resp;
         *resp.status_mut() = status;
-        return Ok((resp, None));
+        Ok(resp)
     }
 
-    let is_sse = rparts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("text/event-stream"));
-    if streaming && is_sse {
-        let handler: Box<dyn StreamHandler> = match plan {
-            Plan::Same => match (route, ai.provider.wire()) {
-                (RouteType::Messages, _) => Box::new(anthropic::MessagesStream::default()),
-                (RouteType::Responses, _) => Box::<openai::ResponsesStream>::default(),
-                (_, Wire::Gemini) => Box::<gemini::GenerateStream>::default(),
-                _ => Box::new(openai::ChatStream::new(strip_usage)),
-            },
-            Plan::ChatToAnthropic => Box::new(chat_anthropic::Stream::new(
-                &model,
-                include_usage_for_client,
-            )),
-            Plan::ChatToGemini => {
-                Box::new(chat_gemini::Stream::new(&model, include_usage_for_client))
-            }
-            Plan::MessagesToChat => Box::new(messages_chat::Stream::new(&model)),
-            Plan::EmbeddingsToGemini => Box::new(openai::ChatStream::new(false)),
-            Plan::MessagesToGemini => Box::new(Chain::new(
-                Box::new(chat_gemini::Stream::new(&model, true)),
-                Box::new(messages_chat::Stream::new(&model)),
-            )),
-        };
-        let transform = SseTransform::new(handler, log.start, capture.completion);
+    /// A stream: the body is forwarded event by event through the plan's stream handler.
+    fn stream_response(
+        &self,
+        status: StatusCode,
+        mut out_headers: HeaderMap,
+        rbody: Incoming,
+        log: &RequestLog,
+    ) -> Answer {
+        let transform =
+            SseTransform::new(self.stream_handler(), log.start, self.capture.completion);
         out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         out_headers.insert(
             http::header::CACHE_CONTROL,
@@ -463,55 +606,97 @@ async fn forward(
         let mut resp = Response::new(rbody.map_err(Into::into).boxed_unsync());
         *resp.status_mut() = status;
         *resp.headers_mut() = out_headers;
-        return Ok((resp, Some(transform)));
+        (resp, Some(transform))
     }
 
-    let raw = read_upstream(
-        rbody,
-        snap.global.limits.max_response_body,
-        snap.global.limits.stream_idle_timeout,
-    )
-    .await
-    .map_err(|e| (e, wire))?;
-    let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
-    let info = llm(log);
-    let out_body = match (&parsed, plan) {
-        (None, Plan::Same) => raw,
-        (None, _) => {
-            return Err((
-                ProxyError::UpstreamProtocol("provider returned a body that is not JSON".into()),
-                wire,
-            ));
+    /// Observes the provider's events (tokens, finish reasons) and, when the formats differ,
+    /// rewrites them into the client's.
+    fn stream_handler(&self) -> Box<dyn StreamHandler> {
+        let model = &self.model;
+        match self.plan {
+            Plan::Same => match (self.route, self.ai.provider.wire()) {
+                (RouteType::Messages, _) => Box::new(anthropic::MessagesStream::default()),
+                (RouteType::Responses, _) => Box::<openai::ResponsesStream>::default(),
+                (_, Wire::Gemini) => Box::<gemini::GenerateStream>::default(),
+                _ => Box::new(openai::ChatStream::new(self.strip_usage)),
+            },
+            Plan::ChatToAnthropic => Box::new(chat_anthropic::Stream::new(
+                model,
+                self.include_usage_for_client,
+            )),
+            Plan::ChatToGemini => Box::new(chat_gemini::Stream::new(
+                model,
+                self.include_usage_for_client,
+            )),
+            Plan::MessagesToChat => Box::new(messages_chat::Stream::new(model)),
+            Plan::EmbeddingsToGemini => Box::new(openai::ChatStream::new(false)),
+            Plan::MessagesToGemini => Box::new(Chain::new(
+                Box::new(chat_gemini::Stream::new(model, true)),
+                Box::new(messages_chat::Stream::new(model)),
+            )),
         }
-        (Some(v), _) => {
-            match ai.provider.wire() {
-                Wire::Anthropic => anthropic::observe_response(v, info),
-                Wire::Gemini => gemini::observe_response(v, info),
-                Wire::OpenAi => openai::observe_response(v, info),
+    }
+
+    /// A whole JSON body: read (bounded), observed, and translated into the client's format.
+    async fn json_response(
+        &self,
+        status: StatusCode,
+        mut out_headers: HeaderMap,
+        rbody: Incoming,
+        log: &mut RequestLog,
+        snap: &Snapshot,
+    ) -> Result<Response<Body>, ProxyError> {
+        let raw = read_upstream(
+            rbody,
+            snap.global.limits.max_response_body,
+            snap.global.limits.stream_idle_timeout,
+        )
+        .await?;
+        let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+        let info = llm(log);
+        let out_body = match (&parsed, self.plan) {
+            (None, Plan::Same) => raw,
+            (None, _) => {
+                return Err(ProxyError::UpstreamProtocol(
+                    "provider returned a body that is not JSON".into(),
+                ));
             }
-            match plan {
-                Plan::Same => raw,
-                Plan::ChatToAnthropic => to_bytes(&chat_anthropic::response(v, &model)),
-                Plan::ChatToGemini => to_bytes(&chat_gemini::response(v, &model)),
-                Plan::MessagesToChat => to_bytes(&messages_chat::response(v, &model)),
-                Plan::MessagesToGemini => to_bytes(&messages_chat::response(
-                    &chat_gemini::response(v, &model),
-                    &model,
-                )),
-                Plan::EmbeddingsToGemini => to_bytes(&chat_gemini::embeddings_response(v, &model)),
+            (Some(v), _) => {
+                match self.ai.provider.wire() {
+                    Wire::Anthropic => anthropic::observe_response(v, info),
+                    Wire::Gemini => gemini::observe_response(v, info),
+                    Wire::OpenAi => openai::observe_response(v, info),
+                }
+                self.translate_response(v, raw)
             }
+        };
+        if !self.capture.completion {
+            info.completion = None;
         }
-    };
-    if !capture.completion {
-        info.completion = None;
+        if self.plan != Plan::Same {
+            out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let mut resp = Response::new(crate::body::full(out_body));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = out_headers;
+        Ok(resp)
     }
-    if plan != Plan::Same {
-        out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+
+    /// The provider's JSON answer `v` (bytes `raw`) in the client's format.
+    fn translate_response(&self, v: &Value, raw: Bytes) -> Bytes {
+        let model = &self.model;
+        match self.plan {
+            Plan::Same => raw,
+            Plan::ChatToAnthropic => to_bytes(&chat_anthropic::response(v, model)),
+            Plan::ChatToGemini => to_bytes(&chat_gemini::response(v, model)),
+            Plan::MessagesToChat => to_bytes(&messages_chat::response(v, model)),
+            Plan::MessagesToGemini => to_bytes(&messages_chat::response(
+                &chat_gemini::response(v, model),
+                model,
+            )),
+            Plan::EmbeddingsToGemini => to_bytes(&chat_gemini::embeddings_response(v, model)),
+        }
     }
-    let mut resp = Response::new(crate::body::full(out_body));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = out_headers;
-    Ok((resp, None))
 }
 
 fn to_bytes(v: &Value) -> Bytes {

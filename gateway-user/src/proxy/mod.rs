@@ -132,7 +132,7 @@ impl Proxy {
                 .headers()
                 .iter()
                 .filter(|(k, _)| {
-                    !crate::telemetry::redact::is_sensitive(k.as_str())
+                    !crate::ctx::redact::is_sensitive(k.as_str())
                         && !snap
                             .global
                             .sensitive_headers
@@ -257,7 +257,7 @@ impl Proxy {
             log.response_headers = resp
                 .headers()
                 .iter()
-                .filter(|(k, _)| !crate::telemetry::redact::is_sensitive(k.as_str()))
+                .filter(|(k, _)| !crate::ctx::redact::is_sensitive(k.as_str()))
                 .map(|(k, v)| {
                     (
                         k.as_str().to_owned(),

@@ -157,34 +157,7 @@ impl Listeners {
                 permits: permits.clone(),
                 hook: hook.clone(),
             };
-            let tasks = match &self.workers {
-                None => vec![tokio::spawn(accept_loop(
-                    shared,
-                    Listen::Tokio(socket),
-                    settings_rx,
-                    stop_rx,
-                ))],
-                Some(w) => {
-                    // Every worker accepts on its own descriptor of the one socket: the worker
-                    // that is free first takes the next connection.
-                    let std = socket
-                        .into_std()
-                        .map_err(|source| ListenError::Bind { addr, source })?;
-                    let mut tasks = Vec::with_capacity(w.handles().len());
-                    for h in w.handles() {
-                        let fd = std
-                            .try_clone()
-                            .map_err(|source| ListenError::Bind { addr, source })?;
-                        tasks.push(h.spawn(accept_loop(
-                            shared.clone(),
-                            Listen::Std(fd),
-                            settings_rx.clone(),
-                            stop_rx.clone(),
-                        )));
-                    }
-                    tasks
-                }
-            };
+            let tasks = self.spawn_accept_loops(addr, socket, shared, settings_rx, stop_rx)?;
             tracing::info!(%local, "listening");
             self.binds.insert(
                 addr,
@@ -199,6 +172,43 @@ impl Listeners {
             started.push(local);
         }
         Ok(started)
+    }
+
+    /// The accept loops of one new bind: on the current runtime, or one per proxy worker.
+    fn spawn_accept_loops(
+        &self,
+        addr: SocketAddr,
+        socket: TcpListener,
+        shared: AcceptShared,
+        settings_rx: watch::Receiver<ListenSettings>,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, ListenError> {
+        let Some(w) = &self.workers else {
+            return Ok(vec![tokio::spawn(accept_loop(
+                shared,
+                Listen::Tokio(socket),
+                settings_rx,
+                stop_rx,
+            ))]);
+        };
+        // Every worker accepts on its own descriptor of the one socket: the worker that is
+        // free first takes the next connection.
+        let std = socket
+            .into_std()
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        let mut tasks = Vec::with_capacity(w.handles().len());
+        for h in w.handles() {
+            let fd = std
+                .try_clone()
+                .map_err(|source| ListenError::Bind { addr, source })?;
+            tasks.push(h.spawn(accept_loop(
+                shared.clone(),
+                Listen::Std(fd),
+                settings_rx.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        Ok(tasks)
     }
 
     /// Stops accepting everywhere, then waits (up to `deadline`) for open connections to finish
@@ -263,21 +273,55 @@ enum Listen {
     Std(std::net::TcpListener),
 }
 
+// === impl Listen ===
+
+impl Listen {
+    /// The listener as a tokio one on this worker's runtime; `None` (logged) when that fails.
+    fn register(self, port: u16) -> Option<TcpListener> {
+        match self {
+            Listen::Tokio(l) => Some(l),
+            Listen::Std(l) => match TcpListener::from_std(l) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(error = %e, port, "cannot register the listener with this worker");
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// Per-connection facts, with the kernel's (flow timing, original destination) from the hook.
+fn conn_info(
+    stream: &tokio::net::TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    tls: bool,
+    hook: Option<&AcceptHook>,
+) -> Arc<ConnInfo> {
+    let local = stream.local_addr().unwrap_or(peer);
+    let mut info = ConnInfo {
+        bind_port: port,
+        peer,
+        local,
+        tls,
+        flow: None,
+        original_dst: None,
+    };
+    if let Some(h) = hook {
+        h(stream, &mut info);
+    }
+    Arc::new(info)
+}
+
 async fn accept_loop(
     shared: AcceptShared,
     listen: Listen,
     mut settings: watch::Receiver<ListenSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let listener = match listen {
-        Listen::Tokio(l) => l,
-        Listen::Std(l) => match TcpListener::from_std(l) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, port = shared.port, "cannot register the listener with this worker");
-                return;
-            }
-        },
+    let Some(listener) = listen.register(shared.port) else {
+        return;
     };
     let AcceptShared {
         proxy,
@@ -313,19 +357,7 @@ async fn accept_loop(
             limits = new.limits;
         }
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        let mut info = ConnInfo {
-            bind_port: port,
-            peer,
-            local,
-            tls: acceptor.is_some(),
-            flow: None,
-            original_dst: None,
-        };
-        if let Some(h) = &hook {
-            h(&stream, &mut info);
-        }
-        let info = Arc::new(info);
+        let info = conn_info(&stream, peer, port, acceptor.is_some(), hook.as_ref());
         let proxy = proxy.clone();
         let svc = service_fn(move |req| {
             let proxy = proxy.clone();

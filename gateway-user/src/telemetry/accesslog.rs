@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use super::fields::{AttrValue, Attrs};
+use crate::time::format_timestamp;
 
 /// Lines that may wait for the writer before new ones are dropped (and counted).
 const QUEUE: usize = 8192;
@@ -17,35 +18,6 @@ pub enum Format {
     #[default]
     Text,
     Json,
-}
-
-/// Formats `since_epoch` as `2025-09-12T18:23:54.661414Z` (UTC, microseconds).
-pub fn format_timestamp(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        since_epoch.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Quotes a text-format value the way agentgateway does: bare unless it is empty or contains
@@ -205,22 +177,6 @@ fn write_loop(rx: Receiver<Line>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_match_known_instants() {
-        // 2025-09-12T18:23:54.661414Z
-        let d = Duration::new(1_757_701_434, 661_414_000);
-        assert_eq!(format_timestamp(d), "2025-09-12T18:23:54.661414Z");
-        assert_eq!(
-            format_timestamp(Duration::ZERO),
-            "1970-01-01T00:00:00.000000Z"
-        );
-        // Leap day.
-        assert_eq!(
-            format_timestamp(Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00.000000Z"
-        );
-    }
 
     #[test]
     fn text_line_quotes_values_with_spaces() {

@@ -24,7 +24,6 @@ pub mod accesslog;
 pub mod attrs;
 pub mod fields;
 mod otlp;
-pub mod redact;
 pub mod sampling;
 pub mod settings;
 mod spans;
@@ -41,6 +40,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::cel::{CelError, Executor, Expression, Refs};
 use crate::config::telemetry::{RawFrontendTracing, RawLogging, RawTracing};
+use crate::ctx::redact;
 use crate::ctx::{RequestLog, TraceIds};
 use crate::metrics::Metrics;
 

@@ -39,6 +39,9 @@ pub struct TracingSettings {
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// A sampling setting and the YAML path (or environment variable) it came from.
+type Sampling = (String, StringBoolFloat);
+
 fn env_nonempty(env: Env, k: &str) -> Option<String> {
     env(k).filter(|v| !v.trim().is_empty())
 }
@@ -236,56 +239,10 @@ pub fn resolve(
     const P: &str = "frontendPolicies.tracing";
     let env_proto = protocol_from_env(env)?;
     let mut headers = env_headers(env);
-    let mut random = None;
     let mut client = None;
     let mut add = Vec::new();
     let mut remove = Vec::new();
-
-    let export = if let Some(p) = policy {
-        if p.policies.is_some() {
-            tracing::warn!(
-                "{P}.policies is not applied to the collector connection; use an https:// host for TLS"
-            );
-        }
-        let (raw, path) = policy_target(p, P)?;
-        let protocol = p.protocol.unwrap_or_default();
-        let url = export_target(&raw, &path, protocol, p.path.as_deref(), false)?;
-        Export {
-            protocol,
-            url,
-            headers: Vec::new(),
-        }
-    } else if let Some(t) = tracing {
-        let protocol = t.otlp_protocol.or(env_proto).unwrap_or_default();
-        let (raw, path, full) = match &t.otlp_endpoint {
-            Some(e) => (e.clone(), format!("{T}.otlpEndpoint"), false),
-            None => match env_endpoint(env) {
-                Some((v, var, full)) => (v, var.to_owned(), full),
-                None => {
-                    return Err(TelemetryError::Invalid {
-                        path: format!("{T}.otlpEndpoint"),
-                        value: String::new(),
-                        msg: "required (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into(),
-                    });
-                }
-            },
-        };
-        let url = export_target(&raw, &path, protocol, t.path.as_deref(), full)?;
-        Export {
-            protocol,
-            url,
-            headers: Vec::new(),
-        }
-    } else if let Some((raw, var, full)) = env_endpoint(env) {
-        let protocol = env_proto.unwrap_or_default();
-        let url = export_target(&raw, var, protocol, None, full)?;
-        random = Some((var.to_owned(), StringBoolFloat::Bool(true)));
-        Export {
-            protocol,
-            url,
-            headers: Vec::new(),
-        }
-    } else {
+    let Some((export, mut random)) = export(tracing, policy, env, env_proto)? else {
         return Ok(None);
     };
 
@@ -333,6 +290,71 @@ pub fn resolve(
             .map(|s| parse_kv_list(&s))
             .unwrap_or_default(),
     }))
+}
+
+/// Where spans go: `frontendPolicies.tracing`, else `config.tracing` (endpoint from the config
+/// or the environment), else the environment alone, which also samples every request (the
+/// returned default for `random`). `None` when none of them names a collector.
+fn export(
+    tracing: Option<&RawTracing>,
+    policy: Option<&RawFrontendTracing>,
+    env: Env,
+    env_proto: Option<RawProtocol>,
+) -> Result<Option<(Export, Option<Sampling>)>, TelemetryError> {
+    const T: &str = "config.tracing";
+    const P: &str = "frontendPolicies.tracing";
+    if let Some(p) = policy {
+        if p.policies.is_some() {
+            tracing::warn!(
+                "{P}.policies is not applied to the collector connection; use an https:// host for TLS"
+            );
+        }
+        let (raw, path) = policy_target(p, P)?;
+        let protocol = p.protocol.unwrap_or_default();
+        let url = export_target(&raw, &path, protocol, p.path.as_deref(), false)?;
+        let export = Export {
+            protocol,
+            url,
+            headers: Vec::new(),
+        };
+        Ok(Some((export, None)))
+    } else if let Some(t) = tracing {
+        let protocol = t.otlp_protocol.or(env_proto).unwrap_or_default();
+        let (raw, path, full) = match &t.otlp_endpoint {
+            Some(e) => (e.clone(), format!("{T}.otlpEndpoint"), false),
+            None => match env_endpoint(env) {
+                Some((v, var, full)) => (v, var.to_owned(), full),
+                None => {
+                    return Err(TelemetryError::Invalid {
+                        path: format!("{T}.otlpEndpoint"),
+                        value: String::new(),
+                        msg: "required (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into(),
+                    });
+                }
+            },
+        };
+        let url = export_target(&raw, &path, protocol, t.path.as_deref(), full)?;
+        let export = Export {
+            protocol,
+            url,
+            headers: Vec::new(),
+        };
+        Ok(Some((export, None)))
+    } else if let Some((raw, var, full)) = env_endpoint(env) {
+        let protocol = env_proto.unwrap_or_default();
+        let url = export_target(&raw, var, protocol, None, full)?;
+        let export = Export {
+            protocol,
+            url,
+            headers: Vec::new(),
+        };
+        Ok(Some((
+            export,
+            Some((var.to_owned(), StringBoolFloat::Bool(true))),
+        )))
+    } else {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::attrs;
 use super::fields::{AttrValue, Attrs};
-use crate::ctx::RequestLog;
+use crate::ctx::{McpInfo, RequestLog, TargetCall};
 
 pub fn to_kv(k: super::fields::AttrKey, v: AttrValue) -> KeyValue {
     let v = match v {
@@ -133,22 +133,7 @@ pub fn build(
 ) -> Vec<SpanData> {
     let end = log.end.unwrap_or_else(Instant::now);
     let mut out = Vec::with_capacity(count(log));
-    let name = name.unwrap_or_else(|| {
-        // MCP semconv: `{mcp.method.name} {target}` (tool, prompt or resource name).
-        if let Some(m) = &log.mcp
-            && let Some(method) = &m.method
-        {
-            return match m.tool_name.as_ref().or(m.resource.as_ref()) {
-                Some(t) => format!("{method} {t}"),
-                None => method.clone(),
-            };
-        }
-        if log.method.is_empty() {
-            "unknown".to_owned()
-        } else {
-            format!("{} {}", log.method, log.path)
-        }
-    });
+    let name = name.unwrap_or_else(|| server_span_name(log));
     let status = server_failed(log).map_or(Status::Unset, Status::error);
     out.push(span(
         log,
@@ -164,107 +149,145 @@ pub fn build(
             status,
         },
     ));
-
     if let Some(id) = log.upstream_span_id {
-        let mut a = Attrs::new();
-        if !log.method.is_empty() {
-            a.push(("http.request.method".into(), attrs::method(&log.method)));
-        }
-        if let Some(ep) = &log.endpoint {
-            let (host, port) = match ep.rsplit_once(':') {
-                Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
-                _ => (ep.as_str(), None),
-            };
-            a.push(("server.address".into(), host.into()));
-            if let Some(p) = port {
-                a.push(("server.port".into(), AttrValue::Int(p)));
-            }
-        }
-        if let Some(s) = log.status {
-            a.push((
-                "http.response.status_code".into(),
-                AttrValue::Int(i64::from(s)),
-            ));
-        }
-        let name = match &log.llm {
-            Some(l) => {
-                a.extend(
-                    genai
-                        .iter()
-                        .filter(|(k, _)| CLIENT_GENAI.contains(&k.as_ref()))
-                        .cloned(),
-                );
-                match (&l.request_model, l.operation) {
-                    (Some(m), op) if !op.is_empty() => format!("{op} {m}"),
-                    _ => l.provider.clone(),
-                }
-            }
-            None => log.method.clone(),
-        };
-        if let Some(f) = &log.upstream_flow {
-            attrs::flow(f, &mut a);
-        }
-        let upstream_failed = log.status.is_some_and(|s| s >= 500)
-            || (log.error.is_some() && log.blame == Some(crate::ctx::Blame::Upstream));
-        let status = if upstream_failed {
-            Status::error(log.error.clone().unwrap_or_else(|| "upstream error".into()))
-        } else {
-            Status::Unset
-        };
-        let start = log.upstream_start.map_or(log.start_time, |t| wall(log, t));
-        let stop = wall(log, log.upstream_end.unwrap_or(end));
-        out.push(span(
-            log,
-            scope,
-            Spec {
-                id,
-                parent: Some((log.trace.span_id, false)),
-                kind: SpanKind::Client,
-                name,
-                start,
-                end: stop,
-                attrs: a,
-                status,
-            },
-        ));
+        out.push(upstream_span(log, scope, genai, id, end));
     }
-
     if let Some(m) = &log.mcp {
         for call in &m.target_calls {
-            let mut a = Attrs::new();
-            if let Some(method) = &m.method {
-                a.push(("mcp.method.name".into(), method.as_str().into()));
-            }
-            a.push(("mcp.target".into(), call.target.as_str().into()));
-            if let Some(t) = &m.tool_name {
-                a.push(("gen_ai.tool.name".into(), t.as_str().into()));
-            }
-            let status = match &call.error {
-                Some(e) => {
-                    a.push(("error.type".into(), e.as_str().into()));
-                    Status::error(e.clone())
-                }
-                None => Status::Unset,
-            };
-            let name = match &m.method {
-                Some(method) => format!("{method} {}", call.target),
-                None => call.target.clone(),
-            };
-            out.push(span(
-                log,
-                scope,
-                Spec {
-                    id: call.span_id,
-                    parent: Some((log.trace.span_id, false)),
-                    kind: SpanKind::Client,
-                    name,
-                    start: wall(log, call.start),
-                    end: wall(log, call.end.unwrap_or(end)),
-                    attrs: a,
-                    status,
-                },
-            ));
+            out.push(target_call_span(log, scope, m, call, end));
         }
     }
     out
+}
+
+/// The SERVER span's default name: `METHOD path`, or for MCP `method target`.
+fn server_span_name(log: &RequestLog) -> String {
+    // MCP semconv: `{mcp.method.name} {target}` (tool, prompt or resource name).
+    if let Some(m) = &log.mcp
+        && let Some(method) = &m.method
+    {
+        return match m.tool_name.as_ref().or(m.resource.as_ref()) {
+            Some(t) => format!("{method} {t}"),
+            None => method.clone(),
+        };
+    }
+    if log.method.is_empty() {
+        "unknown".to_owned()
+    } else {
+        format!("{} {}", log.method, log.path)
+    }
+}
+
+/// The CLIENT span of the call to the upstream (the provider, or the host backend).
+fn upstream_span(
+    log: &RequestLog,
+    scope: &InstrumentationScope,
+    genai: &Attrs,
+    id: [u8; 8],
+    end: Instant,
+) -> SpanData {
+    let mut a = Attrs::new();
+    if !log.method.is_empty() {
+        a.push(("http.request.method".into(), attrs::method(&log.method)));
+    }
+    if let Some(ep) = &log.endpoint {
+        let (host, port) = match ep.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
+            _ => (ep.as_str(), None),
+        };
+        a.push(("server.address".into(), host.into()));
+        if let Some(p) = port {
+            a.push(("server.port".into(), AttrValue::Int(p)));
+        }
+    }
+    if let Some(s) = log.status {
+        a.push((
+            "http.response.status_code".into(),
+            AttrValue::Int(i64::from(s)),
+        ));
+    }
+    let name = match &log.llm {
+        Some(l) => {
+            a.extend(
+                genai
+                    .iter()
+                    .filter(|(k, _)| CLIENT_GENAI.contains(&k.as_ref()))
+                    .cloned(),
+            );
+            match (&l.request_model, l.operation) {
+                (Some(m), op) if !op.is_empty() => format!("{op} {m}"),
+                _ => l.provider.clone(),
+            }
+        }
+        None => log.method.clone(),
+    };
+    if let Some(f) = &log.upstream_flow {
+        attrs::flow(f, &mut a);
+    }
+    let upstream_failed = log.status.is_some_and(|s| s >= 500)
+        || (log.error.is_some() && log.blame == Some(crate::ctx::Blame::Upstream));
+    let status = if upstream_failed {
+        Status::error(log.error.clone().unwrap_or_else(|| "upstream error".into()))
+    } else {
+        Status::Unset
+    };
+    let start = log.upstream_start.map_or(log.start_time, |t| wall(log, t));
+    let stop = wall(log, log.upstream_end.unwrap_or(end));
+    span(
+        log,
+        scope,
+        Spec {
+            id,
+            parent: Some((log.trace.span_id, false)),
+            kind: SpanKind::Client,
+            name,
+            start,
+            end: stop,
+            attrs: a,
+            status,
+        },
+    )
+}
+
+/// The CLIENT span of one call to an MCP target.
+fn target_call_span(
+    log: &RequestLog,
+    scope: &InstrumentationScope,
+    m: &McpInfo,
+    call: &TargetCall,
+    end: Instant,
+) -> SpanData {
+    let mut a = Attrs::new();
+    if let Some(method) = &m.method {
+        a.push(("mcp.method.name".into(), method.as_str().into()));
+    }
+    a.push(("mcp.target".into(), call.target.as_str().into()));
+    if let Some(t) = &m.tool_name {
+        a.push(("gen_ai.tool.name".into(), t.as_str().into()));
+    }
+    let status = match &call.error {
+        Some(e) => {
+            a.push(("error.type".into(), e.as_str().into()));
+            Status::error(e.clone())
+        }
+        None => Status::Unset,
+    };
+    let name = match &m.method {
+        Some(method) => format!("{method} {}", call.target),
+        None => call.target.clone(),
+    };
+    span(
+        log,
+        scope,
+        Spec {
+            id: call.span_id,
+            parent: Some((log.trace.span_id, false)),
+            kind: SpanKind::Client,
+            name,
+            start: wall(log, call.start),
+            end: wall(log, call.end.unwrap_or(end)),
+            attrs: a,
+            status,
+        },
+    )
 }

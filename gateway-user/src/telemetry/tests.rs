@@ -1,6 +1,6 @@
 //! Telemetry behaviour: golden access-log lines, sampling and propagation, span shape, config
-//! errors, and export to real receivers (rotel over gRPC and HTTP, a fake Langfuse-style HTTP
-//! endpoint, a dead and a stalled collector).
+//! errors, the seed documents' CEL fields (`seeds`), and export to real receivers (rotel over
+//! gRPC and HTTP, a fake Langfuse-style HTTP endpoint, a dead and a stalled collector).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -13,6 +13,7 @@ use crate::config::telemetry::RawTracing;
 use crate::ctx::{McpInfo, TargetCall};
 
 mod export;
+mod seeds;
 
 type Lines = mpsc::Receiver<String>;
 

@@ -10,9 +10,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway::config::mcp::{RawMcpAuthorization, RawMcpBackend};
 use gateway::ctx::RequestLog;
 use gateway::mcp::McpBackend;
+use gateway::mcp::config::{RawMcpAuthorization, RawMcpBackend};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;

@@ -18,60 +18,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Chat Completions request → Messages request.
 pub fn request(chat: &Value) -> Value {
-    let mut system = Vec::new();
-    let mut messages: Vec<Value> = Vec::new();
-    for m in chat
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-        match role {
-            "system" | "developer" => {
-                let t = m.get("content").map(chat_content_text).unwrap_or_default();
-                if !t.is_empty() {
-                    system.push(t);
-                }
-            }
-            "tool" | "function" => {
-                let id = m
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let content = m.get("content").map(chat_content_text).unwrap_or_default();
-                let block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
-                push_blocks(&mut messages, "user", vec![block]);
-            }
-            "assistant" => {
-                let mut blocks = Vec::new();
-                let text = m.get("content").map(chat_content_text).unwrap_or_default();
-                if !text.is_empty() {
-                    blocks.push(json!({"type": "text", "text": text}));
-                }
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": call.get("id").cloned().unwrap_or_else(|| json!(new_id("toolu_"))),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
-                        "input": parse_arguments(call.pointer("/function/arguments").unwrap_or(&Value::Null)),
-                    }));
-                }
-                if !blocks.is_empty() {
-                    push_blocks(&mut messages, "assistant", blocks);
-                }
-            }
-            _ => {
-                let blocks = user_blocks(m.get("content").unwrap_or(&Value::Null));
-                push_blocks(&mut messages, "user", blocks);
-            }
-        }
-    }
+    let (system, messages) = messages(chat);
     let mut out = Map::new();
     out.insert(
         "model".into(),
@@ -98,6 +45,77 @@ pub fn request(chat: &Value) -> Value {
     if let Some(u) = chat.get("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({"user_id": u}));
     }
+    insert_tools(chat, &mut out);
+    Value::Object(out)
+}
+
+/// `messages` → (system texts, Messages `messages` with alternating roles).
+fn messages(chat: &Value) -> (Vec<String>, Vec<Value>) {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for m in chat
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        match role {
+            "system" | "developer" => {
+                let t = m.get("content").map(chat_content_text).unwrap_or_default();
+                if !t.is_empty() {
+                    system.push(t);
+                }
+            }
+            "tool" | "function" => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let content = m.get("content").map(chat_content_text).unwrap_or_default();
+                let block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
+                push_blocks(&mut messages, "user", vec![block]);
+            }
+            "assistant" => {
+                let blocks = assistant_blocks(m);
+                if !blocks.is_empty() {
+                    push_blocks(&mut messages, "assistant", blocks);
+                }
+            }
+            _ => {
+                let blocks = user_blocks(m.get("content").unwrap_or(&Value::Null));
+                push_blocks(&mut messages, "user", blocks);
+            }
+        }
+    }
+    (system, messages)
+}
+
+/// An assistant message → text and tool_use blocks.
+fn assistant_blocks(m: &Value) -> Vec<Value> {
+    let mut blocks = Vec::new();
+    let text = m.get("content").map(chat_content_text).unwrap_or_default();
+    if !text.is_empty() {
+        blocks.push(json!({"type": "text", "text": text}));
+    }
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        blocks.push(json!({
+            "type": "tool_use",
+            "id": call.get("id").cloned().unwrap_or_else(|| json!(new_id("toolu_"))),
+            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
+            "input": parse_arguments(call.pointer("/function/arguments").unwrap_or(&Value::Null)),
+        }));
+    }
+    blocks
+}
+
+/// `tools` → Messages tools; `tool_choice` and `parallel_tool_calls: false` → `tool_choice`.
+fn insert_tools(chat: &Value, out: &mut Map<String, Value>) {
     if let Some(tools) = chat.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
@@ -141,7 +159,6 @@ pub fn request(chat: &Value) -> Value {
         }
         _ => {}
     }
-    Value::Object(out)
 }
 
 /// Appends blocks, merging with the previous message of the same role (Anthropic expects

@@ -15,6 +15,27 @@ use crate::sse::SseEvent;
 
 /// Chat Completions request → generateContent request (the model goes in the URL path).
 pub fn request(chat: &Value) -> Value {
+    let (system, contents) = contents(chat);
+    let mut out = Map::new();
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    let generation = generation_config(chat);
+    if !generation.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(generation));
+    }
+    if let Some(decls) = function_declarations(chat) {
+        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+    }
+    if let Some(m) = function_calling_mode(chat) {
+        out.insert("toolConfig".into(), json!({"functionCallingConfig": m}));
+    }
+    Value::Object(out)
+}
+
+/// `messages` → (system instruction parts, `contents`).
+fn contents(chat: &Value) -> (Vec<Value>, Vec<Value>) {
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     // tool_call_id → function name, for functionResponse parts.
@@ -30,76 +51,91 @@ pub fn request(chat: &Value) -> Value {
         match role {
             "system" | "developer" => system.push(json!({"text": chat_content_text(content)})),
             "assistant" => {
-                let mut parts = Vec::new();
-                let t = chat_content_text(content);
-                if !t.is_empty() {
-                    parts.push(json!({"text": t}));
-                }
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
-                        call_names.insert(id.to_owned(), name.to_owned());
-                    }
-                    parts.push(json!({"functionCall": {"name": name,
-                        "args": parse_arguments(call.pointer("/function/arguments").unwrap_or(&Value::Null))}}));
-                }
-                if !parts.is_empty() {
-                    contents.push(json!({"role": "model", "parts": parts}));
+                if let Some(turn) = model_turn(m, content, &mut call_names) {
+                    contents.push(turn);
                 }
             }
-            "tool" | "function" => {
-                let id = m
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let name = call_names
-                    .get(id)
-                    .cloned()
-                    .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_default();
-                let text = chat_content_text(content);
-                let response = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .filter(Value::is_object)
-                    .unwrap_or_else(|| json!({"content": text}));
-                contents.push(json!({"role": "user", "parts": [{"functionResponse": {"name": name, "response": response}}]}));
-            }
-            _ => {
-                let parts: Vec<Value> = match content {
-                    Value::String(s) => vec![json!({"text": s})],
-                    Value::Array(ps) => ps
-                        .iter()
-                        .filter_map(|p| match p.get("type").and_then(Value::as_str) {
-                            Some("text") => Some(json!({"text": p.get("text")})),
-                            Some("image_url") => {
-                                let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
-                                url.strip_prefix("data:")
-                                    .and_then(|r| r.split_once(','))
-                                    .map(|(meta, data)| json!({"inlineData": {"mimeType": meta.trim_end_matches(";base64"), "data": data}}))
-                                    .or_else(|| Some(json!({"fileData": {"fileUri": url}})))
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                contents.push(json!({"role": "user", "parts": parts}));
-            }
+            "tool" | "function" => contents.push(function_response(m, content, &call_names)),
+            _ => contents.push(json!({"role": "user", "parts": user_parts(content)})),
         }
     }
-    let mut out = Map::new();
-    out.insert("contents".into(), Value::Array(contents));
-    if !system.is_empty() {
-        out.insert("systemInstruction".into(), json!({"parts": system}));
+    (system, contents)
+}
+
+/// An assistant message → a `model` turn (text and functionCall parts), remembering each tool
+/// call's function name by id. `None` when it has neither.
+fn model_turn(
+    m: &Value,
+    content: &Value,
+    call_names: &mut HashMap<String, String>,
+) -> Option<Value> {
+    let mut parts = Vec::new();
+    let t = chat_content_text(content);
+    if !t.is_empty() {
+        parts.push(json!({"text": t}));
     }
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = call
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(id) = call.get("id").and_then(Value::as_str) {
+            call_names.insert(id.to_owned(), name.to_owned());
+        }
+        parts.push(json!({"functionCall": {"name": name,
+            "args": parse_arguments(call.pointer("/function/arguments").unwrap_or(&Value::Null))}}));
+    }
+    (!parts.is_empty()).then(|| json!({"role": "model", "parts": parts}))
+}
+
+/// A tool result → a `user` turn with a functionResponse part, named after the call it answers.
+fn function_response(m: &Value, content: &Value, call_names: &HashMap<String, String>) -> Value {
+    let id = m
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = call_names
+        .get(id)
+        .cloned()
+        .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let text = chat_content_text(content);
+    let response = serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"content": text}));
+    json!({"role": "user", "parts": [{"functionResponse": {"name": name, "response": response}}]})
+}
+
+/// User content (a string, or text and image_url parts) → Gemini parts.
+fn user_parts(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(s) => vec![json!({"text": s})],
+        Value::Array(ps) => ps
+            .iter()
+            .filter_map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("text") => Some(json!({"text": p.get("text")})),
+                Some("image_url") => {
+                    let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
+                    url.strip_prefix("data:")
+                        .and_then(|r| r.split_once(','))
+                        .map(|(meta, data)| json!({"inlineData": {"mimeType": meta.trim_end_matches(";base64"), "data": data}}))
+                        .or_else(|| Some(json!({"fileData": {"fileUri": url}})))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Sampling parameters, token limit, stop sequences and JSON mode → `generationConfig`.
+fn generation_config(chat: &Value) -> Map<String, Value> {
     let mut generation = Map::new();
     for (from, to) in [
         ("temperature", "temperature"),
@@ -130,26 +166,29 @@ pub fn request(chat: &Value) -> Value {
     {
         generation.insert("responseMimeType".into(), json!("application/json"));
     }
-    if !generation.is_empty() {
-        out.insert("generationConfig".into(), Value::Object(generation));
-    }
-    if let Some(tools) = chat.get("tools").and_then(Value::as_array) {
-        let decls: Vec<Value> = tools
-            .iter()
-            .filter_map(|t| t.get("function"))
-            .map(|f| {
-                let mut d = json!({"name": f.get("name"), "description": f.get("description").cloned().unwrap_or(json!(""))});
-                if let Some(p) = f.get("parameters") {
-                    d["parameters"] = p.clone();
-                }
-                d
-            })
-            .collect();
-        if !decls.is_empty() {
-            out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
-        }
-    }
-    let mode = match chat.get("tool_choice") {
+    generation
+}
+
+/// `tools` → functionDeclarations; `None` when there are none.
+fn function_declarations(chat: &Value) -> Option<Vec<Value>> {
+    let tools = chat.get("tools").and_then(Value::as_array)?;
+    let decls: Vec<Value> = tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .map(|f| {
+            let mut d = json!({"name": f.get("name"), "description": f.get("description").cloned().unwrap_or(json!(""))});
+            if let Some(p) = f.get("parameters") {
+                d["parameters"] = p.clone();
+            }
+            d
+        })
+        .collect();
+    (!decls.is_empty()).then_some(decls)
+}
+
+/// `tool_choice` → functionCallingConfig.
+fn function_calling_mode(chat: &Value) -> Option<Value> {
+    match chat.get("tool_choice") {
         Some(Value::String(s)) if s == "none" => Some(json!({"mode": "NONE"})),
         Some(Value::String(s)) if s == "required" => Some(json!({"mode": "ANY"})),
         Some(Value::String(s)) if s == "auto" => Some(json!({"mode": "AUTO"})),
@@ -158,11 +197,7 @@ pub fn request(chat: &Value) -> Value {
             .and_then(|f| f.get("name"))
             .map(|n| json!({"mode": "ANY", "allowedFunctionNames": [n]})),
         _ => None,
-    };
-    if let Some(m) = mode {
-        out.insert("toolConfig".into(), json!({"functionCallingConfig": m}));
     }
-    Value::Object(out)
 }
 
 /// OpenAI embeddings request (`input`: string or list of strings) → `batchEmbedContents`.

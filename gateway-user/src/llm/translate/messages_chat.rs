@@ -15,100 +15,12 @@ use crate::sse::SseEvent;
 /// Messages request → Chat Completions request. `max_completion_tokens` is used for OpenAI
 /// itself (newer models reject `max_tokens`), `max_tokens` for compatible servers.
 pub fn request(msg: &Value, use_max_completion_tokens: bool) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = msg.get("system") {
-        let t = content_text(system);
-        if !t.is_empty() {
-            messages.push(json!({"role": "system", "content": t}));
-        }
-    }
-    for m in msg
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-        let content = m.get("content").unwrap_or(&Value::Null);
-        let blocks: Vec<Value> = match content {
-            Value::String(s) => vec![json!({"type": "text", "text": s})],
-            Value::Array(b) => b.clone(),
-            _ => Vec::new(),
-        };
-        if role == "assistant" {
-            let mut text = String::new();
-            let mut calls = Vec::new();
-            for b in &blocks {
-                match b.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
-                    Some("tool_use") => calls.push(json!({
-                        "id": b.get("id"),
-                        "type": "function",
-                        "function": {"name": b.get("name"), "arguments": b.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into())},
-                    })),
-                    _ => {}
-                }
-            }
-            let mut out = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
-            if !calls.is_empty() {
-                out["tool_calls"] = Value::Array(calls);
-            }
-            messages.push(out);
-            continue;
-        }
-        let mut parts = Vec::new();
-        for b in &blocks {
-            match b.get("type").and_then(Value::as_str) {
-                Some("tool_result") => {
-                    let c = b.get("content").map(content_text).unwrap_or_default();
-                    messages.push(
-                        json!({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": c}),
-                    );
-                }
-                Some("text") => parts.push(json!({"type": "text", "text": b.get("text")})),
-                Some("image") => {
-                    let src = b.get("source").unwrap_or(&Value::Null);
-                    let url = match src.get("type").and_then(Value::as_str) {
-                        Some("base64") => format!(
-                            "data:{};base64,{}",
-                            src.get("media_type")
-                                .and_then(Value::as_str)
-                                .unwrap_or("image/png"),
-                            src.get("data").and_then(Value::as_str).unwrap_or_default()
-                        ),
-                        _ => src
-                            .get("url")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                    };
-                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-                }
-                _ => {}
-            }
-        }
-        if !parts.is_empty() {
-            let only_text = parts.iter().all(|p| p["type"] == "text");
-            let content = if only_text {
-                json!(
-                    parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("")
-                )
-            } else {
-                Value::Array(parts)
-            };
-            messages.push(json!({"role": role, "content": content}));
-        }
-    }
     let mut out = Map::new();
     out.insert(
         "model".into(),
         msg.get("model").cloned().unwrap_or(json!("")),
     );
-    out.insert("messages".into(), Value::Array(messages));
+    out.insert("messages".into(), Value::Array(chat_messages(msg)));
     if let Some(max) = msg.get("max_tokens") {
         let key = if use_max_completion_tokens {
             "max_completion_tokens"
@@ -132,6 +44,121 @@ pub fn request(msg: &Value, use_max_completion_tokens: bool) -> Value {
     if let Some(u) = msg.pointer("/metadata/user_id") {
         out.insert("user".into(), u.clone());
     }
+    insert_tools(msg, &mut out);
+    Value::Object(out)
+}
+
+/// `system` and `messages` → chat messages. A user turn's tool results become `tool`
+/// messages, ahead of the turn's own text and images.
+fn chat_messages(msg: &Value) -> Vec<Value> {
+    let mut messages = Vec::new();
+    if let Some(system) = msg.get("system") {
+        let t = content_text(system);
+        if !t.is_empty() {
+            messages.push(json!({"role": "system", "content": t}));
+        }
+    }
+    for m in msg
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let content = m.get("content").unwrap_or(&Value::Null);
+        let blocks: Vec<Value> = match content {
+            Value::String(s) => vec![json!({"type": "text", "text": s})],
+            Value::Array(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        if role == "assistant" {
+            messages.push(assistant_message(&blocks));
+        } else {
+            push_user_blocks(role, &blocks, &mut messages);
+        }
+    }
+    messages
+}
+
+/// Assistant text and tool_use blocks → one assistant message with `tool_calls`.
+fn assistant_message(blocks: &[Value]) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in blocks {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => calls.push(json!({
+                "id": b.get("id"),
+                "type": "function",
+                "function": {"name": b.get("name"), "arguments": b.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into())},
+            })),
+            _ => {}
+        }
+    }
+    let mut out = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
+    if !calls.is_empty() {
+        out["tool_calls"] = Value::Array(calls);
+    }
+    out
+}
+
+/// A non-assistant turn: each tool_result → a `tool` message; text and images → one message
+/// of `role` (plain text when it is only text), when there are any.
+fn push_user_blocks(role: &str, blocks: &[Value], messages: &mut Vec<Value>) {
+    let mut parts = Vec::new();
+    for b in blocks {
+        match b.get("type").and_then(Value::as_str) {
+            Some("tool_result") => {
+                let c = b.get("content").map(content_text).unwrap_or_default();
+                messages.push(
+                    json!({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": c}),
+                );
+            }
+            Some("text") => parts.push(json!({"type": "text", "text": b.get("text")})),
+            Some("image") => {
+                let url = image_url(b.get("source").unwrap_or(&Value::Null));
+                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            _ => {}
+        }
+    }
+    if !parts.is_empty() {
+        let only_text = parts.iter().all(|p| p["type"] == "text");
+        let content = if only_text {
+            json!(
+                parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("")
+            )
+        } else {
+            Value::Array(parts)
+        };
+        messages.push(json!({"role": role, "content": content}));
+    }
+}
+
+/// An image block's `source` → an image URL (a `data:` URL for base64 data).
+fn image_url(src: &Value) -> String {
+    match src.get("type").and_then(Value::as_str) {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            src.get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or("image/png"),
+            src.get("data").and_then(Value::as_str).unwrap_or_default()
+        ),
+        _ => src
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// `tools` (those with an input schema) and `tool_choice` → their Chat Completions forms.
+fn insert_tools(msg: &Value, out: &mut Map<String, Value>) {
     if let Some(tools) = msg.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
@@ -159,7 +186,6 @@ pub fn request(msg: &Value, use_max_completion_tokens: bool) -> Value {
             out.insert("parallel_tool_calls".into(), json!(false));
         }
     }
-    Value::Object(out)
 }
 
 /// OpenAI `finish_reason` → Anthropic `stop_reason`.

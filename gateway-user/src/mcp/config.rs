@@ -1,6 +1,7 @@
 //! Raw (serde) types for `mcp` backends and the top-level `mcp:` shorthand, in agentgateway's
 //! YAML shape (`LocalMcpBackend`, `LocalMcpTarget`, `McpAuthorization`). Owned by the MCP
-//! subsystem; `mcp::McpBackend::new` validates them and names the YAML path on error.
+//! subsystem: `config::raw` embeds them in the file's tree, and `McpBackend::new` validates them
+//! and names the YAML path on error, so `mcp` never imports `config`.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,7 @@
-//! Which headers carry credentials. The proxy strips these from `RequestLog.request_headers`,
-//! and CEL shows them as `<redacted>`, so no key ever reaches a log line or a span.
+//! Which headers carry credentials. The proxy strips these from `RequestLog.request_headers`
+//! (and telemetry when it captures headers itself), and CEL shows them as `<redacted>`, so no
+//! key ever reaches a log line or a span. It lives with the request record it guards, below
+//! `proxy`, `cel` and `telemetry`, which all use it.
 
 /// The value shown in place of a credential.
 pub const REDACTED: &str = "<redacted>";
