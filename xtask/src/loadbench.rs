@@ -17,11 +17,13 @@
 //!    (`sse.rs`);
 //! 6. 10,000 idle streams held open through the `streams` gateway, with its RSS;
 //! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load;
-//! 8. the viewer's ring in process: cost per recorded request, memory per kept request.
+//! 8. in process: the seeds' CEL `fields` blocks evaluated per request (`celbench.rs`), and
+//!    the viewer's ring: cost per recorded request, memory per kept request.
 //!
 //! Prints a markdown section; `--write BENCHMARKS.md` replaces the gateway section of that file
 //! (between `<!-- bench-gateway:start -->` and `<!-- bench-gateway:end -->`), leaving the rest.
 
+pub mod celbench;
 mod litellm;
 mod openloop;
 mod procs;
@@ -693,6 +695,11 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         load: procs::loadavg(),
     });
     rep.rotel_cpu = rotel.cpu().ok();
+    println!("==> CEL: the seeds' fields blocks evaluated per request, in process");
+    rep.cel = celbench::micro()?;
+    for r in &rep.cel {
+        println!("    {r:?}");
+    }
     println!("==> the viewer's ring in process (record cost, memory per kept request)");
     let micro = viewer::micro();
     println!("    {micro:?}");

@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         "bench" => loadbench::run(rest),
         "__loadbench" => loadbench::child_main(rest),
         "__openloop" => loadbench::openloop_main(rest),
+        "__celbench" => loadbench::celbench::main(),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::openloop::{Samples, percentile};
 use super::procs::Mem;
 use super::sse::EventDelays;
+use super::celbench::CelRow;
 use super::viewer::Micro;
 use super::wrk::WrkResult;
 use super::{CHAT_BODY, Opts, PathKind};
@@ -214,6 +215,7 @@ pub struct Report {
     pub traced_requests: f64,
     pub rotel_cpu: Option<Duration>,
     pub viewer: Option<Micro>,
+    pub cel: Vec<CelRow>,
     load_start: f64,
     load_end: f64,
 }
@@ -272,6 +274,7 @@ impl Report {
             traced_requests: f64::NAN,
             rotel_cpu: None,
             viewer: None,
+            cel: Vec::new(),
             load_start: super::procs::loadavg(),
             load_end: f64::NAN,
         }
@@ -573,6 +576,7 @@ impl Report {
             ));
             line(&format!("| load average | {:.2} |", s.load));
         }
+        self.cel_section(&mut line);
         self.viewer_section(&mut line);
         line("");
         line("**Targets.**");
@@ -601,6 +605,29 @@ impl Report {
             r.usage.gw_cpu.as_secs_f64() * 1e6 / r.requests().max(1.0)
         });
         (f, s)
+    }
+
+    /// CEL evaluation per request for the seeds' `fields` blocks.
+    fn cel_section(&self, line: &mut impl FnMut(&str)) {
+        if self.cel.is_empty() {
+            return;
+        }
+        line("");
+        line(
+            "**CEL.** The seeds' `fields.add` blocks, compiled once, evaluated as the telemetry thread does per request (one `Executor` with the variables the block reads, then every field into attributes) against a chat request record with a two-message prompt and one completion; 20,000 requests per block on one thread, in process (`loadbench/celbench.rs`; `target/release/xtask __celbench` runs it alone).",
+        );
+        line("");
+        line("| block | fields → attributes | µs per request | compile µs |\n|---|---|---|---|");
+        for r in &self.cel {
+            line(&format!(
+                "| {} | {} → {} | {:.2} | {:.0} |",
+                r.block,
+                r.fields,
+                r.attrs,
+                r.per_request.as_secs_f64() * 1e6,
+                r.compile.as_secs_f64() * 1e6
+            ));
+        }
     }
 
     /// What the built-in viewer costs: its ring on the request path and in memory, and a page
@@ -720,6 +747,10 @@ impl Report {
             "fixed": fixed, "saturation": sat, "sse": sse,
             "idle_rss_kib": self.idle_rss.iter().map(|(n, m)| json!({"name": n, "rss": m.rss_kib})).collect::<Vec<_>>(),
             "streams": self.streams.as_ref().map(|s| json!({"opened": s.opened, "before_kib": s.before.rss_kib, "at_kib": s.at.rss_kib, "after_kib": s.after.rss_kib, "hwm_kib": s.at.hwm_kib})),
+            "cel": self.cel.iter().map(|r| json!({
+                "block": r.block, "fields": r.fields, "attributes": r.attrs,
+                "per_request_us": r.per_request.as_secs_f64() * 1e6, "compile_us": r.compile.as_secs_f64() * 1e6,
+            })).collect::<Vec<_>>(),
             "viewer": self.viewer.as_ref().map(|v| json!({
                 "record_ns": v.record_ns, "rss_bytes_per_record": v.rss_bytes_per_record,
                 "approx_bytes_per_record": v.approx_bytes_per_record, "list_200_us": v.list_200_us,
