@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{IntCounterVec, IntGauge, Opts};
 use serde_json::Value;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::config::restart::Pending;
 use crate::config::snapshot::{BackendKind, Route};
 use crate::config::{self, ConfigErrors, Snapshot, Source};
 use crate::metrics::Metrics;
@@ -120,6 +121,8 @@ struct State {
     filter: FilterHandle,
     level: Mutex<String>,
     ebpf: crate::ebpf::EbpfStatus,
+    /// Settings the last reload changed that wait for a restart (`/config_dump`).
+    pending: Mutex<Vec<Pending>>,
 }
 
 impl AdminState for State {
@@ -167,7 +170,10 @@ impl AdminState for State {
             Source::Inline(_) => "inline (-c)".into(),
             Source::Embedded => "embedded default".into(),
         };
-        serde_json::json!({"source": source, "config": v})
+        let pending = self.pending.lock().map(|p| p.clone()).unwrap_or_default();
+        // `config` is the file as loaded; `restartRequired` names what in it is not running
+        // yet, with the value that is.
+        serde_json::json!({"source": source, "config": v, "restartRequired": pending})
     }
 
     fn log_level(&self) -> String {
@@ -316,7 +322,7 @@ async fn serve(
         ebpf.clone(),
     );
     let state = admin_state(&snap, &proxy, filter, ebpf_status);
-    serve_admin_ports(&snap, &metrics, &ready, state, &telemetry).await?;
+    serve_admin_ports(&snap, &metrics, &ready, state.clone(), &telemetry).await?;
     ready.done("admin");
 
     let mut listeners = Listeners::with_workers(workers);
@@ -328,6 +334,9 @@ async fn serve(
     let reloader = Arc::new(Reloader {
         input,
         proxy: proxy.clone(),
+        telemetry: telemetry.clone(),
+        state: state.clone(),
+        startup: snap.clone(),
         listeners: listeners.clone(),
         reloads,
         hook,
@@ -358,17 +367,31 @@ async fn serve(
 }
 
 /// `agentgateway_config_reloads_total{result}`, registered with the gateway's metrics.
-fn reload_counter(metrics: &Metrics) -> Result<IntCounterVec, AppError> {
+fn reload_counter(metrics: &Metrics) -> Result<Reloads, AppError> {
     let reloads = IntCounterVec::new(
         Opts::new(
             "agentgateway_config_reloads_total",
-            "Config reload attempts by result (success, failure)",
+            "Config reload attempts by result: success, restart_required (applied, but some changed settings wait for a restart), failure (nothing applied)",
         ),
         &["result"],
     )
     .map_err(|e| AppError::Telemetry(e.to_string()))?;
+    let pending = IntGauge::new(
+        "agentgateway_config_restart_pending",
+        "Changed settings the running gateway keeps at their start-up values until it restarts (see /config_dump restartRequired)",
+    )
+    .map_err(|e| AppError::Telemetry(e.to_string()))?;
     let _ = metrics.registry().register(Box::new(reloads.clone()));
-    Ok(reloads)
+    let _ = metrics.registry().register(Box::new(pending.clone()));
+    Ok(Reloads { reloads, pending })
+}
+
+/// Reload outcomes: `agentgateway_config_reloads_total{result="success|restart_required|failure"}`
+/// and the number of settings waiting for a restart.
+#[derive(Clone)]
+struct Reloads {
+    reloads: IntCounterVec,
+    pending: IntGauge,
 }
 
 /// What the admin server reads and changes: the running config and the log filter.
@@ -390,6 +413,7 @@ fn admin_state(
         filter,
         level: Mutex::new(level),
         ebpf,
+        pending: Mutex::new(Vec::new()),
     })
 }
 
@@ -444,54 +468,97 @@ async fn serve_admin_ports(
     Ok(())
 }
 
-/// Applies a changed config (file watch, SIGHUP): listeners first, then the snapshot swap; a
-/// config that fails to load or bind keeps the last good one.
+/// Applies a changed config (file watch, SIGHUP): every CEL expression compiled first, then
+/// listeners, then the snapshot and telemetry swap. A config that fails to load, compile or
+/// bind changes nothing and keeps the last good one; settings that need a restart are named.
 struct Reloader {
     input: ConfigInput,
     proxy: Arc<Proxy>,
+    telemetry: Arc<Telemetry>,
+    state: Arc<State>,
+    /// The config the process started with: what start-up-only settings still run.
+    startup: Arc<Snapshot>,
     listeners: Arc<tokio::sync::Mutex<Listeners>>,
-    reloads: IntCounterVec,
+    reloads: Reloads,
     hook: Option<AcceptHook>,
 }
 
 // === impl Reloader ===
 
 impl Reloader {
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        self.reloads.reloads.with_label_values(&["failure"]).inc();
+        tracing::error!(error = %error, "config reload rejected; keeping the last good config");
+    }
+
     async fn reload(&self) {
-        let reloads = &self.reloads;
-        match load(&self.input) {
+        let new = match load(&self.input) {
             Ok(new) if matches!(self.input, ConfigInput::File(_)) && is_blank(&new.text) => {
                 // Almost always a writer caught between truncate and write; applying it would
                 // close every listener.
-                reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(
-                    "config reload rejected: the file is empty (write it atomically: a new file renamed over the old); keeping the last good config"
+                return self.failed(
+                    &"the file is empty (write it atomically: a new file renamed over the old)",
                 );
             }
-            Ok(new) => {
-                let new = Arc::new(new);
-                let res = self
-                    .listeners
-                    .lock()
-                    .await
-                    .reconcile(&self.proxy, &new, self.hook.clone())
-                    .await;
-                match res {
-                    Ok(_) => {
-                        self.proxy.swap(new);
-                        reloads.with_label_values(&["success"]).inc();
-                        tracing::info!("config reloaded");
-                    }
-                    Err(e) => {
-                        reloads.with_label_values(&["failure"]).inc();
-                        tracing::error!(error = %e, "config reload rejected; keeping the last good config");
-                    }
-                }
-            }
-            Err(e) => {
-                reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(error = %e, "config reload rejected; keeping the last good config");
-            }
+            Ok(new) => Arc::new(new),
+            Err(e) => return self.failed(&e),
+        };
+        let telemetry = match self.telemetry.prepare(telemetry_config(&new)) {
+            Ok(t) => t,
+            Err(e) => return self.failed(&e),
+        };
+        let res = self
+            .listeners
+            .lock()
+            .await
+            .reconcile(&self.proxy, &new, self.hook.clone())
+            .await;
+        if let Err(e) = res {
+            return self.failed(&e);
+        }
+        let old = self.proxy.snapshot();
+        let mut pending = crate::config::restart::pending(&self.startup, &new);
+        pending.extend(telemetry.restart.iter().cloned());
+        self.proxy.swap(new.clone());
+        self.telemetry.apply(telemetry);
+        self.apply_log_level(&old, &new);
+        self.reloads.pending.set(pending.len() as i64);
+        if pending.is_empty() {
+            self.reloads.reloads.with_label_values(&["success"]).inc();
+            tracing::info!("config reloaded");
+        } else {
+            self.reloads
+                .reloads
+                .with_label_values(&["restart_required"])
+                .inc();
+            let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                restart_required = %list.join("; "),
+                "config reloaded, except settings that keep their running values until the gateway restarts"
+            );
+        }
+        if let Ok(mut p) = self.state.pending.lock() {
+            *p = pending;
+        }
+    }
+
+    /// A changed `config.logging.level` applies now (unless `RUST_LOG` overrides the config).
+    fn apply_log_level(&self, old: &Snapshot, new: &Snapshot) {
+        let level = |s: &Snapshot| {
+            s.raw
+                .config
+                .as_ref()
+                .and_then(|c| c.logging.as_ref())
+                .and_then(|l| l.level.clone())
+                .unwrap_or_else(|| "info".into())
+        };
+        let (was, now) = (level(old), level(new));
+        if was == now || std::env::var_os("RUST_LOG").is_some() {
+            return;
+        }
+        match self.state.set_log_level(&now) {
+            Ok(()) => tracing::info!(level = %now, "log level changed by config reload"),
+            Err(e) => tracing::warn!(error = %e, "config.logging.level not applied"),
         }
     }
 }

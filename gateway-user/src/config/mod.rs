@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod ebpf;
 pub mod raw;
+pub mod restart;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;

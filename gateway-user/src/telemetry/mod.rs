@@ -24,6 +24,7 @@ pub mod accesslog;
 pub mod attrs;
 pub mod fields;
 mod otlp;
+mod policy;
 pub mod sampling;
 pub mod settings;
 mod spans;
@@ -38,7 +39,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::{InstrumentationScope, KeyValue};
 
-use crate::cel::{CelError, Executor, Expression, Refs};
+use arc_swap::ArcSwap;
+
+use crate::cel::{CelError, Executor, Expression};
+use crate::config::restart::Pending;
 use crate::config::telemetry::{RawFrontendTracing, RawLogging, RawTracing};
 use crate::ctx::redact;
 use crate::ctx::{RequestLog, TraceIds};
@@ -46,7 +50,7 @@ use crate::metrics::Metrics;
 
 use accesslog::{Format, Sink};
 use fields::{AttrValue, Attrs, FieldOutcome, Fields};
-use sampling::Sampler;
+use policy::{ExporterId, Policy, TracePolicy};
 
 /// Configuration errors. Each names the YAML path (or env var) and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +91,11 @@ pub struct Capture {
     pub response_headers: bool,
 }
 
-struct Tracer {
-    fields: Fields,
-    random: Sampler,
-    client: Sampler,
-    filter: Option<Expression>,
-    queue: otlp::SpanQueue,
+/// A compiled telemetry config a reload swaps in: `Telemetry::prepare`, then `apply`.
+pub struct Prepared {
+    policy: Policy,
+    /// Telemetry settings that changed but wait for a restart (the tracing exporter).
+    pub restart: Vec<Pending>,
 }
 
 /// Where finished requests go once their log line and spans are written: the built-in
@@ -103,23 +106,18 @@ pub trait RequestSink: Send + Sync {
     fn record(&self, log: Box<RequestLog>);
 }
 
-struct AccessLog {
-    enabled: bool,
-    fields: Fields,
-    filter: Option<Expression>,
-    format: Format,
-    sink: Sink,
-}
-
 /// Per-process telemetry, shared by every request.
 pub struct Telemetry {
     gateway_name: String,
-    tracer: Option<Tracer>,
-    log: AccessLog,
+    /// Fields, filters and sampling: swapped whole by a reload.
+    policy: ArcSwap<Policy>,
+    /// The span exporter and what it was built from (start-up only).
+    queue: Option<otlp::SpanQueue>,
+    exporter: Option<ExporterId>,
+    /// The access log's format and writer (start-up only).
+    format: Format,
+    log_sink: Sink,
     metrics: Arc<Metrics>,
-    /// Variables `finish` must build (union over fields and filters).
-    refs: Refs,
-    capture: Capture,
     /// The `telemetry` thread's queue; `None` in unit tests, which finish inline.
     worker: Option<SyncSender<Job>>,
     /// The viewer's ring, when the admin server serves `/ui` and its ring is not size 0.
@@ -140,34 +138,10 @@ impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
             .field("gateway", &self.gateway_name)
-            .field("tracing", &self.tracer.is_some())
-            .field("capture", &self.capture)
+            .field("tracing", &self.queue.is_some())
+            .field("capture", &self.policy.load().capture)
             .finish_non_exhaustive()
     }
-}
-
-fn compile_opt(src: Option<&(String, String)>) -> Result<Option<Expression>, TelemetryError> {
-    src.map(|(path, s)| {
-        Expression::compile(s).map_err(|source| TelemetryError::Cel {
-            path: path.clone(),
-            source,
-        })
-    })
-    .transpose()
-}
-
-/// `warn`, `error` or `off` as the default level hides `info` access lines, as in agentgateway.
-fn level_allows_info(level: Option<&str>) -> bool {
-    let Some(level) = level else { return true };
-    let default = level
-        .split(',')
-        .map(str::trim)
-        .find(|d| !d.contains('='))
-        .unwrap_or("info");
-    !matches!(
-        default.to_ascii_lowercase().as_str(),
-        "warn" | "warning" | "error" | "off"
-    )
 }
 
 // === impl Telemetry ===
@@ -195,37 +169,25 @@ impl Telemetry {
         env: &dyn Fn(&str) -> Option<String>,
         worker: Option<SyncSender<Job>>,
     ) -> Result<Arc<Telemetry>, TelemetryError> {
-        let log = Self::build_log(cfg.logging, sink)?;
-        let tracer = match settings::resolve(cfg.tracing, cfg.frontend_tracing, env)? {
-            Some(s) => Some(Self::build_tracer(s, metrics.clone())?),
-            None => None,
-        };
-        let mut refs = log.fields.refs();
-        let mut start_refs = Refs::default();
-        if let Some(f) = &log.filter {
-            refs = refs.union(f.references());
-        }
-        if let Some(t) = &tracer {
-            refs = refs.union(t.fields.refs());
-            if let Some(f) = &t.filter {
-                refs = refs.union(f.references());
-            }
-            start_refs = t.random.refs().union(t.client.refs());
-        }
-        let all = refs.union(start_refs);
-        let capture = Capture {
-            prompt: all.llm_prompt,
-            completion: all.llm_completion,
-            request_headers: all.request_headers,
-            response_headers: all.response_headers,
+        let format = access_log_format(cfg.logging)?;
+        let settings = settings::resolve(cfg.tracing, cfg.frontend_tracing, env)?;
+        let tracer = settings.as_ref().map(TracePolicy::compile).transpose()?;
+        let policy = Policy::compile(cfg.logging, tracer)?;
+        let (queue, exporter) = match &settings {
+            Some(s) => (
+                Some(Self::start_exporter(s, metrics.clone())?),
+                Some(ExporterId::of(s)),
+            ),
+            None => (None, None),
         };
         Ok(Arc::new(Telemetry {
             gateway_name: cfg.gateway_name.to_owned(),
-            tracer,
-            log,
+            policy: ArcSwap::from_pointee(policy),
+            queue,
+            exporter,
+            format,
+            log_sink: sink,
             metrics,
-            refs,
-            capture,
             worker,
             sink: OnceLock::new(),
             scope: InstrumentationScope::builder("gateway")
@@ -234,53 +196,47 @@ impl Telemetry {
         }))
     }
 
-    fn build_log(raw: Option<&RawLogging>, sink: Sink) -> Result<AccessLog, TelemetryError> {
-        const L: &str = "config.logging";
-        let format = match raw.and_then(|l| l.format.as_deref()) {
-            None | Some("text") => Format::Text,
-            Some("json") => Format::Json,
-            Some(other) => {
-                return Err(TelemetryError::Invalid {
-                    path: format!("{L}.format"),
-                    value: other.to_owned(),
-                    msg: "must be `text` or `json`".into(),
-                });
-            }
+    /// On reload: compiles the new config's fields, filters and sampling (every error names
+    /// its YAML path; nothing changes until `apply`), and names the telemetry settings that
+    /// wait for a restart. A changed exporter keeps the running tracing block whole.
+    pub fn prepare(&self, cfg: TelemetryConfig<'_>) -> Result<Prepared, TelemetryError> {
+        self.prepare_with(cfg, &|k| std::env::var(k).ok())
+    }
+
+    fn prepare_with(
+        &self,
+        cfg: TelemetryConfig<'_>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Prepared, TelemetryError> {
+        access_log_format(cfg.logging)?;
+        let settings = settings::resolve(cfg.tracing, cfg.frontend_tracing, env)?;
+        let wanted = settings.as_ref().map(ExporterId::of);
+        let mut restart = Vec::new();
+        let tracer = if wanted == self.exporter {
+            settings.as_ref().map(TracePolicy::compile).transpose()?
+        } else {
+            restart.push(Pending {
+                path: "config.tracing (exporter)".into(),
+                running: ExporterId::describe(self.exporter.as_ref()),
+                configured: ExporterId::describe(wanted.as_ref()),
+            });
+            self.policy.load().tracer.clone()
         };
-        let fields = match raw.and_then(|l| l.fields.as_ref()) {
-            Some(f) => Fields::compile(&f.add, &f.remove, &format!("{L}.fields.add"))?,
-            None => Fields::default(),
-        };
-        let filter = raw
-            .and_then(|l| l.filter.clone())
-            .map(|f| (format!("{L}.filter"), f));
-        Ok(AccessLog {
-            enabled: level_allows_info(raw.and_then(|l| l.level.as_deref())),
-            fields,
-            filter: compile_opt(filter.as_ref())?,
-            format,
-            sink,
+        Ok(Prepared {
+            policy: Policy::compile(cfg.logging, tracer)?,
+            restart,
         })
     }
 
-    fn build_tracer(
-        s: settings::TracingSettings,
-        metrics: Arc<Metrics>,
-    ) -> Result<Tracer, TelemetryError> {
-        let mut fields = Fields::compile(&Default::default(), &s.remove, "")?;
-        for (path, add) in &s.add {
-            fields.extend(Fields::compile(add, &[], path)?);
-        }
-        let random = match &s.random {
-            Some((path, v)) => Sampler::compile(v, path)?,
-            None => Sampler::Always(false),
-        };
-        let client = match &s.client {
-            Some((path, v)) => Sampler::compile(v, path)?,
-            None => Sampler::Always(true),
-        };
-        let filter = compile_opt(s.filter.as_ref())?;
+    /// Swaps in a prepared config: the next request uses it.
+    pub fn apply(&self, p: Prepared) {
+        self.policy.store(Arc::new(p.policy));
+    }
 
+    fn start_exporter(
+        s: &settings::TracingSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<otlp::SpanQueue, TelemetryError> {
         // Resource: OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME < policy `resources`.
         let mut res: Vec<KeyValue> = s
             .env_resources
@@ -304,38 +260,32 @@ impl Telemetry {
                 res.push(spans::to_kv(name.clone().into(), a));
             }
         }
-        let queue = otlp::SpanQueue::start(&s.export, otlp::resource(res), metrics)?;
-        Ok(Tracer {
-            fields,
-            random,
-            client,
-            filter,
-            queue,
-        })
+        otlp::SpanQueue::start(&s.export, otlp::resource(res), metrics)
     }
 
     /// Which optional request data the config needs captured.
     pub fn capture(&self) -> Capture {
-        self.capture
+        self.policy.load().capture
     }
 
     /// Whether spans are exported at all.
     pub fn tracing_enabled(&self) -> bool {
-        self.tracer.is_some()
+        self.queue.is_some()
     }
 
     /// At request start: parse traceparent/tracestate from headers, decide sampling, assign ids
     /// into `log.trace`. Also fills `log.request_headers` (credentials skipped) when a
     /// configured expression reads them and the proxy has not.
     pub fn start(&self, headers: &HeaderMap, log: &mut RequestLog) {
-        if self.capture.request_headers && log.request_headers.is_empty() {
+        let policy = self.policy.load();
+        if policy.capture.request_headers && log.request_headers.is_empty() {
             log.request_headers = headers
                 .iter()
                 .filter(|(k, _)| !redact::is_sensitive(k.as_str()))
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect();
         }
-        let Some(t) = &self.tracer else { return };
+        let Some(t) = &policy.tracer else { return };
         let incoming = headers
             .get(http::header::HeaderName::from_static("traceparent"))
             .and_then(|v| v.to_str().ok())
@@ -410,7 +360,11 @@ impl Telemetry {
             log.end = Some(Instant::now());
         }
         self.metrics.record(&log);
-        if !self.log.enabled && self.tracer.is_none() && self.sink.get().is_none() {
+        let idle = {
+            let p = self.policy.load();
+            !p.log.enabled && p.tracer.is_none()
+        };
+        if idle && self.sink.get().is_none() {
             return;
         }
         let log = Box::new(log);
@@ -458,13 +412,14 @@ impl Telemetry {
 
     /// The access log line and the spans of a finished request, added to `out`.
     fn emit_into(&self, log: &RequestLog, out: &mut Batch) {
-        let exec = Executor::new(log, self.refs);
+        let p = self.policy.load();
+        let exec = Executor::new(log, p.refs);
         let base = attrs::base(log);
-        if self.log.enabled && self.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
-            self.write_log(log, &exec, &base, out);
+        if p.log.enabled && p.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
+            self.write_log(&p.log.fields, log, &exec, &base, out);
         }
-        if let Some(t) = &self.tracer
-            && let Some(spans) = self.make_spans(t, log, &exec, base)
+        if let (Some(t), Some(q)) = (&p.tracer, &self.queue)
+            && let Some(spans) = self.make_spans(t, q, log, &exec, base)
         {
             out.spans.extend(spans);
         }
@@ -475,22 +430,23 @@ impl Telemetry {
     fn flush_batch(&self, out: &mut Batch) {
         if out.lines > 0 {
             let text = std::mem::take(&mut out.text);
-            if !self.log.sink.send(text) {
+            if !self.log_sink.send(text) {
                 self.metrics.access_log_dropped.inc_by(out.lines);
             }
             out.lines = 0;
         }
-        if let Some(t) = &self.tracer
+        if let Some(q) = &self.queue
             && !out.spans.is_empty()
         {
-            t.queue.push(std::mem::take(&mut out.spans));
+            q.push(std::mem::take(&mut out.spans));
         }
     }
 
     /// The request's spans, or `None` when it is not sampled or the trace filter drops it.
     fn make_spans(
         &self,
-        t: &Tracer,
+        t: &TracePolicy,
+        queue: &otlp::SpanQueue,
         log: &RequestLog,
         exec: &Executor,
         base: Attrs,
@@ -502,9 +458,9 @@ impl Telemetry {
             return None;
         }
         let n = spans::count(log);
-        if !t.queue.has_room(n) {
+        if !queue.has_room(n) {
             // The exporter is behind and would drop them: count them now, skip building them.
-            t.queue.dropped(n);
+            queue.dropped(n);
             return None;
         }
         Some(self.build_spans(&t.fields, log, exec, base))
@@ -542,9 +498,10 @@ impl Telemetry {
     /// sampled, would be) exported over OTLP, custom `fields` included: for the viewer, built
     /// on demand from the kept record rather than kept for every request.
     pub fn view_spans(&self, log: &RequestLog) -> Vec<opentelemetry_sdk::trace::SpanData> {
-        let exec = Executor::new(log, self.refs);
+        let p = self.policy.load();
+        let exec = Executor::new(log, p.refs);
         let none = Fields::default();
-        let fields = self.tracer.as_ref().map_or(&none, |t| &t.fields);
+        let fields = p.tracer.as_ref().map_or(&none, |t| &t.fields);
         self.build_spans(fields, log, &exec, attrs::base(log))
     }
 
@@ -555,8 +512,14 @@ impl Telemetry {
         }
     }
 
-    fn write_log(&self, log: &RequestLog, exec: &Executor, base: &Attrs, out: &mut Batch) {
-        let f = &self.log.fields;
+    fn write_log(
+        &self,
+        f: &Fields,
+        log: &RequestLog,
+        exec: &Executor,
+        base: &Attrs,
+        out: &mut Batch,
+    ) {
         let ts = log
             .start_time
             .duration_since(UNIX_EPOCH)
@@ -566,14 +529,14 @@ impl Telemetry {
                 .map_or(Duration::ZERO, |e| e.saturating_duration_since(log.start));
         let mut extra = Attrs::new();
         attrs::log_extra(log, &mut extra);
-        let line = if f.is_empty() && self.log.format == Format::Text {
+        let line = if f.is_empty() && self.format == Format::Text {
             // The default line: written straight from the shared fields, no copy of them.
             accesslog::format_text_iter(ts, base.iter().chain(&extra).map(|(k, v)| (k.as_ref(), v)))
         } else {
             let mut a: Attrs = base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect();
             a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
             f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
-            match self.log.format {
+            match self.format {
                 Format::Text => accesslog::format_text(ts, &a),
                 Format::Json => accesslog::format_json(ts, &a),
             }
@@ -590,10 +553,10 @@ impl Telemetry {
         if let Some(tx) = &self.worker {
             flush_channel(tx, Job::Flush, Duration::from_secs(2)).await;
         }
-        if let Some(t) = &self.tracer {
-            t.queue.flush(Duration::from_secs(5)).await;
+        if let Some(q) = &self.queue {
+            q.flush(Duration::from_secs(5)).await;
         }
-        self.log.sink.flush(Duration::from_secs(1)).await;
+        self.log_sink.flush(Duration::from_secs(1)).await;
     }
 }
 
@@ -623,6 +586,19 @@ pub(crate) async fn flush_channel<T>(
         }
     })
     .await;
+}
+
+/// `config.logging.format`: the access log's (and the process log's) format.
+fn access_log_format(raw: Option<&RawLogging>) -> Result<Format, TelemetryError> {
+    match raw.and_then(|l| l.format.as_deref()) {
+        None | Some("text") => Ok(Format::Text),
+        Some("json") => Ok(Format::Json),
+        Some(other) => Err(TelemetryError::Invalid {
+            path: "config.logging.format".into(),
+            value: other.to_owned(),
+            msg: "must be `text` or `json`".into(),
+        }),
+    }
 }
 
 /// What the `telemetry` thread has produced since it last wrote out.

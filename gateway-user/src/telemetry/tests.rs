@@ -13,6 +13,7 @@ use crate::config::telemetry::RawTracing;
 use crate::ctx::{McpInfo, TargetCall};
 
 mod export;
+mod reload;
 mod seeds;
 
 type Lines = mpsc::Receiver<String>;
@@ -37,6 +38,16 @@ fn build_with(
     };
     let t = Telemetry::build(cfg, metrics.clone(), Sink::Capture(tx), env, None)?;
     Ok((t, metrics, rx))
+}
+
+/// The request's spans as the telemetry thread builds them for export (`None`: not sampled,
+/// filtered out, or shed).
+fn spans_of(t: &Telemetry, log: &RequestLog) -> Option<Vec<opentelemetry_sdk::trace::SpanData>> {
+    let p = t.policy.load();
+    let exec = Executor::new(log, p.refs);
+    let tracer = p.tracer.as_ref().expect("tracing on");
+    let queue = t.queue.as_ref().expect("an exporter");
+    t.make_spans(tracer, queue, log, &exec, attrs::base(log))
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
@@ -309,7 +320,6 @@ async fn span_shape_server_client_and_mcp_children() {
         dead_port()
     ));
     let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
-    let tracer = t.tracer.as_ref().expect("tracing on");
     let mut log = fixture();
     t.start(&headers(&[("traceparent", TRACEPARENT)]), &mut log);
     t.inject_upstream(&mut log, &mut HeaderMap::new());
@@ -326,10 +336,7 @@ async fn span_shape_server_client_and_mcp_children() {
         }],
         ..Default::default()
     });
-    let exec = Executor::new(&log, t.refs);
-    let spans = t
-        .make_spans(tracer, &log, &exec, attrs::base(&log))
-        .expect("sampled");
+    let spans = spans_of(&t, &log).expect("sampled");
     assert_eq!(spans.len(), 3);
     let server = &spans[0];
     assert_eq!(server.name, "tools/list", "MCP method names the span");
@@ -415,14 +422,10 @@ async fn span_shape_server_client_and_mcp_children() {
         dead_port()
     ));
     let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
-    let tracer = t.tracer.as_ref().expect("tracing on");
     let mut log = fixture();
     t.start(&headers(&[]), &mut log);
     log.status = Some(503);
-    let exec = Executor::new(&log, t.refs);
-    let spans = t
-        .make_spans(tracer, &log, &exec, attrs::base(&log))
-        .expect("sampled");
+    let spans = spans_of(&t, &log).expect("sampled");
     assert_eq!(spans[0].name, "openai.chat");
     assert!(matches!(spans[0].status, Status::Error { .. }));
     assert_eq!(attr(&spans[0], "error.type"), Some(&"503".into()));
@@ -436,19 +439,11 @@ async fn policy_form_filter_drops_spans() {
         dead_port()
     ));
     let (t, _, _lines) = build_with(None, None, Some(&policy), &no_env).expect("builds");
-    let tracer = t.tracer.as_ref().expect("tracing on");
     let mut log = fixture();
     t.start(&headers(&[]), &mut log);
-    let exec = Executor::new(&log, t.refs);
-    assert!(
-        t.make_spans(tracer, &log, &exec, attrs::base(&log))
-            .is_none()
-    );
+    assert!(spans_of(&t, &log).is_none());
     log.path = "/keep".into();
-    let exec = Executor::new(&log, t.refs);
-    let spans = t
-        .make_spans(tracer, &log, &exec, attrs::base(&log))
-        .expect("kept");
+    let spans = spans_of(&t, &log).expect("kept");
     assert_eq!(attr(&spans[0], "request.host"), Some(&"localhost".into()));
 }
 
@@ -502,11 +497,7 @@ async fn kernel_flow_timing_reaches_log_and_spans() {
         bytes_sent: Some(512),
         bytes_received: Some(4096),
     });
-    let tracer = t.tracer.as_ref().expect("tracing on");
-    let exec = Executor::new(&log, t.refs);
-    let spans = t
-        .make_spans(tracer, &log, &exec, attrs::base(&log))
-        .expect("sampled");
+    let spans = spans_of(&t, &log).expect("sampled");
     assert_eq!(
         attr(&spans[0], "network.tcp.rtt_us"),
         Some(&opentelemetry::Value::I64(150))
