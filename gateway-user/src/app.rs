@@ -160,7 +160,7 @@ impl AdminState for State {
 
     fn config_dump(&self) -> Value {
         let snap = self.proxy.snapshot();
-        let mut v: Value = serde_yaml::from_str::<serde_yaml::Value>(&snap.text)
+        let mut v: Value = yaml_serde::from_str::<yaml_serde::Value>(&snap.text)
             .ok()
             .and_then(|y| serde_json::to_value(y).ok())
             .unwrap_or(Value::Null);

@@ -95,7 +95,7 @@ steer:
   bind: 3001
 accelerate: true
 "#;
-        let raw: RawEbpf = serde_yaml::from_str(y).expect("parses");
+        let raw: RawEbpf = yaml_serde::from_str(y).expect("parses");
         assert_eq!(raw.mode, RawEbpfMode::Required);
         assert_eq!(raw.steer.len(), 2);
         assert_eq!(raw.steer[1].bind, 3001);
@@ -108,11 +108,11 @@ accelerate: true
 
     #[test]
     fn defaults_to_auto_and_rejects_unknown_fields() {
-        let raw: RawEbpf = serde_yaml::from_str("{}").expect("parses");
+        let raw: RawEbpf = yaml_serde::from_str("{}").expect("parses");
         assert_eq!(raw.mode, RawEbpfMode::Auto);
         assert!(!raw.accelerate);
-        let err = serde_yaml::from_str::<RawEbpf>("mode: auto\nsteering: []").unwrap_err();
+        let err = yaml_serde::from_str::<RawEbpf>("mode: auto\nsteering: []").unwrap_err();
         assert!(err.to_string().contains("steering"), "{err}");
-        assert!(serde_yaml::from_str::<RawEbpf>("mode: maybe").is_err());
+        assert!(yaml_serde::from_str::<RawEbpf>("mode: maybe").is_err());
     }
 }

@@ -106,10 +106,10 @@ pub fn parse_raw(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<raw::RawRoot, ConfigErrors> {
-    let mut tree: serde_yaml::Value = if text.trim().is_empty() {
-        serde_yaml::Value::Mapping(Default::default())
+    let mut tree: yaml_serde::Value = if text.trim().is_empty() {
+        yaml_serde::Value::Mapping(Default::default())
     } else {
-        serde_yaml::from_str(text).map_err(|e| {
+        yaml_serde::from_str(text).map_err(|e| {
             let loc = e
                 .location()
                 .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
@@ -118,7 +118,7 @@ pub fn parse_raw(
         })?
     };
     if tree.is_null() {
-        tree = serde_yaml::Value::Mapping(Default::default());
+        tree = yaml_serde::Value::Mapping(Default::default());
     }
     let mut errors = Vec::new();
     expand_env(&mut tree, &mut String::new(), env, &mut errors);
@@ -174,13 +174,13 @@ fn hide_secret_value(path: &str, message: String) -> String {
 /// Replaces `$VAR` (whole value) and `${VAR}` (anywhere) in string scalars. A missing variable is
 /// an error naming the path, never an empty secret sent upstream.
 fn expand_env(
-    v: &mut serde_yaml::Value,
+    v: &mut yaml_serde::Value,
     path: &mut String,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) {
     match v {
-        serde_yaml::Value::String(s) => match expand_str(s, env) {
+        yaml_serde::Value::String(s) => match expand_str(s, env) {
             Ok(Some(new)) => *s = new,
             Ok(None) => {}
             Err(var) => errors.push(ConfigError::new(
@@ -188,7 +188,7 @@ fn expand_env(
                 format!("environment variable {var} is not set"),
             )),
         },
-        serde_yaml::Value::Sequence(seq) => {
+        yaml_serde::Value::Sequence(seq) => {
             for (i, item) in seq.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
@@ -196,7 +196,7 @@ fn expand_env(
                 path.truncate(len);
             }
         }
-        serde_yaml::Value::Mapping(map) => {
+        yaml_serde::Value::Mapping(map) => {
             for (k, item) in map.iter_mut() {
                 let len = path.len();
                 let key = k
@@ -211,7 +211,7 @@ fn expand_env(
                 path.truncate(len);
             }
         }
-        serde_yaml::Value::Tagged(t) => expand_env(&mut t.value, path, env, errors),
+        yaml_serde::Value::Tagged(t) => expand_env(&mut t.value, path, env, errors),
         _ => {}
     }
 }

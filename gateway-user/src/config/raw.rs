@@ -48,7 +48,7 @@ pub struct RawGlobal {
     pub logging: Option<RawLogging>,
     pub tracing: Option<RawTracing>,
     /// Metric customisation (accepted for compatibility; `remove` drops families).
-    pub metrics: Option<serde_yaml::Value>,
+    pub metrics: Option<yaml_serde::Value>,
     /// Kernel side: steering and flow timing.
     pub ebpf: Option<RawEbpf>,
     /// How long in-flight requests may drain on shutdown, e.g. `30s`. Default `30s`.
@@ -129,7 +129,7 @@ pub struct RawAccessLog {
     #[serde(default)]
     pub remove: Vec<String>,
     /// Accepted for compatibility; OTLP log export is not implemented (a warning is logged).
-    pub otlp: Option<serde_yaml::Value>,
+    pub otlp: Option<yaml_serde::Value>,
 }
 
 /// `frontendPolicies.http`.
@@ -146,7 +146,7 @@ pub struct RawFrontendHttp {
     pub http2_keepalive_interval: Option<String>,
     pub http2_keepalive_timeout: Option<String>,
     pub http2_max_header_size: Option<u32>,
-    pub http1_header_case: Option<serde_yaml::Value>,
+    pub http1_header_case: Option<yaml_serde::Value>,
     pub max_connection_duration: Option<String>,
 }
 
@@ -330,7 +330,7 @@ pub struct RawPolicies {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawBackendAuth {
     pub key: Option<RawSecretRef>,
-    pub passthrough: Option<serde_yaml::Value>,
+    pub passthrough: Option<yaml_serde::Value>,
 }
 
 /// A secret inline, from a file, or `{value, location}`.
@@ -343,7 +343,7 @@ pub enum RawSecretRef {
     },
     Located {
         value: Box<RawSecretRef>,
-        location: Option<serde_yaml::Value>,
+        location: Option<yaml_serde::Value>,
     },
 }
 
@@ -391,7 +391,7 @@ pub struct RawHeaderModifier {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawUrlRewrite {
-    pub authority: Option<serde_yaml::Value>,
+    pub authority: Option<yaml_serde::Value>,
     pub path: Option<RawPathRewrite>,
 }
 
@@ -417,7 +417,7 @@ pub struct RawCors {
     pub allow_origins: Vec<String>,
     #[serde(default)]
     pub expose_headers: Vec<String>,
-    pub max_age: Option<serde_yaml::Value>,
+    pub max_age: Option<yaml_serde::Value>,
 }
 
 /// `policies.ai`: LLM request shaping.
@@ -445,7 +445,7 @@ pub struct RawLlm {
     pub port: Option<u16>,
     #[serde(default)]
     pub models: Vec<RawLlmModel>,
-    pub policies: Option<serde_yaml::Value>,
+    pub policies: Option<yaml_serde::Value>,
 }
 
 /// `llm.models[]`.

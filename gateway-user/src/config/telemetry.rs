@@ -101,7 +101,7 @@ pub struct RawFrontendTracing {
     /// Kubernetes form: `{name, namespace, port}`; resolved as `name[.namespace]:port`.
     pub backend_ref: Option<RawBackendRef>,
     /// Accepted for compatibility; backend policies for the collector connection are ignored.
-    pub policies: Option<serde_yaml::Value>,
+    pub policies: Option<yaml_serde::Value>,
     /// Span attributes: an ordered `name: expr` map, or `{add: ..., remove: [...]}`.
     #[serde(default)]
     pub attributes: RawAttributes,
@@ -236,9 +236,9 @@ impl<'de> Deserialize<'de> for RawAttributes {
         // `{add: ..., remove: [...]}` (CRD form) vs. a plain ordered map (standalone form). A
         // plain map whose only keys are `add`/`remove` is read as the CRD form: a span attribute
         // literally named `add` is not worth the ambiguity.
-        let value = serde_yaml::Value::deserialize(d)?;
+        let value = yaml_serde::Value::deserialize(d)?;
         let is_crd = match &value {
-            serde_yaml::Value::Mapping(m) => {
+            yaml_serde::Value::Mapping(m) => {
                 !m.is_empty()
                     && m.keys()
                         .all(|k| matches!(k.as_str(), Some("add") | Some("remove")))
@@ -255,13 +255,13 @@ impl<'de> Deserialize<'de> for RawAttributes {
                 #[serde(default)]
                 remove: Vec<String>,
             }
-            let c: Crd = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let c: Crd = yaml_serde::from_value(value).map_err(de::Error::custom)?;
             Ok(RawAttributes {
                 add: c.add,
                 remove: c.remove,
             })
         } else {
-            let add: OrderedExprMap = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let add: OrderedExprMap = yaml_serde::from_value(value).map_err(de::Error::custom)?;
             Ok(RawAttributes {
                 add,
                 remove: Vec::new(),
@@ -289,7 +289,7 @@ mod tests {
     use super::*;
 
     fn tracing(yaml: &str) -> RawTracing {
-        serde_yaml::from_str(yaml).expect("parses")
+        yaml_serde::from_str(yaml).expect("parses")
     }
 
     #[test]
@@ -342,7 +342,7 @@ fields:
 
     #[test]
     fn unknown_tracing_field_is_rejected_with_path() {
-        let de = serde_yaml::Deserializer::from_str("fields:\n  ad: {}\n");
+        let de = yaml_serde::Deserializer::from_str("fields:\n  ad: {}\n");
         let err = serde_path_to_error::deserialize::<_, RawTracing>(de).unwrap_err();
         assert!(
             err.path().to_string().starts_with("fields"),
@@ -354,7 +354,7 @@ fields:
 
     #[test]
     fn crd_policy_form_parses() {
-        let p: RawFrontendTracing = serde_yaml::from_str(
+        let p: RawFrontendTracing = yaml_serde::from_str(
             r#"
 backendRef:
   name: opentelemetry-collector-traces
@@ -390,7 +390,7 @@ attributes:
 
     #[test]
     fn standalone_policy_form_parses() {
-        let p: RawFrontendTracing = serde_yaml::from_str(
+        let p: RawFrontendTracing = yaml_serde::from_str(
             "host: 127.0.0.1:4317\nattributes:\n  b: '1'\n  a: '2'\nresources:\n  service.name: '\"gw\"'\nremove: [http.host]\n",
         )
         .expect("parses");
@@ -401,13 +401,13 @@ attributes:
     #[test]
     fn logging_level_list_is_joined() {
         let l: RawLogging =
-            serde_yaml::from_str("level: [info, gateway=debug]\nformat: json").expect("parses");
+            yaml_serde::from_str("level: [info, gateway=debug]\nformat: json").expect("parses");
         assert_eq!(l.level.as_deref(), Some("info,gateway=debug"));
     }
 
     #[test]
     fn duplicate_field_is_an_error() {
-        let r: Result<RawFields, _> = serde_yaml::from_str(
+        let r: Result<RawFields, _> = yaml_serde::from_str(
             "add:\n- {name: a, expression: '1'}\n- {name: a, expression: '2'}",
         );
         assert!(r.unwrap_err().to_string().contains("duplicate field"));

@@ -1,8 +1,8 @@
 //! rustls configs built from `backendTLS` and listener `tls` settings.
 
-use std::io::BufReader;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::raw::{RawBackendTls, RawListenerTls};
@@ -11,10 +11,20 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A PEM error as the config reports it; `missing` names what was looked for.
+fn pem_error(path: &str, e: pem::Error, missing: &str) -> String {
+    match e {
+        pem::Error::Io(e) => format!("cannot open {path:?}: {e}"),
+        pem::Error::NoItemsFound => format!("no {missing} found in {path:?}"),
+        other => format!("invalid PEM in {path:?}: {other}"),
+    }
+}
+
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {path:?}: {e}"))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(f)).collect();
-    let certs = certs.map_err(|e| format!("invalid PEM in {path:?}: {e}"))?;
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e, "certificate"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_error(path, e, "certificate"))?;
     if certs.is_empty() {
         return Err(format!("no certificate found in {path:?}"));
     }
@@ -22,10 +32,7 @@ fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {path:?}: {e}"))?;
-    rustls_pemfile::private_key(&mut BufReader::new(f))
-        .map_err(|e| format!("invalid PEM in {path:?}: {e}"))?
-        .ok_or_else(|| format!("no private key found in {path:?}"))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e, "private key"))
 }
 
 /// Default client config: webpki roots, HTTP/2 and HTTP/1.1 via ALPN.

@@ -81,9 +81,9 @@ pub struct RawMcpTarget {
     /// A remote server speaking streamable HTTP.
     pub mcp: Option<RawMcpHttpTarget>,
     /// agentgateway's OpenAPI-to-MCP target. Not supported; rejected with a clear error.
-    pub openapi: Option<serde_yaml::Value>,
+    pub openapi: Option<yaml_serde::Value>,
     /// agentgateway's per-target transport policies. Not supported; rejected when set.
-    pub policies: Option<serde_yaml::Value>,
+    pub policies: Option<yaml_serde::Value>,
 }
 
 /// `stdio: {cmd, args, env}`.
@@ -180,7 +180,7 @@ statefulMode: stateless
 failureMode: failOpen
 maxMessageBytes: 1024
 "#;
-        let raw: RawMcpBackend = serde_yaml::from_str(yaml).expect("parses");
+        let raw: RawMcpBackend = yaml_serde::from_str(yaml).expect("parses");
         assert_eq!(raw.targets.len(), 4);
         assert_eq!(raw.targets[0].stdio.as_ref().map(|s| s.args.len()), Some(3));
         assert_eq!(
@@ -200,10 +200,10 @@ maxMessageBytes: 1024
 
     #[test]
     fn rejects_unknown_fields() {
-        let err = serde_yaml::from_str::<RawMcpBackend>("targets: []\nbogus: 1\n")
+        let err = yaml_serde::from_str::<RawMcpBackend>("targets: []\nbogus: 1\n")
             .expect_err("unknown top-level key");
         assert!(err.to_string().contains("bogus"), "{err}");
-        let err = serde_yaml::from_str::<RawMcpBackend>(
+        let err = yaml_serde::from_str::<RawMcpBackend>(
             "targets: [{name: a, stdio: {cmd: x, argz: []}}]",
         )
         .expect_err("unknown stdio key");
@@ -219,7 +219,7 @@ rules:
 - deny: 'mcp.tool.name == "rm"'
 - require: 'true'
 "#;
-        let raw: RawMcpAuthorization = serde_yaml::from_str(yaml).expect("parses");
+        let raw: RawMcpAuthorization = yaml_serde::from_str(yaml).expect("parses");
         assert_eq!(
             raw.rules,
             vec![
@@ -242,7 +242,7 @@ rules:
             backend: RawMcpBackend,
         }
         let s: Simple =
-            serde_yaml::from_str("port: 3000\ntargets: [{name: a, mcp: {host: 'http://x/mcp'}}]\n")
+            yaml_serde::from_str("port: 3000\ntargets: [{name: a, mcp: {host: 'http://x/mcp'}}]\n")
                 .expect("parses");
         assert_eq!(s.backend.targets.len(), 1);
     }

@@ -3,7 +3,7 @@
 use super::*;
 
 fn backend(yaml: &str) -> Result<Arc<McpBackend>, McpError> {
-    let raw: RawMcpBackend = serde_yaml::from_str(yaml).expect("valid YAML for RawMcpBackend");
+    let raw: RawMcpBackend = yaml_serde::from_str(yaml).expect("valid YAML for RawMcpBackend");
     McpBackend::new(
         "b",
         &raw,
@@ -71,9 +71,9 @@ fn config_errors_name_path_and_value() {
 #[test]
 fn authz_compile_error_is_reported() {
     let raw: RawMcpBackend =
-        serde_yaml::from_str("targets: [{name: a, stdio: {cmd: x}}]").expect("yaml");
+        yaml_serde::from_str("targets: [{name: a, stdio: {cmd: x}}]").expect("yaml");
     let authz: RawMcpAuthorization =
-        serde_yaml::from_str("rules: ['mcp.tool.name ==']").expect("yaml");
+        yaml_serde::from_str("rules: ['mcp.tool.name ==']").expect("yaml");
     let e = McpBackend::new("b", &raw, Some(&authz), "r.backends[0].mcp").expect_err("bad CEL");
     assert!(
         e.to_string()
@@ -99,14 +99,14 @@ fn target_urls() {
         ("{host: h, port: 443, path: x}", "https://h:443/x"),
     ];
     for (yaml, want) in cases {
-        let h: RawMcpHttpTarget = serde_yaml::from_str(yaml).expect("yaml");
+        let h: RawMcpHttpTarget = yaml_serde::from_str(yaml).expect("yaml");
         assert_eq!(
             target_url(&h, "/mcp", "p").expect("valid").to_string(),
             want,
             "{yaml}"
         );
     }
-    let h: RawMcpHttpTarget = serde_yaml::from_str("{host: 'http://h/x', port: 1}").expect("yaml");
+    let h: RawMcpHttpTarget = yaml_serde::from_str("{host: 'http://h/x', port: 1}").expect("yaml");
     assert!(target_url(&h, "/mcp", "p").is_err());
 }
 

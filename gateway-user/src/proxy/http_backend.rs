@@ -130,8 +130,8 @@ pub fn cors_preflight(cors: &RawCors, headers: &HeaderMap) -> Response<Body> {
         }
         if let Some(age) = &cors.max_age {
             let secs = match age {
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::String(s) => crate::time::parse_duration(s)
+                yaml_serde::Value::Number(n) => n.to_string(),
+                yaml_serde::Value::String(s) => crate::time::parse_duration(s)
                     .map(|d| d.as_secs().to_string())
                     .unwrap_or_default(),
                 _ => String::new(),

@@ -372,7 +372,7 @@ mod tests {
     }
 
     fn tracing(yaml: &str) -> RawTracing {
-        serde_yaml::from_str(yaml).expect("parses")
+        yaml_serde::from_str(yaml).expect("parses")
     }
 
     #[test]
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn crd_policy_resolves_backend_ref() {
-        let p: RawFrontendTracing = serde_yaml::from_str(
+        let p: RawFrontendTracing = yaml_serde::from_str(
             "backendRef: {name: opentelemetry-collector-traces, namespace: monitoring, port: 4317}\nprotocol: GRPC\nclientSampling: \"true\"\nrandomSampling: \"true\"\n",
         )
         .expect("parses");
@@ -526,7 +526,7 @@ mod tests {
             Some("frontendPolicies.tracing.randomSampling")
         );
         let p: RawFrontendTracing =
-            serde_yaml::from_str("backendRef: {name: 127.0.0.1, port: 4317}").expect("parses");
+            yaml_serde::from_str("backendRef: {name: 127.0.0.1, port: 4317}").expect("parses");
         let s = resolve(None, Some(&p), &env_of(&[]))
             .expect("ok")
             .expect("on");

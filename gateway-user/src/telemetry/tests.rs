@@ -51,7 +51,7 @@ fn spans_of(t: &Telemetry, log: &RequestLog) -> Option<Vec<opentelemetry_sdk::tr
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).expect("test yaml parses")
+    yaml_serde::from_str(s).expect("test yaml parses")
 }
 
 /// A loopback port with nothing listening on it.

@@ -86,9 +86,9 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(backend_yaml: &str, authz_yaml: Option<&str>) -> Gateway {
-        let raw: RawMcpBackend = serde_yaml::from_str(backend_yaml).expect("backend YAML");
+        let raw: RawMcpBackend = yaml_serde::from_str(backend_yaml).expect("backend YAML");
         let authz: Option<RawMcpAuthorization> =
-            authz_yaml.map(|y| serde_yaml::from_str(y).expect("authz YAML"));
+            authz_yaml.map(|y| yaml_serde::from_str(y).expect("authz YAML"));
         let backend =
             McpBackend::new("test", &raw, authz.as_ref(), "test.mcp").expect("valid backend");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
