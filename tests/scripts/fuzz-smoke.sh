@@ -41,8 +41,11 @@ for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t" "$ART/$t" "$FUZZ_DIR/corpus/$t"
   seeds=("$FUZZ_DIR/corpus/$t")
   [ -d "$FUZZ_DIR/regressions/$t" ] && seeds+=("$FUZZ_DIR/regressions/$t")
+  # A target's dictionary (gateway-user/fuzz/<target>.dict) steers inputs toward its grammar.
+  dict=()
+  [ -f "$FUZZ_DIR/$t.dict" ] && dict=(-dict="$FUZZ_DIR/$t.dict")
   echo "fuzz-smoke: $t for ${SECS}s"
-  if ! cargo +nightly fuzz run "${FLAGS[@]}" "$t" "$scratch/$t" "${seeds[@]}" -- \
+  if ! cargo +nightly fuzz run "${FLAGS[@]}" "$t" "$scratch/$t" "${seeds[@]}" -- "${dict[@]}" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$ART/$t/" -print_final_stats=1 >"$scratch/$t.log" 2>&1; then
     failed+=("$t")
