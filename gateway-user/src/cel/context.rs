@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::UNIX_EPOCH;
 
-use cel_interpreter::Context;
-use cel_interpreter::objects::{Key, Map};
+use cel::Context;
+use cel::objects::{Key, Map};
 
 use super::{Refs, Value, from_json};
 use crate::ctx::RequestLog;
@@ -48,7 +48,7 @@ fn int(v: u64) -> Value {
     Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-pub(super) fn populate(ctx: &mut Context<'static>, log: &RequestLog, refs: Refs) {
+pub(super) fn populate(ctx: &mut Context<'_, 'static>, log: &RequestLog, refs: Refs) {
     if refs.request {
         ctx.add_variable_from_value("request", request(log, refs.request_headers));
     }

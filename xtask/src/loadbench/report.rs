@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use super::celbench::CelRow;
 use super::openloop::{Samples, percentile};
 use super::procs::Mem;
 use super::sse::EventDelays;
-use super::celbench::CelRow;
 use super::viewer::Micro;
 use super::wrk::WrkResult;
 use super::{CHAT_BODY, Opts, PathKind};
