@@ -18,7 +18,7 @@ import openai
 import pytest
 import requests
 
-from conftest import CLIENT_KEY, free_port, wait_until
+from conftest import CLIENT_KEY, ROOT, binary, free_port, wait_until
 
 PROMPT = "Tell me a joke about proxies"
 MESSAGES = [
@@ -387,3 +387,66 @@ def test_json_access_log_fields_never_show_keys(sim, gateway_factory):
     assert "src.addr" not in line
     assert line.get("auth") in (None, "<redacted>")
     assert CLIENT_KEY not in gw.output()
+
+
+# A 205-byte expression found by fuzzing; cel-interpreter 0.10's parser grew to 4.9 GB on it.
+FUZZ_CEL = (ROOT / "gateway-user/fuzz/regressions/cel/parser-memory-blowup").read_text()
+FUZZ_CEL_DEEP = (ROOT / "gateway-user/fuzz/regressions/cel/parser-memory-blowup-cel-chars").read_text()
+
+VALIDATE_TRACING = """
+config:
+  tracing:
+    otlpEndpoint: http://127.0.0.1:4317
+    fields:
+      add:
+        x: '{expr}'
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends: [{{host: 127.0.0.1:1}}]
+"""
+
+VALIDATE_MCP = """
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends:
+      - mcp:
+          targets: [{{name: a, stdio: {{cmd: x}}}}]
+        policies:
+          mcpAuthorization:
+            rules: ['{expr}']
+"""
+
+
+LONG_CEL = " || ".join(['llm.provider == "x"'] * 600)
+
+
+@pytest.mark.parametrize("template,path", [
+    (VALIDATE_TRACING, 'config.tracing.fields.add["x"]'),
+    (VALIDATE_MCP, "backends[0].mcp.policies.mcpAuthorization.rules[0]"),
+], ids=["tracing", "mcpAuthorization"])
+@pytest.mark.parametrize("expr,bound", [
+    (FUZZ_CEL, "which starts no CEL token"),
+    (FUZZ_CEL_DEEP, "levels deep"),
+    (LONG_CEL, f"is {len(LONG_CEL)} bytes; the limit is 4096"),
+], ids=["fuzz", "fuzz-cel-chars", "long"])
+def test_cel_fuzz_expression_fails_validate_only_fast(tmp_path, template, path, expr, bound):
+    """The fuzz-found expression (and an over-long one) in a CEL field: `--validate-only` fails
+    within a second, naming the field's YAML path and the bound, quoting the value cut short."""
+    assert "'" not in expr
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(template.format(expr=expr))
+    t0 = time.monotonic()
+    run = subprocess.run([str(binary("gateway")), "-f", str(cfg), "--validate-only"],
+                         capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - t0
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert took < 1.0, f"{took:.2f}s: {out}"
+    quoted = expr[:20].replace('"', '\\"')
+    assert f'{path}: CEL expression "{quoted}' in out, out
+    assert bound in out, out
+    assert len(out) < 1000, out

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gateway::cel::{Executor, Expression};
+use gateway::cel::{CelError, Executor, Expression, MAX_EXPRESSION_BYTES};
 use gateway::config::{self, Source};
 use gateway::ctx::{LlmInfo, McpInfo, RequestLog};
 use gateway::llm::provider::Wire;
@@ -62,14 +62,6 @@ fn assert_rest_is_whitespace(consumed: &[u8], input: &[u8]) {
         input[consumed.len()..].iter().all(u8::is_ascii_whitespace),
         "non-whitespace input bytes were dropped"
     );
-}
-
-/// For targets whose code under test catches panics on purpose (the CEL parser and interpreter
-/// panic on some inputs, and `gateway::cel` turns that into an error). libFuzzer's panic hook
-/// aborts on every panic, caught or not; this puts the standard hook back. A panic that escapes
-/// the harness still crashes the run: libfuzzer-sys catches it at the boundary and aborts.
-pub fn allow_caught_panics() {
-    drop(std::panic::take_hook());
 }
 
 // === sse_parser ===
@@ -401,14 +393,23 @@ static FULL_LOG: LazyLock<RequestLog> = LazyLock::new(|| {
     log
 });
 
-/// An expression compiled, then evaluated against an empty and a full request log, and the
-/// result converted for export.
+/// An expression compiled (anything over the length bound is refused before parsing), then
+/// evaluated against an empty and a full request log, and the result converted for export.
 pub fn cel(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(expr) = Expression::compile(src) else {
-        return;
+    let expr = match Expression::compile(src) {
+        Ok(expr) => expr,
+        Err(e) => {
+            if src.len() > MAX_EXPRESSION_BYTES {
+                assert!(
+                    matches!(e, CelError::Rejected { .. }),
+                    "over the length bound, yet parsed: {e}"
+                );
+            }
+            return;
+        }
     };
     let empty = RequestLog::new("default/gw".into(), "http".into());
     for log in [&empty, &*FULL_LOG] {

@@ -6,89 +6,125 @@
 //! flags are replaced by `<redacted>`, even if the proxy forgot to strip them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::UNIX_EPOCH;
 
-use cel_interpreter::Context;
-use cel_interpreter::objects::{Key, Map};
+use cel::Context;
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
 
-use super::{Refs, Value, from_json};
+use super::Refs;
 use crate::ctx::RequestLog;
 use crate::ctx::redact::{REDACTED, is_sensitive};
 
-/// Map under construction; each field may be inserted under two spellings.
-struct Obj(HashMap<Key, Value>);
+/// A CEL value as the interpreter holds it. Variables are built in this form directly: going
+/// through `cel::Value` would copy every string and map once more per request.
+type V = Box<dyn Val>;
+
+/// Map under construction; each field may be inserted under two spellings. Field names are
+/// `'static` and borrowed, not copied.
+struct Obj(HashMap<CelMapKey<'static>, V>);
 
 impl Obj {
     fn new() -> Obj {
         Obj(HashMap::new())
     }
-    fn set(&mut self, k: &'static str, v: Value) {
-        self.0.insert(Key::String(Arc::new(k.to_owned())), v);
+    fn set(&mut self, k: &'static str, v: V) {
+        self.0.insert(CelMapKey::from(k), v);
     }
     /// Inserts under the camelCase name and, when different, the snake_case alias.
-    fn set2(&mut self, camel: &'static str, snake: &'static str, v: Value) {
+    fn set2(&mut self, camel: &'static str, snake: &'static str, v: V) {
         if camel != snake {
-            self.set(snake, v.clone());
+            self.set(snake, v.clone_as_boxed());
         }
         self.set(camel, v);
     }
-    fn done(self) -> Value {
-        Value::Map(Map {
-            map: Arc::new(self.0),
-        })
+    fn done(self) -> V {
+        Box::new(CelMap::from(self.0))
     }
 }
 
-fn s(v: &str) -> Value {
-    Value::String(Arc::new(v.to_owned()))
+fn s(v: &str) -> V {
+    Box::new(CelString::from(v.to_owned()))
 }
 
-fn int(v: u64) -> Value {
-    Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+fn int(v: u64) -> V {
+    Box::new(CelInt::from(i64::try_from(v).unwrap_or(i64::MAX)))
 }
 
-pub(super) fn populate(ctx: &mut Context<'static>, log: &RequestLog, refs: Refs) {
+fn list(items: Vec<V>) -> V {
+    Box::new(CelList::from(items))
+}
+
+/// JSON as a CEL value, like `super::from_json` but in the interpreter's form.
+fn json(j: &serde_json::Value) -> V {
+    use serde_json::Value as J;
+    match j {
+        J::Null => Box::new(CelNull),
+        J::Bool(b) => Box::new(CelBool::from(*b)),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Box::new(CelInt::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Box::new(CelUInt::from(u))
+            } else {
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        J::String(v) => s(v),
+        J::Array(a) => list(a.iter().map(json).collect()),
+        J::Object(o) => Box::new(CelMap::from(
+            o.iter()
+                .map(|(k, v)| (CelMapKey::from(k.clone()), json(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+pub(super) fn populate(ctx: &mut Context<'_, 'static>, log: &RequestLog, refs: Refs) {
     if refs.request {
-        ctx.add_variable_from_value("request", request(log, refs.request_headers));
+        ctx.add_variable_as_val("request", request(log, refs.request_headers));
     }
     if refs.response
         && let Some(resp) = response(log, refs.response_headers)
     {
-        ctx.add_variable_from_value("response", resp);
+        ctx.add_variable_as_val("response", resp);
     }
     if refs.llm
         && let Some(llm) = llm(log, refs)
     {
-        ctx.add_variable_from_value("llm", llm);
+        ctx.add_variable_as_val("llm", llm);
     }
     if refs.source
         && let Some(addr) = log.src_addr
     {
         let mut o = Obj::new();
         o.set("address", s(&addr.ip().to_string()));
-        o.set("port", Value::Int(i64::from(addr.port())));
-        ctx.add_variable_from_value("source", o.done());
+        o.set("port", Box::new(CelInt::from(i64::from(addr.port()))));
+        ctx.add_variable_as_val("source", o.done());
     }
     if refs.backend
         && let Some(b) = &log.backend
     {
         let mut o = Obj::new();
         o.set("name", s(b));
-        ctx.add_variable_from_value("backend", o.done());
+        ctx.add_variable_as_val("backend", o.done());
     }
     if refs.mcp
         && let Some(m) = mcp(log)
     {
-        ctx.add_variable_from_value("mcp", m);
+        ctx.add_variable_as_val("mcp", m);
     }
     if refs.env {
-        ctx.add_variable_from_value("env", env(log));
+        ctx.add_variable_as_val("env", env(log));
     }
 }
 
-fn headers(pairs: &[(String, String)]) -> Value {
-    let mut map: HashMap<Key, Value> = HashMap::with_capacity(pairs.len());
+fn headers(pairs: &[(String, String)]) -> V {
+    // Values per lowercased name, in order; sensitive ones redacted.
+    let mut by_name: HashMap<String, Vec<&str>> = HashMap::with_capacity(pairs.len());
     for (k, v) in pairs {
         let name = k.to_ascii_lowercase();
         let v = if is_sensitive(&name) {
@@ -96,23 +132,20 @@ fn headers(pairs: &[(String, String)]) -> Value {
         } else {
             v.as_str()
         };
-        let key = Key::String(Arc::new(name));
-        // One value → string; repeated header → list of its values (agentgateway's shape).
-        match map.remove(&key) {
-            None => {
-                map.insert(key, s(v));
-            }
-            Some(Value::List(l)) => {
-                let mut l = (*l).clone();
-                l.push(s(v));
-                map.insert(key, Value::List(Arc::new(l)));
-            }
-            Some(prev) => {
-                map.insert(key, Value::List(Arc::new(vec![prev, s(v)])));
-            }
-        }
+        by_name.entry(name).or_default().push(v);
     }
-    Value::Map(Map { map: Arc::new(map) })
+    // One value → string; repeated header → list of its values (agentgateway's shape).
+    let map: HashMap<CelMapKey<'static>, V> = by_name
+        .into_iter()
+        .map(|(name, values)| {
+            let v = match values.as_slice() {
+                [one] => s(one),
+                many => list(many.iter().map(|v| s(v)).collect()),
+            };
+            (CelMapKey::from(name), v)
+        })
+        .collect();
+    Box::new(CelMap::from(map))
 }
 
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -120,7 +153,7 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     crate::time::format_timestamp(d)
 }
 
-fn request(log: &RequestLog, with_headers: bool) -> Value {
+fn request(log: &RequestLog, with_headers: bool) -> V {
     let mut o = Obj::new();
     o.set("method", s(&log.method));
     o.set("path", s(&log.path));
@@ -150,17 +183,17 @@ fn path_and_query(uri: &str) -> Option<&str> {
     Some(rest.find('/').map_or("/", |i| &rest[i..]))
 }
 
-fn response(log: &RequestLog, with_headers: bool) -> Option<Value> {
+fn response(log: &RequestLog, with_headers: bool) -> Option<V> {
     let code = log.status?;
     let mut o = Obj::new();
-    o.set("code", Value::Int(i64::from(code)));
+    o.set("code", Box::new(CelInt::from(i64::from(code))));
     if with_headers {
         o.set("headers", headers(&log.response_headers));
     }
     Some(o.done())
 }
 
-fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
+fn llm(log: &RequestLog, refs: Refs) -> Option<V> {
     let l = log.llm.as_ref()?;
     let mut o = Obj::new();
     o.set("provider", s(&l.provider));
@@ -192,7 +225,7 @@ fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
     if let Some(t) = l.reasoning_tokens {
         o.set2("reasoningTokens", "reasoning_tokens", int(t));
     }
-    o.set("streaming", Value::Bool(l.streaming));
+    o.set("streaming", Box::new(CelBool::from(l.streaming)));
     if let Some(ttft) = l.first_token {
         o.set2(
             "timeToFirstToken",
@@ -203,32 +236,24 @@ fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
     if refs.llm_prompt
         && let Some(p) = &l.prompt
     {
-        o.set("prompt", from_json(p));
+        o.set("prompt", json(p));
     }
     if refs.llm_completion
         && let Some(c) = &l.completion
     {
-        o.set(
-            "completion",
-            Value::List(Arc::new(c.iter().map(|t| s(t)).collect())),
-        );
+        o.set("completion", list(c.iter().map(|t| s(t)).collect()));
     }
-    let params: HashMap<Key, Value> = l
+    let params: HashMap<CelMapKey<'static>, V> = l
         .params
         .iter()
-        .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
+        .map(|(k, v)| (CelMapKey::from(k.clone()), json(v)))
         .collect();
-    o.set(
-        "params",
-        Value::Map(Map {
-            map: Arc::new(params),
-        }),
-    );
+    o.set("params", Box::new(CelMap::from(params)));
     if !l.finish_reasons.is_empty() {
         o.set2(
             "finishReasons",
             "finish_reasons",
-            Value::List(Arc::new(l.finish_reasons.iter().map(|r| s(r)).collect())),
+            list(l.finish_reasons.iter().map(|r| s(r)).collect()),
         );
     }
     if !l.tool_calls.is_empty() {
@@ -241,12 +266,12 @@ fn llm(log: &RequestLog, refs: Refs) -> Option<Value> {
                 c.done()
             })
             .collect();
-        o.set2("toolCalls", "tool_calls", Value::List(Arc::new(calls)));
+        o.set2("toolCalls", "tool_calls", list(calls));
     }
     Some(o.done())
 }
 
-fn mcp(log: &RequestLog) -> Option<Value> {
+fn mcp(log: &RequestLog) -> Option<V> {
     let m = log.mcp.as_ref()?;
     let mut o = Obj::new();
     if let Some(v) = &m.method {
@@ -256,7 +281,7 @@ fn mcp(log: &RequestLog) -> Option<Value> {
         o.set2("sessionId", "session_id", s(v));
     }
     if let Some(v) = &m.request_id {
-        o.set2("requestId", "request_id", from_json(v));
+        o.set2("requestId", "request_id", json(v));
     }
     if m.tool_name.is_some() || m.tool_arguments.is_some() {
         let mut t = Obj::new();
@@ -267,13 +292,13 @@ fn mcp(log: &RequestLog) -> Option<Value> {
             t.set("target", s(v));
         }
         if let Some(v) = &m.tool_arguments {
-            t.set("arguments", from_json(v));
+            t.set("arguments", json(v));
         }
         if let Some(v) = &m.tool_result {
-            t.set("result", from_json(v));
+            t.set("result", json(v));
         }
         if let Some(v) = &m.tool_error {
-            t.set("error", from_json(v));
+            t.set("error", json(v));
         }
         o.set("tool", t.done());
     }
@@ -311,7 +336,7 @@ static ENV: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
     .collect()
 });
 
-fn env(log: &RequestLog) -> Value {
+fn env(log: &RequestLog) -> V {
     let mut o = Obj::new();
     for (k, v) in ENV.iter() {
         o.set(k, s(v));

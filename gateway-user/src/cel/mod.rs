@@ -9,29 +9,49 @@
 //! The context follows agentgateway's CEL reference (`request`, `response`, `llm`, `source`,
 //! `backend`, `mcp`, `env`), with every camelCase `llm`/`mcp` field also reachable in
 //! snake_case (`llm.requestModel` == `llm.request_model`). Only the top-level variables an
-//! expression references are built per request; see `context.rs`.
+//! expression references are built per request; see `context.rs`. The engine is the `cel`
+//! crate: the CEL standard library, its `strings` extension (`lowerAscii`, `split`, ...),
+//! `matches` (regex), the `has`/`map`/`filter`/`all`/`exists` macros, and the gateway's own
+//! functions in `functions.rs`. Timestamps and durations are not built in (`request.startTime`
+//! is an RFC 3339 string).
+//!
+//! Compile cost is bounded before the parser runs (`limits.rs`): an expression is at most
+//! `MAX_EXPRESSION_BYTES` (4096) bytes of CEL tokens and nests at most `MAX_DEPTH` (32) levels,
+//! where each bracket and each chained `.`, index, call or operator other than `&&`/`||` is a
+//! level. The parser runs on a thread of its own with a large stack (`parse`); evaluation runs on
+//! the caller's, which the depth bound keeps small. See `limits.rs` for the measurements.
 
 mod context;
 mod functions;
+mod limits;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use cel_interpreter::{Context, ExecutionError, Program};
+use cel::{Context, Env, ExecutionError, ParseErrors, Program};
 
-pub use cel_interpreter::Value;
-pub use cel_interpreter::objects::{Key, Map};
+pub use cel::Value;
+pub use cel::objects::{Key, Map};
 pub use functions::{Flatten, as_flatten};
+pub use limits::{MAX_DEPTH, MAX_EXPRESSION_BYTES};
 
 use crate::ctx::RequestLog;
 
-/// Errors from compiling or evaluating an expression.
+/// Errors from compiling or evaluating an expression. Messages quote the source, cut to
+/// `SNIPPET_CHARS` characters: callers prefix the YAML path, and a 4 KiB expression repeated in
+/// a log line helps nobody.
 #[derive(Debug, thiserror::Error)]
 pub enum CelError {
     /// The source does not parse.
-    #[error("invalid CEL expression {src:?}: {msg}")]
+    #[error("invalid CEL expression {}: {msg}", Snippet(src))]
     Parse { src: String, msg: String },
+    /// The source was refused before parsing: it is over a compile-cost bound
+    /// (`MAX_EXPRESSION_BYTES`, `MAX_DEPTH`) or has a character no CEL token starts with.
+    /// `what` says which, e.g. "is 12000 bytes; the limit is 4096".
+    #[error("CEL expression {} {what}", Snippet(src))]
+    Rejected { src: String, what: String },
     /// A referenced key or variable is absent for this request (e.g. `llm.*` on a non-LLM
     /// request). Telemetry treats this as "no value", not as a failure.
     #[error("missing value: {0}")]
@@ -48,6 +68,48 @@ impl CelError {
             ExecutionError::UndeclaredReference(k) => CelError::Missing(k.to_string()),
             other => CelError::Eval(other.to_string()),
         }
+    }
+
+    /// The first parse error as `line:column: message` (the crate's own rendering repeats the
+    /// whole source line), with the count of the others.
+    fn from_parse(src: &str, e: &ParseErrors) -> Self {
+        let msg = match e.errors.first() {
+            Some(first) => {
+                let mut msg = format!("{}:{}: {}", first.pos.0, first.pos.1, first.msg);
+                truncate_chars(&mut msg, 2 * SNIPPET_CHARS);
+                if e.errors.len() > 1 {
+                    msg.push_str(&format!(" (and {} more errors)", e.errors.len() - 1));
+                }
+                msg
+            }
+            None => "syntax error".to_owned(),
+        };
+        CelError::Parse {
+            src: src.to_owned(),
+            msg: msg.replace('\n', " "),
+        }
+    }
+}
+
+/// How much of an expression an error message quotes.
+const SNIPPET_CHARS: usize = 80;
+
+/// Displays a source quoted, cut to `SNIPPET_CHARS` characters with a trailing `…`.
+struct Snippet<'a>(&'a str);
+
+impl fmt::Display for Snippet<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(SNIPPET_CHARS) {
+            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((cut, _)) = s.char_indices().nth(max) {
+        s.truncate(cut);
+        s.push('…');
     }
 }
 
@@ -112,17 +174,14 @@ pub struct Expression {
 // === impl Expression ===
 
 impl Expression {
-    /// Parses `src`. Unknown variables are not an error here (they may be absent per request).
+    /// Checks the compile-cost bounds, then parses `src`. Unknown variables are not an error
+    /// here (they may be absent per request).
     pub fn compile(src: &str) -> Result<Expression, CelError> {
-        let parse_err = |msg: String| CelError::Parse {
+        limits::check(src).map_err(|what| CelError::Rejected {
             src: src.to_owned(),
-            msg,
-        };
-        let rewritten = functions::rewrite_default(src);
-        // The ANTLR-generated parser panics on some truncated inputs; that is a config error.
-        let program = std::panic::catch_unwind(|| Program::compile(&rewritten))
-            .map_err(|_| parse_err("syntax error".to_owned()))?
-            .map_err(|e| parse_err(e.to_string().replace('\n', " ")))?;
+            what,
+        })?;
+        let program = parse(src)?;
         let refs = scan_refs(&program, src);
         Ok(Expression {
             src: src.to_owned(),
@@ -143,6 +202,34 @@ impl Expression {
     pub fn eval(&self, log: &RequestLog) -> Result<Value, CelError> {
         Executor::new(log, self.refs).eval(self)
     }
+}
+
+/// Stack of the thread `parse` runs on. The parser (ANTLR-generated recursive descent) takes
+/// about 8 KiB of stack per nesting level in a release build and 170 KiB in a debug build:
+/// `MAX_DEPTH` levels would overflow a 2 MiB tokio or test thread in debug. The stack is
+/// reserved address space; only what the parse touches is ever mapped.
+const PARSE_STACK: usize = 16 << 20;
+
+/// Parses `src` on a thread of its own, so parser recursion never depends on the caller's stack.
+/// Compiles happen at config load, a few dozen at most; the thread costs tens of microseconds.
+fn parse(src: &str) -> Result<Program, CelError> {
+    let failed = |msg: String| CelError::Parse {
+        src: src.to_owned(),
+        msg,
+    };
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("cel-parse".to_owned())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || {
+                ENV.compile(src).map_err(|e| CelError::from_parse(src, &e))
+            })
+            .map_err(|e| failed(format!("cannot start the parser thread: {e}")))?;
+        // A panic in the parser (none is known) is a config error, not a crashed reload.
+        parser
+            .join()
+            .map_err(|_| failed("the parser failed on this input".to_owned()))?
+    })
 }
 
 fn scan_refs(program: &Program, src: &str) -> Refs {
@@ -168,12 +255,17 @@ fn scan_refs(program: &Program, src: &str) -> Refs {
     }
 }
 
-/// Root context: functions plus constant variables, built once per process.
-static ROOT: LazyLock<Context<'static>> = LazyLock::new(functions::root_context);
+/// The standard library, the `strings` extension and the gateway's macros (`default`), shared
+/// by the compiler (macros expand at parse time) and the root context.
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(functions::env()));
+
+/// Root context: the gateway's functions over `ENV`, built once per process.
+static ROOT: LazyLock<Context<'static, 'static>> =
+    LazyLock::new(|| functions::root_context(Arc::clone(&ENV)));
 
 /// Evaluation context for one request: build once, evaluate many expressions.
 pub struct Executor {
-    ctx: Context<'static>,
+    ctx: Context<'static, 'static>,
 }
 
 // === impl Executor ===
@@ -193,12 +285,18 @@ impl Executor {
     }
 
     pub fn eval(&self, expr: &Expression) -> Result<Value, CelError> {
-        // cel-interpreter panics on a few inputs (e.g. message literals `T{a: 1}`); a bad
-        // expression must fail its field, not the request.
+        // A safety net, not a known failure: the interpreter is a dependency evaluating
+        // operator-written expressions, and a panic in one must fail its field, not the
+        // request (the telemetry thread, or an MCP list call).
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             expr.program.execute(&self.ctx)
         }))
-        .map_err(|_| CelError::Eval(format!("expression {:?} is not supported", expr.src)))?
+        .map_err(|_| {
+            CelError::Eval(format!(
+                "expression {} is not supported",
+                Snippet(&expr.src)
+            ))
+        })?
         .map_err(CelError::from_exec)
     }
 
@@ -230,7 +328,12 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         }
         Value::Bool(b) => J::Bool(*b),
         Value::Null | Value::Function(..) => J::Null,
-        // Timestamp/Duration exist when another crate enables cel-interpreter's `chrono`.
+        // A `flatten(...)` result outside a field's top level exports as its argument.
+        Value::Opaque(o) => match functions::flattened(o.as_ref()) {
+            Some((_, inner)) => to_json(inner),
+            None => o.json().unwrap_or(J::Null),
+        },
+        // Struct, and Timestamp/Duration when another crate enables cel's `chrono`.
         #[allow(unreachable_patterns)]
         other => other.json().unwrap_or(J::Null),
     }

@@ -188,3 +188,157 @@ fn interpreter_panics_become_errors() {
         Err(other) => panic!("unexpected {other}"),
     }
 }
+
+#[test]
+fn default_macro_table() {
+    let log = fixture();
+    for (src, want) in [
+        ("default(null, 1)", json!(1)),
+        ("default(llm.provider, 'x')", json!("openai")),
+        ("default(mcp.tool.name, 'none')", json!("none")),
+        ("default(default(llm.nope, llm.nada), 3)", json!(3)),
+        // Inside a string literal, `default(` is text.
+        (
+            r#"'default(' + string(default(llm.nope, 2))"#,
+            json!("default(2"),
+        ),
+        // Comprehension variables are in scope in both arguments.
+        (
+            r#"[1, 2].map(x, default({"a": x}.b, x * 10))"#,
+            json!([10, 20]),
+        ),
+        // Any evaluation error falls back, as in agentgateway ("cannot be resolved").
+        ("default(1 + 'a', 5)", json!(5)),
+        ("default(llm.params.max_tokens, 0)", json!(100)),
+    ] {
+        let v = Expression::compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(&log)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(to_json(&v), want, "{src}");
+    }
+    // Only the global two-argument call is the macro.
+    let r = Expression::compile("default(1)")
+        .expect("compiles")
+        .eval(&log);
+    assert!(matches!(r, Err(CelError::Missing(_))), "{r:?}");
+}
+
+#[test]
+fn engine_functions_table() {
+    let log = fixture();
+    for (src, want) in [
+        (r#"request.path.matches("^/v1/.*")"#, json!(true)),
+        (r#"request.path.startsWith("/v1")"#, json!(true)),
+        (r#"llm.provider.contains("open")"#, json!(true)),
+        (r#"size(llm.completion)"#, json!(1)),
+        (r#""A-b".lowerAscii()"#, json!("a-b")),
+        (r#""a,b".split(",")"#, json!(["a", "b"])),
+        (r#"has(llm.params.temperature)"#, json!(true)),
+        (r#"has(llm.params.top_p)"#, json!(false)),
+        (r#"[1, 2, 3].filter(x, x > 1)"#, json!([2, 3])),
+        (r#"llm.prompt.exists(m, m.role == "system")"#, json!(true)),
+        (r#"int(llm.params.max_tokens) + 1"#, json!(101)),
+        (r#"[toJson(flatten({"a": 1}))]"#, json!([r#"{"a":1}"#])),
+    ] {
+        let v = Expression::compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(&log)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(to_json(&v), want, "{src}");
+    }
+}
+
+/// The bounds of `limits.rs`: what is accepted, what is refused, and what the error says.
+#[test]
+fn limits_table() {
+    let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let chained = |n: usize| format!("llm{}", ".a".repeat(n));
+    let long = |n: usize| format!("'{}'", "x".repeat(n - 2));
+    for src in [
+        nested(MAX_DEPTH),
+        chained(MAX_DEPTH),
+        long(MAX_EXPRESSION_BYTES),
+        format!("1{}", " + 1".repeat(MAX_DEPTH)),
+        // `&&`, `||` and commas start a new operand.
+        vec!["llm.a.b == 1"; 200].join(" || "),
+        format!("[{}]", vec!["llm.a.b + 1"; 300].join(", ")),
+        // Brackets in strings and comments are text.
+        format!("'{}' // {}", "(".repeat(200), "[".repeat(200)),
+        format!(r#"r"\" + '{}'"#, "(".repeat(100)),
+        format!("'''{}'''", "{".repeat(100)),
+        "flatten_recursive(llm.completion.map(c, {\"role\":\"assistant\", \"content\": c}))"
+            .to_owned(),
+    ] {
+        if let Err(e) = Expression::compile(&src) {
+            assert!(!matches!(e, CelError::Rejected { .. }), "{e}");
+        }
+    }
+    for (src, want) in [
+        (
+            long(MAX_EXPRESSION_BYTES + 1),
+            "is 4097 bytes; the limit is 4096".to_owned(),
+        ),
+        (nested(MAX_DEPTH + 1), format!("the limit is {MAX_DEPTH}")),
+        (chained(MAX_DEPTH + 1), format!("the limit is {MAX_DEPTH}")),
+        (
+            format!("1{}", " == 1".repeat(MAX_DEPTH + 1)),
+            format!("the limit is {MAX_DEPTH}"),
+        ),
+        (
+            format!("1{}", " in x".repeat(MAX_DEPTH + 1)),
+            format!("the limit is {MAX_DEPTH}"),
+        ),
+        (
+            "a ; b".to_owned(),
+            "has ';' at byte 2, which starts no CEL token".to_owned(),
+        ),
+        (
+            "'é' + é".to_owned(),
+            "has 'é' at byte 7, which starts no CEL token".to_owned(),
+        ),
+    ] {
+        let e = Expression::compile(&src).expect_err("over a bound");
+        let msg = e.to_string();
+        assert!(matches!(e, CelError::Rejected { .. }), "{msg}");
+        assert!(msg.contains(&want), "{msg}");
+        // The value is quoted, cut short.
+        let quoted = format!("CEL expression {:?}", &src[..src.len().min(80)]);
+        assert!(msg.starts_with(quoted.trim_end_matches('"')), "{msg}");
+        assert!(msg.len() < 400, "{msg}");
+    }
+}
+
+/// The deepest expressions the bounds let through evaluate on a tokio worker's 2 MiB stack,
+/// even in a debug build (about 40 KiB per level there, 1.6 KiB in release). Parsing runs on a
+/// thread of its own (`parse`).
+#[test]
+fn deepest_accepted_expressions_evaluate_on_a_small_stack() {
+    let log = fixture();
+    let cases = [
+        format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH)),
+        format!("{}1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH)),
+        format!(
+            "{}1{}",
+            "size([".repeat(MAX_DEPTH / 2),
+            "])".repeat(MAX_DEPTH / 2)
+        ),
+        format!("1{}", " + 1".repeat(MAX_DEPTH)),
+        format!("llm.params{}", ".a".repeat(MAX_DEPTH - 1)),
+        format!("{}1", "-".repeat(MAX_DEPTH)),
+        format!("{}true", "!".repeat(MAX_DEPTH)),
+        format!("{}0", "true ? 1 : ".repeat(MAX_DEPTH)),
+        vec!["llm.provider == 'x'"; 150].join(" || "),
+    ];
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for src in &cases {
+                let e = Expression::compile(src).unwrap_or_else(|e| panic!("{e}"));
+                let _ = e.eval(&log);
+            }
+        })
+        .expect("spawn")
+        .join()
+        .expect("no stack overflow");
+}

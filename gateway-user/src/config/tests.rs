@@ -161,3 +161,35 @@ fn access_log_policy_merges_over_config_logging() {
     assert_eq!(names, vec!["a", "user"]);
     assert_eq!(f.remove, vec!["src.addr".to_owned()]);
 }
+
+/// A 205-byte expression found by fuzzing made the previous CEL parser grow to 4.9 GB in 21 s
+/// and abort the process. Loading it must fail fast, naming the rule's path and quoting it.
+#[test]
+fn cel_parser_blowup_input_is_a_fast_config_error() {
+    let expr = include_str!("../../fuzz/regressions/cel/parser-memory-blowup");
+    // Single-quoted YAML keeps the backslash; the expression has no quote of its own.
+    assert!(!expr.contains('\''));
+    let yaml = format!(
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends:\n      - mcp:\n          targets: [{{name: a, stdio: {{cmd: x}}}}]\n        policies:\n          mcpAuthorization:\n            rules: ['{expr}']\n"
+    );
+    let start = std::time::Instant::now();
+    let e = errs(&yaml);
+    let took = start.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("backends[0].mcp.policies.mcpAuthorization.rules[0]: CEL expression \"o+[[Y[--(--[[,--;;;("),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].ends_with("has ';' at byte 16, which starts no CEL token"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].len() < 600,
+        "the expression is quoted cut short: {}",
+        e[0]
+    );
+}

@@ -52,13 +52,18 @@ impl Sampler {
     }
 
     /// Decides for one request. An evaluation error or a non-bool/number result does not
-    /// sample (and is reported through `Err` so the caller can count it).
+    /// sample (and is reported through `Err` so the caller can count it). Data the request
+    /// does not have (`request.headers["x-debug"]` without that header: a missing key, per the
+    /// CEL spec) does not sample either, and is no error.
     pub fn sample(&self, log: &RequestLog) -> Result<bool, CelError> {
         match self {
             Sampler::Always(b) => Ok(*b),
             Sampler::Ratio(r) => Ok(roll(*r)),
             Sampler::Expr(e) => {
-                let v = Executor::new(log, e.references()).eval(e)?;
+                let v = match Executor::new(log, e.references()).eval(e) {
+                    Err(CelError::Missing(_)) => return Ok(false),
+                    other => other?,
+                };
                 match v {
                     Value::Bool(b) => Ok(b),
                     Value::Float(f) => Ok(roll(f)),

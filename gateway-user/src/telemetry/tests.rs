@@ -178,6 +178,46 @@ fn config_errors_name_path_and_value() {
     assert!(err.starts_with("config.tracing.randomSampling: "), "{err}");
 }
 
+/// Over-long and over-deep expressions are refused before parsing, with the field's path, the
+/// bound, and the start of the value.
+#[test]
+fn cel_bounds_name_the_field() {
+    let fuzz = include_str!("../../fuzz/regressions/cel/parser-memory-blowup");
+    let deep = include_str!("../../fuzz/regressions/cel/parser-memory-blowup-cel-chars");
+    let long = format!("'{}'", "x".repeat(11998));
+    for (expr, start, end) in [
+        (
+            long.as_str(),
+            r#"config.tracing.fields.add["x"]: CEL expression "'xxxxxxxx"#,
+            "… is 12000 bytes; the limit is 4096".to_owned(),
+        ),
+        (
+            fuzz,
+            r#"config.tracing.fields.add["x"]: CEL expression "o+[[Y[--(--[[,--;;;("#,
+            "has ';' at byte 16, which starts no CEL token".to_owned(),
+        ),
+        (
+            // The same without its `;` and `\`: 66 brackets deep.
+            deep,
+            r#"config.tracing.fields.add["x"]: CEL expression "o+[[Y[--(--[[,--("#,
+            format!("; the limit is {}", crate::cel::MAX_DEPTH),
+        ),
+    ] {
+        // JSON is YAML: the expression as a JSON string needs no further quoting.
+        let bad: RawTracing = yaml(&format!(
+            "otlpEndpoint: http://127.0.0.1:4317\nfields: {{add: {{x: {}}}}}",
+            serde_json::json!(expr)
+        ));
+        let t0 = Instant::now();
+        let err = build_with(Some(&bad), None, None, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{err}");
+        assert!(err.starts_with(start) && err.ends_with(&end), "{err}");
+        assert!(err.len() < 400, "{err}");
+    }
+}
+
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
