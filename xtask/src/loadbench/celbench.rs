@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gateway::cel::Executor;
 use gateway::config::telemetry::OrderedExprMap;
-use gateway::ctx::{LlmInfo, RequestLog};
+use gateway::ctx::RequestLog;
 use gateway::telemetry::fields::{Attrs, Fields};
 
 /// One block of fields, as a seed document writes it.
@@ -70,33 +70,18 @@ pub const BLOCKS: &[Block] = &[
     },
 ];
 
-/// A finished chat request with a two-message prompt and one completion.
+/// The bench's chat request with a two-message prompt and one completion recorded.
 fn record() -> RequestLog {
-    let mut l = RequestLog::new("bench-gw".into(), "bench".into());
-    l.route = Some("openai".into());
-    l.method = "POST".into();
-    l.path = "/v1/chat/completions".into();
-    l.status = Some(200);
-    let mut params = serde_json::Map::new();
-    params.insert("max_tokens".into(), 32.into());
-    params.insert("temperature".into(), serde_json::json!(0.2));
-    l.llm = Some(LlmInfo {
-        provider: "openai".into(),
-        operation: "chat",
-        request_model: Some("gpt-4o-mini".into()),
-        response_model: Some("gpt-4o-mini-2024-07-18".into()),
-        input_tokens: Some(14),
-        output_tokens: Some(9),
-        total_tokens: Some(23),
-        prompt: Some(serde_json::json!([
+    let mut l = super::viewer::bench_log(0);
+    if let Some(llm) = l.llm.as_mut() {
+        llm.params
+            .insert("temperature".into(), serde_json::json!(0.2));
+        llm.prompt = Some(serde_json::json!([
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": "Say hello in one short sentence."},
-        ])),
-        completion: Some(vec!["Hello there.".into()]),
-        params,
-        finish_reasons: vec!["stop".into()],
-        ..LlmInfo::default()
-    });
+        ]));
+        llm.completion = Some(vec!["Hello there.".into()]);
+    }
     l
 }
 

@@ -34,7 +34,8 @@ pub struct Micro {
 }
 
 /// A record shaped like the bench's requests: an OpenAI chat call, usage, default capture.
-fn record(i: u64) -> Box<RequestLog> {
+/// `i` varies the client port.
+pub fn bench_log(i: u64) -> RequestLog {
     let mut l = RequestLog::new("bench-gw".into(), "bench".into());
     l.route = Some("openai".into());
     l.endpoint = Some("127.0.0.1:18800".into());
@@ -62,7 +63,11 @@ fn record(i: u64) -> Box<RequestLog> {
         finish_reasons: vec!["stop".into()],
         ..LlmInfo::default()
     });
-    Box::new(l)
+    l
+}
+
+fn record(i: u64) -> Box<RequestLog> {
+    Box::new(bench_log(i))
 }
 
 fn rss_bytes() -> f64 {
