@@ -142,6 +142,15 @@ pub fn classify(v: Json) -> Result<Message, Box<Rejected>> {
             "params must be an object or an array",
         ));
     }
+    // MCP reserves `params._meta` for an object; the gateway writes the trace context into it.
+    if let Some(Json::Object(p)) = &params
+        && p.get("_meta").is_some_and(|m| !m.is_object())
+    {
+        return Err(invalid(
+            id.unwrap_or(Json::Null),
+            "params._meta must be an object",
+        ));
+    }
     match (o.remove("method"), id) {
         (Some(Json::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
         (Some(Json::String(method)), None) => Ok(Message::Notification { method, params }),
@@ -271,6 +280,10 @@ mod tests {
             ("{not json", Err(PARSE_ERROR)),
             ("", Err(PARSE_ERROR)),
             ("[]", Err(INVALID_REQUEST)),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":"x"}}"#,
+                Err(INVALID_REQUEST),
+            ),
             ("3", Err(INVALID_REQUEST)),
             (r#"{"id":1,"method":"x"}"#, Err(INVALID_REQUEST)),
             (
