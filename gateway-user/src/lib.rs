@@ -8,6 +8,7 @@ pub mod cel;
 pub mod config;
 pub mod ctx;
 pub mod ebpf;
+pub mod guard;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;

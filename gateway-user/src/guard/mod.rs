@@ -1,0 +1,3 @@
+//! Prompt guards.
+pub mod builtins;
+pub mod scan;
