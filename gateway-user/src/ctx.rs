@@ -110,6 +110,122 @@ pub struct TargetCall {
     pub error: Option<String>,
 }
 
+/// What a guard, or a whole phase of guards, did. Ordered by how much an operator must know:
+/// a phase reports its most severe guard outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GuardAction {
+    #[default]
+    Allow,
+    Mask,
+    /// A remote guard failed and `failureMode: failOpen` let the request through unchecked.
+    FailOpen,
+    Reject,
+}
+
+impl GuardAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardAction::Allow => "allow",
+            GuardAction::Mask => "mask",
+            GuardAction::FailOpen => "failopen",
+            GuardAction::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardPhase {
+    Request,
+    Response,
+}
+
+impl GuardPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardPhase::Request => "request",
+            GuardPhase::Response => "response",
+        }
+    }
+}
+
+/// The outcome of one phase's guards. Never the matched text: rule types and counts only.
+#[derive(Clone, Debug, Default)]
+pub struct PhaseOutcome {
+    pub action: GuardAction,
+    /// Rule types that matched (`ssn`, `pattern`, `promptInjection:roleHijack`, or for remote
+    /// guards their type) with how many times, in first-seen order.
+    pub rules: Vec<(String, u32)>,
+    /// Spans of text replaced.
+    pub masked: u32,
+    /// The guard that rejected: `regex`, `webhook` or `openAIModeration`, with its index.
+    pub rejected_by: Option<String>,
+}
+
+impl PhaseOutcome {
+    /// The rules as one string (`ssn=2,email=1`), for logs and span attributes.
+    pub fn rules_summary(&self) -> String {
+        rules_summary(&self.rules)
+    }
+}
+
+/// `(rule, count)` pairs as `ssn=2,email=1`.
+pub fn rules_summary(rules: &[(String, u32)]) -> String {
+    let mut s = String::new();
+    for (i, (r, n)) in rules.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(r);
+        s.push('=');
+        s.push_str(&n.to_string());
+    }
+    s
+}
+
+/// One guard that ran (a child span).
+#[derive(Clone, Debug)]
+pub struct GuardCheck {
+    pub phase: GuardPhase,
+    /// `regex`, `webhook`, `openAIModeration`.
+    pub kind: &'static str,
+    pub index: usize,
+    pub span_id: [u8; 8],
+    pub start: Instant,
+    pub end: Instant,
+    /// Time spent in the check itself; for a stream the sum over its events.
+    pub busy: Duration,
+    pub action: GuardAction,
+    pub rules: Vec<(String, u32)>,
+    pub masked: u32,
+    pub error: Option<String>,
+    /// Remote guards: the HTTP call.
+    pub http: Option<GuardHttp>,
+}
+
+impl GuardCheck {
+    pub fn status_code(&self) -> Option<u16> {
+        self.http.as_ref().and_then(|h| h.status)
+    }
+}
+
+/// The HTTP call of a remote guard, for its CLIENT span.
+#[derive(Clone, Debug)]
+pub struct GuardHttp {
+    pub method: &'static str,
+    /// `scheme://authority/path`, no query.
+    pub url: String,
+    pub authority: String,
+    pub status: Option<u16>,
+}
+
+/// Prompt-guard outcomes of one request.
+#[derive(Clone, Debug, Default)]
+pub struct GuardInfo {
+    pub request: Option<PhaseOutcome>,
+    pub response: Option<PhaseOutcome>,
+    pub checks: Vec<GuardCheck>,
+}
+
 /// Kernel-measured timing of a TCP flow, read from BPF maps.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FlowTiming {
@@ -159,6 +275,8 @@ pub struct RequestLog {
     pub upstream_cookie: Option<u64>,
     /// Where a kernel-steered client meant to connect.
     pub original_dst: Option<SocketAddr>,
+    /// Prompt-guard outcomes, when the route has guards.
+    pub guard: Option<Box<GuardInfo>>,
 }
 
 impl RequestLog {
@@ -195,6 +313,7 @@ impl RequestLog {
             upstream_flow: None,
             upstream_cookie: None,
             original_dst: None,
+            guard: None,
         }
     }
 

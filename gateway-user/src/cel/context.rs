@@ -120,6 +120,34 @@ pub(super) fn populate(ctx: &mut Context<'_, 'static>, log: &RequestLog, refs: R
     if refs.env {
         ctx.add_variable_as_val("env", env(log));
     }
+    if refs.guardrails
+        && let Some(g) = &log.guard
+    {
+        ctx.add_variable_as_val("guardrails", guardrails(g));
+    }
+}
+
+/// `guardrails.request` / `guardrails.response`: `action` (`allow`, `mask`, `reject`,
+/// `failopen`), `rules` (rule type → matches), `masked`, `rejectedBy` (`rejected_by`).
+fn guardrails(g: &crate::ctx::GuardInfo) -> V {
+    let mut o = Obj::new();
+    for (name, phase) in [("request", &g.request), ("response", &g.response)] {
+        let Some(p) = phase else { continue };
+        let mut po = Obj::new();
+        po.set("action", s(p.action.as_str()));
+        let rules: HashMap<CelMapKey<'static>, V> = p
+            .rules
+            .iter()
+            .map(|(r, n)| (CelMapKey::from(r.clone()), int(u64::from(*n))))
+            .collect();
+        po.set("rules", Box::new(CelMap::from(rules)));
+        po.set("masked", int(u64::from(p.masked)));
+        if let Some(r) = &p.rejected_by {
+            po.set2("rejectedBy", "rejected_by", s(r));
+        }
+        o.set(name, po.done());
+    }
+    o.done()
 }
 
 fn headers(pairs: &[(String, String)]) -> V {

@@ -128,6 +128,7 @@ pub struct Refs {
     pub backend: bool,
     pub mcp: bool,
     pub env: bool,
+    pub guardrails: bool,
 }
 
 impl Refs {
@@ -144,6 +145,7 @@ impl Refs {
         backend: true,
         mcp: true,
         env: true,
+        guardrails: true,
     };
 
     pub fn union(self, o: Refs) -> Refs {
@@ -159,6 +161,7 @@ impl Refs {
             backend: self.backend || o.backend,
             mcp: self.mcp || o.mcp,
             env: self.env || o.env,
+            guardrails: self.guardrails || o.guardrails,
         }
     }
 }
@@ -252,6 +255,7 @@ fn scan_refs(program: &Program, src: &str) -> Refs {
         backend: r.has_variable("backend"),
         mcp: r.has_variable("mcp"),
         env: r.has_variable("env"),
+        guardrails: r.has_variable("guardrails"),
     }
 }
 

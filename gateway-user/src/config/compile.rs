@@ -21,16 +21,50 @@ pub const DEFAULT_MCP_PORT: u16 = 3000;
 
 struct Ctx {
     errors: Vec<ConfigError>,
+    /// Endpoints of remote guards seen so far: (authority, tls).
+    guard_targets: Vec<(String, bool)>,
 }
 
 impl Ctx {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(path, msg));
     }
+
+    /// Compiles a `promptGuard` / `guardrails` block, collecting its remote endpoints.
+    fn prompt_guard(
+        &mut self,
+        raw: &crate::guard::config::RawPromptGuard,
+        path: &str,
+    ) -> Option<Arc<crate::guard::PromptGuard>> {
+        match crate::guard::config::compile(raw, path) {
+            Ok(pg) => {
+                for g in pg.request.iter().chain(&pg.response) {
+                    let t = match &g.kind {
+                        crate::guard::GuardKind::Webhook(w) => (w.authority.clone(), w.tls),
+                        crate::guard::GuardKind::Moderation(m) => (m.authority.clone(), m.tls),
+                        crate::guard::GuardKind::Regex { .. } => continue,
+                    };
+                    if !self.guard_targets.contains(&t) {
+                        self.guard_targets.push(t);
+                    }
+                }
+                Some(Arc::new(pg))
+            }
+            Err(problems) => {
+                for (p, m) in problems {
+                    self.err(p, m);
+                }
+                None
+            }
+        }
+    }
 }
 
 pub fn compile(raw: RawRoot, source: Source, text: &str) -> Result<Snapshot, ConfigErrors> {
-    let mut cx = Ctx { errors: Vec::new() };
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        guard_targets: Vec::new(),
+    };
     let global = compile_global(&mut cx, &raw);
     let mut binds = Vec::new();
     for (i, b) in raw.binds.iter().enumerate() {
@@ -74,6 +108,13 @@ pub fn compile(raw: RawRoot, source: Source, text: &str) -> Result<Snapshot, Con
             );
         }
     }
+    let mut guard_upstreams = std::collections::HashMap::new();
+    for (authority, tls) in std::mem::take(&mut cx.guard_targets) {
+        let key = guard_key(&authority, tls);
+        if let Some(up) = upstream(&mut cx, &key, None, None, "promptGuard") {
+            guard_upstreams.insert(key, up);
+        }
+    }
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }
@@ -85,6 +126,7 @@ pub fn compile(raw: RawRoot, source: Source, text: &str) -> Result<Snapshot, Con
         raw: Arc::new(raw),
         source,
         text: text.to_owned(),
+        guard_upstreams,
     })
 }
 
@@ -559,6 +601,10 @@ fn compile_policies(
         }
         // Longest suffix first, so `/v1/messages/count_tokens` wins over `/messages`.
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        let prompt_guard = ai
+            .prompt_guard
+            .as_ref()
+            .and_then(|g| cx.prompt_guard(g, &format!("{path}.ai.promptGuard")));
         p.ai = Some(Arc::new(AiPolicy {
             defaults: ai.defaults.clone().unwrap_or_default(),
             overrides: ai.overrides.clone().unwrap_or_default(),
@@ -568,6 +614,7 @@ fn compile_policies(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             routes,
+            prompt_guard,
         }));
     }
     p
@@ -826,12 +873,22 @@ fn ai_backend(
         defaults: Default::default(),
         overrides: Default::default(),
         strip_model_prefix: None,
+        prompt_guard: None,
     })
 }
 
 /// `llm.models[i]`: provider, endpoint (`baseUrl` or `hostOverride`), key and transformation.
-fn compile_model(cx: &mut Ctx, i: usize, m: &RawLlmModel) -> Option<ModelEntry> {
+fn compile_model(
+    cx: &mut Ctx,
+    i: usize,
+    m: &RawLlmModel,
+    shared_guard: Option<&Arc<crate::guard::PromptGuard>>,
+) -> Option<ModelEntry> {
     let path = format!("llm.models[{i}]");
+    let prompt_guard = match &m.guardrails {
+        Some(g) => cx.prompt_guard(g, &format!("{path}.guardrails")),
+        None => shared_guard.cloned(),
+    };
     let provider = match m.provider.as_str() {
         "openAI" | "openai" => Provider::OpenAi,
         "anthropic" => Provider::Anthropic,
@@ -906,14 +963,46 @@ fn compile_model(cx: &mut Ctx, i: usize, m: &RawLlmModel) -> Option<ModelEntry> 
             defaults: m.defaults.clone().unwrap_or_default(),
             overrides: m.overrides.clone().unwrap_or_default(),
             strip_model_prefix: strip,
+            prompt_guard,
         }),
     })
 }
 
+/// agentgateway's `LocalLLMPolicy` keys this gateway does not implement yet.
+const LLM_POLICIES_NOT_YET: &[&str] = &[
+    "oidc",
+    "jwtAuth",
+    "authorization",
+    "extAuthz",
+    "extProc",
+    "cors",
+    "transformations",
+    "basicAuth",
+    "apiKey",
+    "localRateLimit",
+    "remoteRateLimit",
+];
+
 fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
+    let mut shared_guard = None;
+    if let Some(p) = &llm.policies {
+        for key in p.unsupported.keys() {
+            let msg = if LLM_POLICIES_NOT_YET.contains(&key.as_str()) {
+                format!(
+                    "{key} is not supported by this gateway yet; remove it (it would otherwise be ignored)"
+                )
+            } else {
+                format!("unknown field `{key}` (supported: guardrails)")
+            };
+            cx.err(format!("llm.policies.{key}"), msg);
+        }
+        if let Some(g) = &p.guardrails {
+            shared_guard = cx.prompt_guard(g, "llm.policies.guardrails");
+        }
+    }
     let mut entries = Vec::new();
     for (i, m) in llm.models.iter().enumerate() {
-        if let Some(entry) = compile_model(cx, i, m) {
+        if let Some(entry) = compile_model(cx, i, m, shared_guard.as_ref()) {
             entries.push(entry);
         }
     }

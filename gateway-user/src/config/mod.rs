@@ -250,24 +250,7 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<St
     Ok(Some(out))
 }
 
-/// A secret value: never printed by `Debug`/`Display`, redacted in `/config_dump`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::ctx::redact::Secret;
 
 /// The config the gateway runs when started without `-f`/`-c`: an offline demo that routes to
 /// a provider simulator on loopback (see README).

@@ -435,6 +435,8 @@ pub struct RawAiPolicy {
     /// `responses`, `passthrough`).
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
+    /// Guards on request and response text (see `guard`).
+    pub prompt_guard: Option<crate::guard::config::RawPromptGuard>,
 }
 
 /// `llm:` shorthand.
@@ -445,7 +447,18 @@ pub struct RawLlm {
     pub port: Option<u16>,
     #[serde(default)]
     pub models: Vec<RawLlmModel>,
-    pub policies: Option<yaml_serde::Value>,
+    pub policies: Option<RawLlmPolicies>,
+}
+
+/// `llm.policies` (agentgateway's `LocalLLMPolicy`). `guardrails` is implemented; the other
+/// keys of agentgateway's schema are recognised and refused at load until they are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawLlmPolicies {
+    /// Guards applied to every model (a model's own `guardrails` replaces them).
+    pub guardrails: Option<crate::guard::config::RawPromptGuard>,
+    #[serde(flatten)]
+    pub unsupported: BTreeMap<String, yaml_serde::Value>,
 }
 
 /// `llm.models[]`.
@@ -463,6 +476,8 @@ pub struct RawLlmModel {
     /// Accepted for compatibility; CEL body transformations are not applied yet except
     /// `model: llmRequest.model.stripPrefix("...")`.
     pub transformation: Option<BTreeMap<String, String>>,
+    /// Guards for this model, replacing `llm.policies.guardrails`.
+    pub guardrails: Option<crate::guard::config::RawPromptGuard>,
 }
 
 /// `llm.models[].params`.

@@ -24,6 +24,13 @@ pub struct Snapshot {
     pub text: String,
     /// `config.logging` with `frontendPolicies.accessLog` merged over it.
     pub logging: Option<crate::config::telemetry::RawLogging>,
+    /// Endpoints of remote guards (webhooks, moderation), keyed by `guard_key`.
+    pub guard_upstreams: std::collections::HashMap<String, Upstream>,
+}
+
+/// The key of a remote guard's endpoint in `Snapshot::guard_upstreams`.
+pub fn guard_key(authority: &str, tls: bool) -> String {
+    format!("{}://{authority}", if tls { "https" } else { "http" })
 }
 
 /// Process-wide settings.
@@ -208,6 +215,7 @@ pub struct AiPolicy {
     pub overrides: serde_json::Map<String, serde_json::Value>,
     pub model_aliases: Vec<(String, String)>,
     pub routes: Vec<(String, crate::llm::RouteType)>,
+    pub prompt_guard: Option<Arc<crate::guard::PromptGuard>>,
 }
 
 pub struct Backend {
@@ -261,6 +269,9 @@ pub struct AiBackend {
     pub overrides: serde_json::Map<String, serde_json::Value>,
     /// `stripPrefix` transformation of the `llm:` shorthand.
     pub strip_model_prefix: Option<String>,
+    /// `llm:` shorthand guards (the model's, or `llm.policies.guardrails`). Route
+    /// `policies.ai.promptGuard` takes precedence.
+    pub prompt_guard: Option<Arc<crate::guard::PromptGuard>>,
 }
 
 /// `llm.models[]` entry.

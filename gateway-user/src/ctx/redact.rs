@@ -3,6 +3,8 @@
 //! key ever reaches a log line or a span. It lives with the request record it guards, below
 //! `proxy`, `cel` and `telemetry`, which all use it.
 
+use std::fmt;
+
 /// The value shown in place of a credential.
 pub const REDACTED: &str = "<redacted>";
 
@@ -19,6 +21,25 @@ const SENSITIVE: &[&str] = &[
 /// True when `name` (any case) is a header that carries a credential.
 pub fn is_sensitive(name: &str) -> bool {
     SENSITIVE.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// A secret value: never printed by `Debug`/`Display`, redacted in `/config_dump`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 #[cfg(test)]

@@ -225,7 +225,7 @@ pub fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// 13-19 digits, one separator style at most, Luhn-valid, not all one digit.

@@ -134,13 +134,18 @@ pub fn observe_request(route: RouteType, body: &Value, info: &mut LlmInfo, captu
         }
     }
     if capture_prompt {
-        info.prompt = match route {
-            RouteType::Messages => Some(anthropic::prompt_messages(body)),
-            RouteType::Responses => Some(openai::responses_prompt(body)),
-            RouteType::Embeddings => body.get("input").cloned(),
-            RouteType::GenerateContent => Some(gemini::prompt_messages(body)),
-            _ => body.get("messages").cloned(),
-        };
+        info.prompt = prompt_of(route, body);
+    }
+}
+
+/// The prompt recorded for a client request body (`llm.prompt`, `gen_ai.prompt`).
+pub fn prompt_of(route: RouteType, body: &Value) -> Option<Value> {
+    match route {
+        RouteType::Messages => Some(anthropic::prompt_messages(body)),
+        RouteType::Responses => Some(openai::responses_prompt(body)),
+        RouteType::Embeddings => body.get("input").cloned(),
+        RouteType::GenerateContent => Some(gemini::prompt_messages(body)),
+        _ => body.get("messages").cloned(),
     }
 }
 

@@ -5,8 +5,20 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::ctx::LlmInfo;
+use crate::ctx::{LlmInfo, RequestLog};
 use crate::sse::{SseError, SseEvent, SseParser};
+
+/// Rewrites upstream events before the handler observes them (prompt guards mask or hold back
+/// text here, so telemetry sees what the client sees).
+pub trait EventFilter: Send {
+    /// One upstream event: push what the handler should see instead (the event, rewritten,
+    /// preceded by extra events, or nothing). `Err` ends the stream with these client bytes.
+    fn on_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Bytes>;
+    /// Upstream ended cleanly: events that flush what was held back.
+    fn on_end(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Bytes>;
+    /// Records the filter's outcome into the request's log, once, when the body completes.
+    fn finish(&mut self, log: &mut RequestLog);
+}
 
 /// Per-format stream logic: observes events into `LlmInfo` and writes what the client gets.
 pub trait StreamHandler: Send {
@@ -26,6 +38,10 @@ pub struct SseTransform {
     capture_completion: bool,
     /// Events whose data was neither JSON nor `[DONE]` (forwarded as they are, but logged).
     malformed: u32,
+    filter: Option<Box<dyn EventFilter>>,
+    /// The filter ended the stream: nothing more goes to the client.
+    stopped: bool,
+    scratch: Vec<SseEvent>,
 }
 
 impl SseTransform {
@@ -36,24 +52,78 @@ impl SseTransform {
             start,
             capture_completion,
             malformed: 0,
+            filter: None,
+            stopped: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Runs `filter` over upstream events before the handler.
+    pub fn with_filter(mut self, filter: Box<dyn EventFilter>) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// The filter ended the stream (a guard rejected it): the body must end now.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Hands the filter's outcome to the log.
+    pub fn finish(&mut self, log: &mut RequestLog) {
+        if let Some(f) = self.filter.as_mut() {
+            f.finish(log);
         }
     }
 
     /// Feeds one upstream chunk; returns the bytes for the client (possibly empty).
     pub fn data(&mut self, chunk: &[u8], info: &mut LlmInfo) -> Result<Bytes, SseError> {
+        if self.stopped {
+            return Ok(Bytes::new());
+        }
         self.parser.push(chunk);
         let mut out = BytesMut::new();
         while let Some(ev) = self.parser.next_event()? {
-            self.event(&ev, &mut out, info);
+            self.filtered(ev, &mut out, info);
+            if self.stopped {
+                break;
+            }
         }
         Ok(out.freeze())
     }
 
     /// Upstream finished; returns the closing bytes for the client.
     pub fn end(&mut self, info: &mut LlmInfo) -> Bytes {
+        let out = self.end_events(info);
+        if !self.capture_completion {
+            info.completion = None;
+        }
+        out
+    }
+
+    fn end_events(&mut self, info: &mut LlmInfo) -> Bytes {
         let mut out = BytesMut::new();
+        if self.stopped {
+            return out.freeze();
+        }
         if let Some(ev) = self.parser.finish() {
-            self.event(&ev, &mut out, info);
+            self.filtered(ev, &mut out, info);
+        }
+        if let Some(f) = self.filter.as_mut() {
+            let mut evs = std::mem::take(&mut self.scratch);
+            let r = f.on_end(&mut evs);
+            for ev in evs.drain(..) {
+                self.event(&ev, &mut out, info);
+            }
+            self.scratch = evs;
+            if let Err(stop) = r {
+                self.stopped = true;
+                out.extend_from_slice(&stop);
+                return out.freeze();
+            }
+        }
+        if self.stopped {
+            return out.freeze();
         }
         self.handler.on_end(&mut out, info);
         if !self.capture_completion {
@@ -69,6 +139,24 @@ impl SseTransform {
     /// How many events carried data that was neither JSON nor `[DONE]`.
     pub fn malformed(&self) -> u32 {
         self.malformed
+    }
+
+    /// One upstream event, through the filter when there is one.
+    fn filtered(&mut self, ev: SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
+        let Some(f) = self.filter.as_mut() else {
+            self.event(&ev, out, info);
+            return;
+        };
+        let mut evs = std::mem::take(&mut self.scratch);
+        let r = f.on_event(ev, &mut evs);
+        for ev in evs.drain(..) {
+            self.event(&ev, out, info);
+        }
+        self.scratch = evs;
+        if let Err(stop) = r {
+            self.stopped = true;
+            out.extend_from_slice(&stop);
+        }
     }
 
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {

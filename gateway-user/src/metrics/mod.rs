@@ -88,7 +88,16 @@ pub struct Metrics {
     /// CEL evaluation failures in telemetry fields, by `source` (`tracing`, `logging`, `sampling`).
     pub cel_errors: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    /// One per guard that ran, by `phase` and `action` (agentgateway's label values).
+    pub guardrail_checks: IntCounterVec,
+    /// Time spent in each guard, by `type` and `phase` (for a stream: summed over its events).
+    pub guardrail_duration: HistogramVec,
 }
+
+/// Guard durations: a regex pass is microseconds, a webhook call milliseconds to seconds.
+const GUARDRAIL_BUCKETS: &[f64] = &[
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,6 +210,19 @@ impl Metrics {
                 "Telemetry CEL expressions that failed to evaluate (the field is omitted)",
                 &["source"],
             )?,
+            guardrail_checks: counter(
+                &r,
+                "agentgateway_guardrail_checks_total",
+                "Total number of guardrail checks",
+                &["phase", "action"],
+            )?,
+            guardrail_duration: histogram(
+                &r,
+                "agentgateway_guardrail_duration_seconds",
+                "Time spent in one guardrail check (seconds)",
+                GUARDRAIL_BUCKETS,
+                &["type", "phase"],
+            )?,
             access_log_dropped: {
                 let c = IntCounter::new(
                     "agentgateway_access_log_dropped_total",
@@ -292,6 +314,28 @@ impl Metrics {
                 self.gen_ai_time_per_output_token
                     .with_label_values(&genai)
                     .observe(per);
+            }
+        }
+
+        if let Some(g) = &log.guard {
+            for c in &g.checks {
+                // agentgateway's label values (its enums' variant names).
+                let phase = match c.phase {
+                    crate::ctx::GuardPhase::Request => "Request",
+                    crate::ctx::GuardPhase::Response => "Response",
+                };
+                let action = match c.action {
+                    crate::ctx::GuardAction::Allow => "Allow",
+                    crate::ctx::GuardAction::Mask => "Mask",
+                    crate::ctx::GuardAction::FailOpen => "FailOpen",
+                    crate::ctx::GuardAction::Reject => "Reject",
+                };
+                self.guardrail_checks
+                    .with_label_values(&[phase, action])
+                    .inc();
+                self.guardrail_duration
+                    .with_label_values(&[c.kind, c.phase.as_str()])
+                    .observe(c.busy.as_secs_f64());
             }
         }
 

@@ -46,6 +46,9 @@ impl ObservedBody {
     }
 
     fn complete(&mut self) {
+        if let (Some(t), Some(log)) = (self.transform.as_mut(), self.log.as_mut()) {
+            t.finish(log);
+        }
         if let Some(mut log) = self.log.take() {
             log.end = Some(Instant::now());
             (self.finish)(log);
@@ -121,6 +124,16 @@ impl HttpBody for ObservedBody {
                         None => &mut scratch,
                     };
                     match t.data(&data, info) {
+                        Ok(out) if t.stopped() => {
+                            // A guard ended the stream: its error event is the last frame, and
+                            // the upstream is dropped with the body.
+                            this.ended = true;
+                            this.complete();
+                            if out.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(e) => {
@@ -141,7 +154,10 @@ impl HttpBody for ObservedBody {
                             None => &mut scratch,
                         };
                         tail = t.end(info);
-                        if let Some(log) = this.log.as_mut() {
+                        if t.stopped() {
+                            // Rejected at the end (text held back until then): no completion
+                            // error, the guard's outcome says what happened.
+                        } else if let Some(log) = this.log.as_mut() {
                             if t.malformed() > 0 {
                                 log.error.get_or_insert_with(|| {
                                     format!(

@@ -29,6 +29,8 @@ pub enum ProxyError {
     UpstreamTooLarge(usize),
     #[error("upstream response body stalled for {0:?} (config.limits.streamIdleTimeout)")]
     UpstreamIdle(std::time::Duration),
+    #[error("{} rejected by guard {}", if .0.1 { "response" } else { "request" }, .0.0.by)]
+    Guarded(Box<(crate::guard::request::Rejected, bool)>),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,6 +49,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(..) | ProxyError::UpstreamIdle(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            ProxyError::Guarded(g) => {
+                StatusCode::from_u16(g.0.status).unwrap_or(StatusCode::FORBIDDEN)
+            }
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -57,7 +62,8 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge(_)
             | ProxyError::ClientBody(_)
-            | ProxyError::Unsupported(_) => Blame::Client,
+            | ProxyError::Unsupported(_)
+            | ProxyError::Guarded(_) => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamTimeout(..)
             | ProxyError::UpstreamIdle(_)
@@ -69,6 +75,9 @@ impl ProxyError {
 
     /// JSON error response in the client's API shape.
     pub fn into_response(&self, wire: Wire) -> http::Response<Body> {
+        if let ProxyError::Guarded(g) = self {
+            return rejection_response(&g.0, wire);
+        }
         let status = self.status();
         let body = crate::llm::error_body(wire, status, &self.to_string());
         json_response(status, &body)
@@ -82,5 +91,41 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> http::Resp
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    resp
+}
+
+/// A guard's rejection. The configured body goes out as written when it is JSON or the
+/// rejection sets its own `content-type` (agentgateway's examples do both); plain text is
+/// wrapped in the client's error shape, so SDKs raise their usual error with it as message.
+fn rejection_response(r: &crate::guard::request::Rejected, wire: Wire) -> http::Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let sets_type = r
+        .headers
+        .0
+        .iter()
+        .any(|(n, _, _)| n == http::header::CONTENT_TYPE);
+    let mut resp = if sets_type || serde_json::from_slice::<serde_json::Value>(&r.body).is_ok() {
+        let mut resp = http::Response::new(crate::body::full(r.body.clone()));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp
+    } else {
+        let text = String::from_utf8_lossy(&r.body);
+        json_response(status, &crate::llm::error_body(wire, status, text.trim()))
+    };
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (name, value, append) in &r.headers.0 {
+        if *append {
+            h.append(name.clone(), value.clone());
+        } else {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    for name in &r.headers.1 {
+        h.remove(name);
+    }
     resp
 }

@@ -5,13 +5,16 @@
 //! ```text
 //! parse              backend and operation into the log; translation plan; JSON body checked,
 //!   │                observed (model, parameters, prompt) and shaped (aliases, overrides)
+//! guard_request      prompt guards over the client's text (guard::request): mask or reject
+//!   │
 //! translate_request  the body in the provider's format (llm::translate)
 //!   │
 //! provider_request   path, the client's headers with the backend's credential injected,
 //!   │                trace context, body bytes
 //! call_upstream      send, bounded by the route's timeout; timing and socket cookie into the log
 //!   │
-//! respond            provider error, SSE stream or JSON body: observed, translated back
+//! respond            provider error, SSE stream or JSON body: observed, response guards
+//!                    (guard::response, or guard::stream per event), translated back
 //! ```
 //!
 //! Request checks that need the parsed body and model (guardrails, rate limits) belong between
@@ -236,10 +239,11 @@ async fn forward(
 ) -> LlmResult {
     let steps = async {
         let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
+        x.guard_request(px, log).await?;
         x.translate_request();
         let req = x.provider_request(px, log)?;
         let resp = x.call_upstream(client, req, log).await?;
-        x.respond(resp, log, snap).await
+        x.respond(px, resp, log, snap).await
     };
     steps.await.map_err(|e| (e, route.client_wire()))
 }
@@ -280,6 +284,8 @@ struct Exchange<'a> {
     strip_usage: bool,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
     include_usage_for_client: bool,
+    /// Prompt guards: the route's `policies.ai.promptGuard`, else the `llm:` model's.
+    guard: Option<std::sync::Arc<crate::guard::PromptGuard>>,
 }
 
 // === impl Exchange ===
@@ -357,10 +363,50 @@ impl<'a> Exchange<'a> {
             model,
             strip_usage: false,
             include_usage_for_client: false,
+            guard: policies
+                .ai
+                .as_ref()
+                .and_then(|p| p.prompt_guard.clone())
+                .or_else(|| ai.prompt_guard.clone()),
         })
     }
 
-    /// Step 2: the body in the provider's format, per the plan.
+    /// Step 2: the request guards over the client's text. A mask edits the body (which is
+    /// then re-serialised, and re-observed when prompts are recorded); a reject ends here.
+    async fn guard_request(&mut self, px: &Proxy, log: &mut RequestLog) -> Result<(), ProxyError> {
+        let Some(pg) = self.guard.clone() else {
+            return Ok(());
+        };
+        let Some(body) = self.body.as_mut() else {
+            return Ok(());
+        };
+        if pg.request.is_empty() {
+            return Ok(());
+        }
+        let mut info = log.guard.take().unwrap_or_default();
+        let remote = crate::guard::request::Remote {
+            transport: px,
+            log,
+            headers: &self.parts.headers,
+        };
+        let result = crate::guard::request::check(&pg, self.route, body, &remote, &mut info).await;
+        log.guard = Some(info);
+        match result {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.reshaped = true;
+                if self.capture.prompt
+                    && let Some(b) = &self.body
+                {
+                    llm(log).prompt = crate::llm::prompt_of(self.route, b);
+                }
+                Ok(())
+            }
+            Err(r) => Err(ProxyError::Guarded(Box::new((r, false)))),
+        }
+    }
+
+    /// Step 3: the body in the provider's format, per the plan.
     fn translate_request(&mut self) {
         let Some(mut b) = self.body.take() else {
             return;
@@ -410,7 +456,7 @@ impl<'a> Exchange<'a> {
         self.body = Some(up);
     }
 
-    /// Step 3: the provider request: path, the client's headers with the backend's credential
+    /// Step 4: the provider request: path, the client's headers with the backend's credential
     /// injected (`upstream_headers`), trace context, and the body.
     fn provider_request(
         &mut self,
@@ -491,7 +537,7 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Step 4: the call, bounded by the route's timeout; its timing and the upstream
+    /// Step 5: the call, bounded by the route's timeout; its timing and the upstream
     /// connection's socket cookie (for the kernel flow record) go into the log.
     async fn call_upstream(
         &self,
@@ -514,10 +560,11 @@ impl<'a> Exchange<'a> {
         Ok(resp)
     }
 
-    /// Step 5: the provider's answer in the client's format: an error, a stream (translated
+    /// Step 6: the provider's answer in the client's format: an error, a stream (translated
     /// and observed event by event as it passes), or a JSON body (observed and translated).
     async fn respond(
         &self,
+        px: &Proxy,
         resp: Response<Incoming>,
         log: &mut RequestLog,
         snap: &Snapshot,
@@ -544,7 +591,7 @@ impl<'a> Exchange<'a> {
             return Ok(self.stream_response(status, out_headers, rbody, log));
         }
         let resp = self
-            .json_response(status, out_headers, rbody, log, snap)
+            .json_response(px, status, out_headers, rbody, log, snap)
             .await?;
         Ok((resp, None))
     }
@@ -596,8 +643,18 @@ impl<'a> Exchange<'a> {
         rbody: Incoming,
         log: &RequestLog,
     ) -> Answer {
-        let transform =
+        let mut transform =
             SseTransform::new(self.stream_handler(), log.start, self.capture.completion);
+        if let Some(pg) = &self.guard
+            && let Some(g) = crate::guard::stream::StreamGuard::new(
+                pg,
+                self.ai.provider.wire(),
+                self.up_route == RouteType::Responses,
+                self.route,
+            )
+        {
+            transform = transform.with_filter(Box::new(g));
+        }
         out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         out_headers.insert(
             http::header::CACHE_CONTROL,
@@ -640,6 +697,7 @@ impl<'a> Exchange<'a> {
     /// A whole JSON body: read (bounded), observed, and translated into the client's format.
     async fn json_response(
         &self,
+        px: &Proxy,
         status: StatusCode,
         mut out_headers: HeaderMap,
         rbody: Incoming,
@@ -652,7 +710,13 @@ impl<'a> Exchange<'a> {
             snap.global.limits.stream_idle_timeout,
         )
         .await?;
-        let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+        let mut parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+        let mut raw = raw;
+        if let Some(v) = parsed.as_mut()
+            && self.guard_response(px, v, log).await?
+        {
+            raw = to_bytes(v);
+        }
         let info = llm(log);
         let out_body = match (&parsed, self.plan) {
             (None, Plan::Same) => raw,
@@ -680,6 +744,39 @@ impl<'a> Exchange<'a> {
         *resp.status_mut() = status;
         *resp.headers_mut() = out_headers;
         Ok(resp)
+    }
+
+    /// The response guards over a whole provider answer (before translation); `Ok(true)` when
+    /// they changed it.
+    async fn guard_response(
+        &self,
+        px: &Proxy,
+        v: &mut Value,
+        log: &mut RequestLog,
+    ) -> Result<bool, ProxyError> {
+        let Some(pg) = self.guard.clone() else {
+            return Ok(false);
+        };
+        if pg.response.is_empty() {
+            return Ok(false);
+        }
+        let mut info = log.guard.take().unwrap_or_default();
+        let remote = crate::guard::request::Remote {
+            transport: px,
+            log,
+            headers: &self.parts.headers,
+        };
+        let result = crate::guard::response::check(
+            &pg,
+            self.ai.provider.wire(),
+            self.up_route == RouteType::Responses,
+            v,
+            &remote,
+            &mut info,
+        )
+        .await;
+        log.guard = Some(info);
+        result.map_err(|r| ProxyError::Guarded(Box::new((r, true))))
     }
 
     /// The provider's JSON answer `v` (bytes `raw`) in the client's format.

@@ -109,11 +109,46 @@ pub fn base(log: &RequestLog) -> Attrs {
             push(&mut out, "mcp.session.id", v.as_str());
         }
     }
+    if let Some(g) = &log.guard {
+        guard(g, &mut out);
+    }
     if let Some(e) = &log.error {
         push(&mut out, "error", e.as_str());
     }
     push(&mut out, "duration", duration_ms(log.duration()));
     out
+}
+
+/// Guard outcomes per phase: `guardrail.request.action` (`allow`, `mask`, `reject`,
+/// `failopen`), `.rules` (rule types with counts, `ssn=2,email=1`), `.masked`, `.rejected_by`.
+fn guard(g: &crate::ctx::GuardInfo, out: &mut Attrs) {
+    const KEYS: [[&str; 4]; 2] = [
+        [
+            "guardrail.request.action",
+            "guardrail.request.rules",
+            "guardrail.request.masked",
+            "guardrail.request.rejected_by",
+        ],
+        [
+            "guardrail.response.action",
+            "guardrail.response.rules",
+            "guardrail.response.masked",
+            "guardrail.response.rejected_by",
+        ],
+    ];
+    for (keys, phase) in KEYS.iter().zip([&g.request, &g.response]) {
+        let Some(p) = phase else { continue };
+        push_static(out, keys[0], p.action.as_str());
+        if !p.rules.is_empty() {
+            push(out, keys[1], p.rules_summary());
+        }
+        if p.masked > 0 {
+            push(out, keys[2], u64::from(p.masked));
+        }
+        if let Some(r) = &p.rejected_by {
+            push(out, keys[3], r.as_str());
+        }
+    }
 }
 
 /// Access-log-only additions (kernel timing, prefixed by side).

@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::attrs;
 use super::fields::{AttrValue, Attrs};
-use crate::ctx::{McpInfo, RequestLog, TargetCall};
+use crate::ctx::{GuardCheck, McpInfo, RequestLog, TargetCall};
 
 pub fn to_kv(k: super::fields::AttrKey, v: AttrValue) -> KeyValue {
     let v = match v {
@@ -117,6 +117,7 @@ const CLIENT_GENAI: &[&str] = &[
 pub fn count(log: &RequestLog) -> usize {
     1 + usize::from(log.upstream_span_id.is_some())
         + log.mcp.as_ref().map_or(0, |m| m.target_calls.len())
+        + log.guard.as_ref().map_or(0, |g| g.checks.len())
 }
 
 /// Builds every span of the request. `server_attrs` are the SERVER span's attributes, already
@@ -157,7 +158,82 @@ pub fn build(
             out.push(target_call_span(log, scope, m, call, end));
         }
     }
+    if let Some(g) = &log.guard {
+        for c in &g.checks {
+            out.push(guard_span(log, scope, c));
+        }
+    }
     out
+}
+
+/// One guard that ran: INTERNAL for a regex pass, CLIENT for a webhook or moderation call.
+fn guard_span(log: &RequestLog, scope: &InstrumentationScope, c: &GuardCheck) -> SpanData {
+    let mut a: Attrs = vec![
+        ("guardrail.phase".into(), c.phase.as_str().into()),
+        ("guardrail.type".into(), c.kind.into()),
+        ("guardrail.index".into(), AttrValue::Int(c.index as i64)),
+        ("guardrail.action".into(), c.action.as_str().into()),
+    ];
+    if !c.rules.is_empty() {
+        a.push((
+            "guardrail.rules".into(),
+            crate::ctx::rules_summary(&c.rules).into(),
+        ));
+    }
+    if c.masked > 0 {
+        a.push((
+            "guardrail.masked".into(),
+            AttrValue::Int(i64::from(c.masked)),
+        ));
+    }
+    a.push((
+        "guardrail.busy_us".into(),
+        AttrValue::Int(c.busy.as_micros() as i64),
+    ));
+    let mut kind = SpanKind::Internal;
+    if let Some(h) = &c.http {
+        kind = SpanKind::Client;
+        a.push(("http.request.method".into(), h.method.into()));
+        a.push(("url.full".into(), h.url.as_str().into()));
+        let (host, port) = match h.authority.rsplit_once(':') {
+            Some((host, p)) => (host, p.parse::<i64>().ok()),
+            None => (h.authority.as_str(), None),
+        };
+        a.push(("server.address".into(), host.into()));
+        if let Some(p) = port {
+            a.push(("server.port".into(), AttrValue::Int(p)));
+        }
+        if let Some(s) = c.status_code() {
+            a.push((
+                "http.response.status_code".into(),
+                AttrValue::Int(i64::from(s)),
+            ));
+        }
+    }
+    let status = match &c.error {
+        Some(e) => {
+            a.push(("error.type".into(), "guardrail_unavailable".into()));
+            Status::error(e.clone())
+        }
+        None if c.action == crate::ctx::GuardAction::Reject => {
+            Status::error(format!("rejected by {}[{}]", c.kind, c.index))
+        }
+        None => Status::Unset,
+    };
+    span(
+        log,
+        scope,
+        Spec {
+            id: c.span_id,
+            parent: Some((log.trace.span_id, false)),
+            kind,
+            name: format!("guardrail {} {}", c.phase.as_str(), c.kind),
+            start: wall(log, c.start),
+            end: wall(log, c.end),
+            attrs: a,
+            status,
+        },
+    )
 }
 
 /// The SERVER span's default name: `METHOD path`, or for MCP `method target`.

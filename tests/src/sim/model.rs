@@ -16,6 +16,8 @@
 //!   `x-sim-reasoning-tokens` header).
 //! - cached input tokens: the `x-sim-cached-tokens` header, capped at the input tokens.
 //! - `max_tokens` cuts the reply to that many pieces and the finish reason becomes "length".
+//! - streams send one word per event, or `x-sim-chunk-chars` characters per event (to cut a
+//!   secret across events: `"123-4"`, `"5-6789"`); token counts stay word-based.
 
 use http::HeaderMap;
 use serde_json::Value as Json;
@@ -67,6 +69,7 @@ pub struct Overrides {
     pub reply: Option<String>,
     pub cached_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
+    pub chunk_chars: Option<usize>,
 }
 
 impl Overrides {
@@ -82,6 +85,7 @@ impl Overrides {
             reply: text("x-sim-reply"),
             cached_tokens: number("x-sim-cached-tokens"),
             reasoning_tokens: number("x-sim-reasoning-tokens"),
+            chunk_chars: number("x-sim-chunk-chars").map(|n| n.max(1) as usize),
         }
     }
 }
@@ -138,12 +142,17 @@ pub struct Completion {
     pub tool_call: Option<ToolCall>,
     pub finish: Finish,
     pub usage: Usage,
+    /// Stream the text in pieces of this many characters instead of words.
+    pub chunk_chars: Option<usize>,
 }
 
 impl Completion {
     /// Text pieces in streaming order.
     pub fn pieces(&self) -> Vec<String> {
-        text::pieces(&self.text)
+        match self.chunk_chars {
+            Some(n) => text::chunks(&self.text, n),
+            None => text::pieces(&self.text),
+        }
     }
 }
 
@@ -207,6 +216,7 @@ pub fn complete(
             cached,
             reasoning,
         },
+        chunk_chars: overrides.chunk_chars,
     }
 }
 
@@ -365,6 +375,7 @@ mod tests {
             reply: None,
             cached_tokens: Some(1000),
             reasoning_tokens: Some(4),
+            chunk_chars: None,
         };
         let c = complete(&cv, &ov, false, b"x");
         assert_eq!(c.text, "Hello from the");
