@@ -17,13 +17,15 @@
 //!    (`sse.rs`);
 //! 6. 10,000 idle streams held open through the `streams` gateway, with its RSS;
 //! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load;
-//! 8. in process: the seeds' CEL `fields` blocks evaluated per request (`celbench.rs`), and
-//!    the viewer's ring: cost per recorded request, memory per kept request.
+//! 8. in process: the seeds' CEL `fields` blocks evaluated per request (`celbench.rs`), the
+//!    viewer's ring: cost per recorded request, memory per kept request, and prompt guards
+//!    on a 4 KB prompt and per stream event (`guardbench.rs`).
 //!
 //! Prints a markdown section; `--write BENCHMARKS.md` replaces the gateway section of that file
 //! (between `<!-- bench-gateway:start -->` and `<!-- bench-gateway:end -->`), leaving the rest.
 
 pub mod celbench;
+pub mod guardbench;
 mod litellm;
 mod openloop;
 mod procs;
@@ -704,6 +706,10 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let micro = viewer::micro();
     println!("    {micro:?}");
     rep.viewer = Some(micro);
+    println!("==> prompt guards in process (4 KB prompt, stream events)");
+    let g = guardbench::micro()?;
+    println!("    {g:?}");
+    rep.guard = Some(g);
     rep.finish();
 
     let md = rep.markdown();

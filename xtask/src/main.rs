@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         "__loadbench" => loadbench::child_main(rest),
         "__openloop" => loadbench::openloop_main(rest),
         "__celbench" => loadbench::celbench::main(),
+        "__guardbench" => loadbench::guardbench::main(),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

@@ -33,6 +33,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("config_load", config_load),
     ("cel", cel),
     ("mcp_jsonrpc", mcp_jsonrpc),
+    ("guard_scan", guard_scan),
+    ("guard_stream", guard_stream),
 ];
 
 /// Splits `data` into chunks whose size the input chooses (`seed` 0 = one chunk), so chunk
@@ -476,4 +478,315 @@ pub fn mcp_jsonrpc(data: &[u8]) {
     assert_eq!(evs.len(), 1, "one encoded event");
     assert_eq!(evs[0].event.as_deref(), Some(name), "event name round trip");
     assert_eq!(evs[0].data, payload, "data round trip");
+}
+
+// === guard_scan, guard_stream ===
+
+/// Rule sets the guard harnesses pick from: agentgateway's builtins, the credential and
+/// injection builtins, and custom patterns with alternation, repetition and boundaries.
+static GUARD_RULES: LazyLock<Vec<gateway::guard::scan::RuleSet>> = LazyLock::new(|| {
+    use gateway::guard::scan::{RuleSet, RuleSpec};
+    let b = |n: &str| RuleSpec::Builtin(n.to_owned());
+    let p = |n: &str| RuleSpec::Pattern(n.to_owned());
+    let sets = [
+        vec![
+            b("ssn"),
+            b("creditCard"),
+            b("phoneNumber"),
+            b("email"),
+            b("caSin"),
+        ],
+        vec![
+            b("awsAccessKey"),
+            b("githubToken"),
+            b("openAIApiKey"),
+            b("anthropicApiKey"),
+            b("privateKey"),
+            b("jwt"),
+            b("promptInjection"),
+        ],
+        vec![
+            p(r"ab+c"),
+            p(r"\bkey-[0-9]{2,}\b"),
+            b("email"),
+            p(r"x(?:yz)*y"),
+        ],
+        vec![p(r"[0-9]+"), p(r"é+")],
+    ];
+    sets.iter()
+        .map(|s| RuleSet::compile(s).expect("harness rules compile"))
+        .collect()
+});
+
+/// Cut points into `text` (on character boundaries) chosen by `cuts`.
+fn cut_text<'a>(text: &'a str, cuts: &[u8]) -> Vec<&'a str> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for c in cuts {
+        if at >= text.len() {
+            break;
+        }
+        let mut next = (at + usize::from(*c % 16)).min(text.len());
+        while !text.is_char_boundary(next) {
+            next += 1;
+        }
+        pieces.push(&text[at..next]);
+        at = next;
+    }
+    pieces.push(&text[at..]);
+    pieces
+}
+
+/// `[rule set][n cuts][cuts...][text]`: masking a text cut into any pieces gives exactly the
+/// whole-text result; nothing is held back beyond the window; builtin masks are final
+/// (masking again changes nothing).
+pub fn guard_scan(data: &[u8]) {
+    use gateway::guard::scan::{Masker, WINDOW};
+    let [sel, n, rest @ ..] = data else {
+        return;
+    };
+    let n = usize::from(*n % 32).min(rest.len());
+    let (cuts, text) = rest.split_at(n);
+    let text = String::from_utf8_lossy(text);
+    let rules = &GUARD_RULES[usize::from(*sel) % GUARD_RULES.len()];
+    let mut hits = Vec::new();
+    let whole = rules
+        .mask(&text, &mut hits)
+        .unwrap_or_else(|| text.to_string());
+    let mut m = Masker::new();
+    let mut out = String::new();
+    let mut stream_hits = Vec::new();
+    for piece in cut_text(&text, cuts) {
+        m.push(rules, piece, &mut out, &mut stream_hits);
+        assert!(
+            m.pending() <= WINDOW + 4,
+            "held back {} bytes, past the window",
+            m.pending()
+        );
+    }
+    m.finish(rules, &mut out, &mut stream_hits);
+    assert_eq!(
+        out, whole,
+        "streamed masking differs from whole-text masking"
+    );
+    assert_eq!(stream_hits.len(), hits.len(), "hit counts differ");
+    if usize::from(*sel) % GUARD_RULES.len() < 2 {
+        let mut again = Vec::new();
+        assert!(
+            rules.mask(&whole, &mut again).is_none(),
+            "builtin masks are not final: {whole:?}"
+        );
+    }
+}
+
+/// `[format][n cuts][cuts...][text]`: the text streamed as provider SSE events (OpenAI chat,
+/// Anthropic messages, Gemini, Responses) cut at the chosen points, through the stream guard:
+/// the text the client reassembles equals the whole-text mask, and every event stays JSON.
+pub fn guard_stream(data: &[u8]) {
+    use gateway::guard::{Guard, GuardKind, PromptGuard, Rejection, Scope};
+    let [sel, n, rest @ ..] = data else {
+        return;
+    };
+    let n = usize::from(*n % 32).min(rest.len());
+    let (cuts, text) = rest.split_at(n);
+    let text = String::from_utf8_lossy(text).to_string();
+    let set = usize::from(*sel >> 2) % 2;
+    let rules = std::sync::Arc::new(
+        gateway::guard::scan::RuleSet::compile(&match set {
+            0 => vec![
+                gateway::guard::scan::RuleSpec::Builtin("ssn".into()),
+                gateway::guard::scan::RuleSpec::Builtin("creditCard".into()),
+                gateway::guard::scan::RuleSpec::Builtin("email".into()),
+            ],
+            _ => vec![gateway::guard::scan::RuleSpec::Pattern(
+                "ab+c|[0-9]{3,}".into(),
+            )],
+        })
+        .expect("rules"),
+    );
+    let whole = rules
+        .mask(&text, &mut Vec::new())
+        .unwrap_or_else(|| text.clone());
+    let pg = PromptGuard {
+        streaming: true,
+        request: Vec::new(),
+        response: vec![Guard {
+            index: 0,
+            kind: GuardKind::Regex {
+                action: gateway::guard::Action::Mask,
+                rules,
+            },
+            rejection: Rejection::default(),
+            scope: Scope::DEFAULT,
+        }],
+    };
+    let pieces = cut_text(&text, cuts);
+    let (wire, responses, route, events) = match sel % 4 {
+        0 => (
+            Wire::OpenAi,
+            false,
+            RouteType::Completions,
+            chat_events(&pieces),
+        ),
+        1 => (
+            Wire::Anthropic,
+            false,
+            RouteType::Messages,
+            anthropic_events(&pieces),
+        ),
+        2 => (
+            Wire::Gemini,
+            false,
+            RouteType::GenerateContent,
+            gemini_events(&pieces),
+        ),
+        _ => (
+            Wire::OpenAi,
+            true,
+            RouteType::Responses,
+            responses_events(&pieces),
+        ),
+    };
+    let g = gateway::guard::stream::StreamGuard::new(&pg, wire, responses, route, None)
+        .expect("a response regex guard applies to streams");
+    let handler: Box<dyn StreamHandler> = match sel % 4 {
+        0 => Box::new(openai::ChatStream::new(false)),
+        1 => Box::new(anthropic::MessagesStream::default()),
+        2 => Box::<gemini::GenerateStream>::default(),
+        _ => Box::<openai::ResponsesStream>::default(),
+    };
+    let mut t = SseTransform::new(handler, Instant::now(), true).with_filter(Box::new(g));
+    let mut info = LlmInfo::default();
+    let mut out = Vec::new();
+    out.extend_from_slice(&t.data(events.as_bytes(), &mut info).expect("events"));
+    out.extend_from_slice(&t.end(&mut info));
+    let mut p = SseParser::default();
+    p.push(&out);
+    let mut evs = Vec::new();
+    drain(&mut p, &mut evs);
+    let mut got = String::new();
+    for ev in &evs {
+        if ev.data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&ev.data).expect("guarded events stay JSON");
+        let piece = match sel % 4 {
+            0 => v.pointer("/choices/0/delta/content"),
+            1 => v.pointer("/delta/text"),
+            2 => v.pointer("/candidates/0/content/parts/0/text"),
+            _ => (v.get("type").and_then(Value::as_str) == Some("response.output_text.delta"))
+                .then(|| v.get("delta"))
+                .flatten(),
+        };
+        if let Some(s) = piece.and_then(Value::as_str) {
+            got.push_str(s);
+        }
+    }
+    assert_eq!(got, whole, "client text differs from the whole-text mask");
+    let recorded: String = info.completion.unwrap_or_default().concat();
+    assert_eq!(recorded, whole, "telemetry saw other text than the client");
+}
+
+fn sse(out: &mut String, event: Option<&str>, v: &Value) {
+    let mut b = BytesMut::new();
+    SseEvent::encode(event, &v.to_string(), &mut b);
+    out.push_str(std::str::from_utf8(&b).expect("utf-8"));
+}
+
+fn chat_events(pieces: &[&str]) -> String {
+    let mut out = String::new();
+    let chunk = |delta: Value, finish: Value| json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    sse(
+        &mut out,
+        None,
+        &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+    );
+    for p in pieces {
+        sse(&mut out, None, &chunk(json!({"content": p}), Value::Null));
+    }
+    sse(&mut out, None, &chunk(json!({}), json!("stop")));
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+fn anthropic_events(pieces: &[&str]) -> String {
+    let mut out = String::new();
+    sse(
+        &mut out,
+        Some("message_start"),
+        &json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "content": [], "model": "m", "usage": {"input_tokens": 1, "output_tokens": 0}}}),
+    );
+    sse(
+        &mut out,
+        Some("content_block_start"),
+        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    );
+    for p in pieces {
+        sse(
+            &mut out,
+            Some("content_block_delta"),
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+        );
+    }
+    sse(
+        &mut out,
+        Some("content_block_stop"),
+        &json!({"type": "content_block_stop", "index": 0}),
+    );
+    sse(
+        &mut out,
+        Some("message_delta"),
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+    );
+    sse(
+        &mut out,
+        Some("message_stop"),
+        &json!({"type": "message_stop"}),
+    );
+    out
+}
+
+fn gemini_events(pieces: &[&str]) -> String {
+    let mut out = String::new();
+    let n = pieces.len();
+    for (i, p) in pieces.iter().enumerate() {
+        let mut c = json!({"content": {"role": "model", "parts": [{"text": p}]}, "index": 0});
+        if i + 1 == n {
+            c["finishReason"] = json!("STOP");
+        }
+        sse(
+            &mut out,
+            None,
+            &json!({"candidates": [c], "modelVersion": "m"}),
+        );
+    }
+    out
+}
+
+fn responses_events(pieces: &[&str]) -> String {
+    let mut out = String::new();
+    let full: String = pieces.concat();
+    sse(
+        &mut out,
+        Some("response.created"),
+        &json!({"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}}),
+    );
+    for p in pieces {
+        sse(
+            &mut out,
+            Some("response.output_text.delta"),
+            &json!({"type": "response.output_text.delta", "item_id": "i", "output_index": 0, "content_index": 0, "delta": p}),
+        );
+    }
+    sse(
+        &mut out,
+        Some("response.output_text.done"),
+        &json!({"type": "response.output_text.done", "item_id": "i", "output_index": 0, "content_index": 0, "text": full}),
+    );
+    sse(
+        &mut out,
+        Some("response.completed"),
+        &json!({"type": "response.completed", "response": {"id": "r", "status": "completed", "output": [{"type": "message", "content": [{"type": "output_text", "text": full}]}], "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}}),
+    );
+    out
 }

@@ -193,3 +193,103 @@ fn cel_parser_blowup_input_is_a_fast_config_error() {
         e[0]
     );
 }
+
+fn guarded(block: &str) -> Vec<String> {
+    let indented: String = block
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    errs(&format!(
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends: [{{ai: {{name: o, provider: {{openAI: {{}}}}}}}}]\n      policies:\n        ai:\n          promptGuard:\n{indented}"
+    ))
+}
+
+#[test]
+fn prompt_guard_errors_name_the_path() {
+    let base = "binds[0].listeners[0].routes[0].policies.ai.promptGuard";
+    let cases = [
+        (
+            "request:\n- regex:\n    rules:\n    - pattern: \"(\"",
+            format!("{base}.request[0].regex.rules[0].pattern"),
+            "invalid regex",
+        ),
+        (
+            "request:\n- regex:\n    rules:\n    - builtin: ssn\n    - builtin: nope",
+            format!("{base}.request[0].regex.rules[1].builtin"),
+            "unknown builtin \"nope\"",
+        ),
+        (
+            "request:\n- regex: {rules: [{builtin: ssn}]}\n  rejection: {status: 99}",
+            format!("{base}.request[0].rejection.status"),
+            "invalid HTTP status 99",
+        ),
+        (
+            "response:\n- bedrockGuardrails: {guardrailIdentifier: x, guardrailVersion: '1', region: us-east-1}",
+            format!("{base}.response[0].bedrockGuardrails"),
+            "not supported",
+        ),
+        (
+            "request:\n- regex: {action: block, rules: [{builtin: ssn}]}",
+            format!("{base}.request[0].regex.action"),
+            "unknown action",
+        ),
+        (
+            "request:\n- webhook: {target: {host: 'localhost:1'}, failureMode: sometimes}",
+            format!("{base}.request[0].webhook.failureMode"),
+            "unknown failure mode",
+        ),
+        (
+            "request:\n- regex: {rules: [{pattern: 'a*'}]}",
+            format!("{base}.request[0].regex.rules[0].pattern"),
+            "can match empty text",
+        ),
+        (
+            "request:\n- regex: {rules: [{builtin: ssn}]}\n  scope: [messages, everything]",
+            format!("{base}.request[0].scope[1]"),
+            "unknown scope",
+        ),
+        (
+            "streaming: Sometimes",
+            format!("{base}.streaming"),
+            "unknown mode",
+        ),
+    ];
+    for (block, path, msg) in cases {
+        let e = guarded(block);
+        assert_eq!(e.len(), 1, "{block}: {e:?}");
+        assert!(e[0].contains(&format!("{path}: ")), "{block}: {}", e[0]);
+        assert!(e[0].contains(msg), "{block}: {}", e[0]);
+    }
+    assert!(guarded("request:\n- regex: {rules: [{builtin: ssn}, {pattern: 'k-[0-9]+'}]}\n  scope: [toolOutput]\nresponse:\n- webhook: {target: {host: 'http://127.0.0.1:9'}, timeout: 2s}").is_empty());
+}
+
+#[test]
+fn llm_guardrails_and_unimplemented_llm_policies() {
+    let ok = "llm:\n  policies:\n    guardrails:\n      request:\n      - regex: {rules: [{builtin: email}]}\n  models:\n  - name: a\n    provider: openAI\n  - name: b\n    provider: openAI\n    guardrails:\n      response:\n      - regex: {rules: [{builtin: ssn}]}\n";
+    let snap = load_str(ok, Source::Embedded).expect("valid");
+    let snapshot::BackendKind::Models(models) =
+        &snap.binds[0].listeners[0].routes[0].backends[0].kind
+    else {
+        panic!("llm backend");
+    };
+    let a = models[0]
+        .backend
+        .prompt_guard
+        .as_ref()
+        .expect("shared guard");
+    assert_eq!((a.request.len(), a.response.len()), (1, 0));
+    let b = models[1].backend.prompt_guard.as_ref().expect("own guard");
+    assert_eq!((b.request.len(), b.response.len()), (0, 1));
+    let e = errs("llm:\n  policies:\n    localRateLimit: []\n  models: []\n");
+    assert!(
+        e[0].contains("llm.policies.localRateLimit: ") && e[0].contains("not supported"),
+        "{e:?}"
+    );
+    let e = errs(
+        "llm:\n  models:\n  - name: a\n    provider: openAI\n    guardrails:\n      request:\n      - regex: {rules: [{builtin: zip}]}\n",
+    );
+    assert!(
+        e[0].contains("llm.models[0].guardrails.request[0].regex.rules[0].builtin: "),
+        "{e:?}"
+    );
+}

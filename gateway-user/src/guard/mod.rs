@@ -26,6 +26,7 @@ pub mod scan;
 pub mod stream;
 pub mod text;
 pub mod webhook;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;

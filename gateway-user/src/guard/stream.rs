@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::outcome::{Found, Timer, rule_name};
 use super::scan::{Hit, Masker, RuleSet};
+use super::window::{RejectWith, RemoteGuard, Window};
 use super::{Action, GuardKind, PromptGuard, Rejection};
 use crate::ctx::{GuardAction, GuardInfo, GuardPhase, RequestLog};
 use crate::llm::RouteType;
@@ -51,16 +52,24 @@ pub struct StreamGuard {
     envelope: Option<Value>,
     /// `Some` once a guard rejected: its index and what fired.
     rejected: Option<(usize, String)>,
+    /// Webhook response guards, checking the stream window by window.
+    window: Option<Window>,
+    /// What a webhook rejection sends (set when a window is rejected).
+    remote_stop: Option<(u16, String)>,
 }
+
+/// Webhook response guards for a stream: prepared calls and the transport that makes them.
+pub type RemoteGuards = (Vec<RemoteGuard>, Arc<dyn super::Transport>);
 
 impl StreamGuard {
     /// The stream guard for `pg`, or `None` when no response guard applies to streams.
-    /// `skipped` receives guards that cannot run on a stream (remote ones).
+    /// `remote` carries the webhook response guards, prepared for this request.
     pub fn new(
         pg: &PromptGuard,
         wire: Wire,
         responses_api: bool,
         client: RouteType,
+        remote: Option<RemoteGuards>,
     ) -> Option<StreamGuard> {
         if !pg.streaming {
             return None;
@@ -81,7 +90,13 @@ impl StreamGuard {
                 _ => None,
             })
             .collect();
-        (!rules.is_empty()).then(|| StreamGuard {
+        let window = remote
+            .filter(|(g, _)| !g.is_empty())
+            .map(|(g, t)| Window::new(g, t, wire, responses_api));
+        if rules.is_empty() && window.is_none() {
+            return None;
+        }
+        Some(StreamGuard {
             rules,
             wire,
             responses_api,
@@ -89,7 +104,23 @@ impl StreamGuard {
             start: Instant::now(),
             envelope: None,
             rejected: None,
+            window,
+            remote_stop: None,
         })
+    }
+
+    /// Events out of the regex stage: through the webhook window when there is one.
+    fn route(&mut self, evs: Vec<SseEvent>, out: &mut Vec<SseEvent>) {
+        match self.window.as_mut() {
+            None => out.extend(evs),
+            Some(w) => {
+                for ev in evs {
+                    if let Some(e) = w.push(ev) {
+                        out.push(e);
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `text` of `key` through every guard in order; `end` flushes the key.
@@ -157,14 +188,22 @@ impl StreamGuard {
 
     /// The error event that ends a rejected stream, in the client's format.
     fn stop_bytes(&self) -> Bytes {
-        let (index, _) = self.rejected.clone().unwrap_or_default();
-        let rej = self
-            .rules
-            .iter()
-            .find(|r| r.index == index)
-            .map(|r| r.rejection.clone())
-            .unwrap_or_default();
-        let message = String::from_utf8_lossy(&rej.body).trim().to_owned();
+        let (status, message) = match &self.remote_stop {
+            Some(s) => s.clone(),
+            None => {
+                let (index, _) = self.rejected.clone().unwrap_or_default();
+                let rej = self
+                    .rules
+                    .iter()
+                    .find(|r| r.index == index)
+                    .map(|r| r.rejection.clone())
+                    .unwrap_or_default();
+                (
+                    rej.status,
+                    String::from_utf8_lossy(&rej.body).trim().to_owned(),
+                )
+            }
+        };
         let mut out = BytesMut::new();
         match self.client {
             RouteType::Messages => {
@@ -172,7 +211,7 @@ impl StreamGuard {
                 SseEvent::encode(Some("error"), &data.to_string(), &mut out);
             }
             RouteType::GenerateContent => {
-                let data = json!({"error": {"code": rej.status, "message": message, "status": "PERMISSION_DENIED"}});
+                let data = json!({"error": {"code": status, "message": message, "status": "PERMISSION_DENIED"}});
                 SseEvent::encode(None, &data.to_string(), &mut out);
             }
             RouteType::Responses => {
@@ -445,7 +484,7 @@ impl StreamGuard {
 }
 
 /// An event with new JSON data (its parse kept for the handlers after).
-fn rebuild(event: Option<&str>, v: Value) -> SseEvent {
+pub(super) fn rebuild(event: Option<&str>, v: Value) -> SseEvent {
     let data = v.to_string();
     let mut raw = BytesMut::with_capacity(data.len() + 32);
     SseEvent::encode(event, &data, &mut raw);
@@ -461,11 +500,54 @@ fn rebuild(event: Option<&str>, v: Value) -> SseEvent {
 
 impl EventFilter for StreamGuard {
     fn on_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Bytes> {
-        self.event(ev, out).map_err(|()| self.stop_bytes())
+        if self.window.is_none() {
+            return self.event(ev, out).map_err(|()| self.stop_bytes());
+        }
+        let mut evs = Vec::new();
+        let r = self.event(ev, &mut evs);
+        self.route(evs, out);
+        r.map_err(|()| self.stop_bytes())
     }
 
     fn on_end(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Bytes> {
-        self.flush_all(out).map_err(|()| self.stop_bytes())
+        let mut evs = Vec::new();
+        let r = self.flush_all(&mut evs);
+        self.route(evs, out);
+        if let Some(w) = self.window.as_mut() {
+            w.end();
+        }
+        r.map_err(|()| self.stop_bytes())
+    }
+
+    fn busy(&self) -> bool {
+        self.window.as_ref().is_some_and(Window::busy)
+    }
+
+    fn poll_check(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        out: &mut Vec<SseEvent>,
+    ) -> std::task::Poll<Result<(), Bytes>> {
+        let Some(w) = self.window.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        match w.poll(cx, out) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(())),
+            std::task::Poll::Ready(Err((index, why))) => {
+                let (status, message, what) = match why {
+                    RejectWith::Body(b) => (403, b, "webhook".to_owned()),
+                    RejectWith::Unavailable(e) => (
+                        503,
+                        format!("the webhook guard could not check this response: {e}"),
+                        "webhook unavailable, failClosed".to_owned(),
+                    ),
+                };
+                self.rejected = Some((index, what));
+                self.remote_stop = Some((status, message));
+                std::task::Poll::Ready(Err(self.stop_bytes()))
+            }
+        }
     }
 
     fn finish(&mut self, log: &mut RequestLog) {
@@ -491,9 +573,26 @@ impl EventFilter for StreamGuard {
             };
             info.record_span(t, found, end, r.busy);
         }
+        if let Some(w) = self.window.as_mut() {
+            for c in std::mem::take(&mut w.calls) {
+                let busy = c.end - c.start;
+                let t = Timer {
+                    phase: GuardPhase::Response,
+                    kind: "webhook",
+                    index: c.index,
+                    start: c.start,
+                };
+                info.record_span(t, c.found, c.end, busy);
+            }
+        }
         if let Some((i, what)) = &self.rejected {
+            let kind = if self.remote_stop.is_some() {
+                "webhook"
+            } else {
+                "regex"
+            };
             log.error.get_or_insert_with(|| {
-                format!("response stream rejected by guard regex[{i}] ({what})")
+                format!("response stream rejected by guard {kind}[{i}] ({what})")
             });
         }
     }

@@ -46,31 +46,30 @@ fn url(tls: bool, authority: &str, path: &str) -> String {
     format!("{}://{authority}{path}", if tls { "https" } else { "http" })
 }
 
-/// Calls the webhook with `texts` (role, content) for the `request` or `response` phase.
-pub async fn call_webhook(
+/// A webhook call's request line and headers, computed once from the client's request
+/// (CEL `headers`, `forwardHeaderMatches`): a stream reuses it for every window it checks.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub path: String,
+    pub method: Method,
+    pub headers: HeaderMap,
+}
+
+/// Evaluates the webhook's headers against the client's request. `:authority` sets the `Host`
+/// header (the connection still goes to `target`).
+pub fn prepare(
     w: &Webhook,
-    transport: &dyn Transport,
     log: &RequestLog,
     client_headers: &HeaderMap,
     request_phase: bool,
-    texts: &[(String, String)],
-) -> Called {
-    let (path, body) = if request_phase {
-        let messages: Vec<Value> = texts
-            .iter()
-            .map(|(r, c)| json!({"role": r, "content": c}))
-            .collect();
-        ("/request", json!({"body": {"messages": messages}}))
+) -> Prepared {
+    let mut path = if request_phase {
+        "/request"
     } else {
-        let choices: Vec<Value> = texts
-            .iter()
-            .map(|(r, c)| json!({"message": {"role": r, "content": c}}))
-            .collect();
-        ("/response", json!({"body": {"choices": choices}}))
-    };
-    let mut path = path.to_owned();
+        "/response"
+    }
+    .to_owned();
     let mut method = Method::POST;
-    let mut authority = w.authority.clone();
     let mut headers = HeaderMap::new();
     for (name, m) in &w.forward {
         for v in client_headers.get_all(name) {
@@ -91,7 +90,11 @@ pub async fn call_webhook(
                     method = m;
                 }
             }
-            (":authority", _) => authority = s,
+            (":authority", _) => {
+                if let Ok(v) = HeaderValue::from_str(&s) {
+                    headers.insert(http::header::HOST, v);
+                }
+            }
             (_, Some(name)) => {
                 if let Ok(v) = HeaderValue::from_str(&s) {
                     headers.insert(name.clone(), v);
@@ -100,20 +103,70 @@ pub async fn call_webhook(
             _ => {}
         }
     }
+    Prepared {
+        path,
+        method,
+        headers,
+    }
+}
+
+/// Calls the webhook with `texts` (role, content) for the `request` or `response` phase.
+pub async fn call_webhook(
+    w: &Webhook,
+    transport: &dyn Transport,
+    log: &RequestLog,
+    client_headers: &HeaderMap,
+    request_phase: bool,
+    texts: &[(String, String)],
+) -> Called {
+    let p = prepare(w, log, client_headers, request_phase);
+    send_webhook(w, &p, transport, request_phase, texts).await
+}
+
+/// Sends one prepared webhook call.
+pub async fn send_webhook(
+    w: &Webhook,
+    p: &Prepared,
+    transport: &dyn Transport,
+    request_phase: bool,
+    texts: &[(String, String)],
+) -> Called {
+    let body = if request_phase {
+        let messages: Vec<Value> = texts
+            .iter()
+            .map(|(r, c)| json!({"role": r, "content": c}))
+            .collect();
+        json!({"body": {"messages": messages}})
+    } else {
+        let choices: Vec<Value> = texts
+            .iter()
+            .map(|(r, c)| json!({"message": {"role": r, "content": c}}))
+            .collect();
+        json!({"body": {"choices": choices}})
+    };
     let http = GuardHttp {
-        method: if method == Method::POST {
+        method: if p.method == Method::POST {
             "POST"
         } else {
             "OTHER"
         },
-        url: url(w.tls, &authority, &path),
-        authority: authority.clone(),
+        url: url(w.tls, &w.authority, &p.path),
+        authority: w.authority.clone(),
         status: None,
     };
     let n = texts.len();
     let parse = move |v: &Value| parse_webhook(v, request_phase, n);
     send(
-        transport, &authority, w.tls, method, &path, headers, &body, w.timeout, http, parse,
+        transport,
+        &w.authority,
+        w.tls,
+        p.method.clone(),
+        &p.path,
+        p.headers.clone(),
+        &body,
+        w.timeout,
+        http,
+        parse,
     )
     .await
 }

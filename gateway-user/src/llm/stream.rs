@@ -1,6 +1,7 @@
 //! Streamed LLM responses: SSE events are parsed as they pass, observed for usage and text, and
 //! forwarded (or translated) one by one. Nothing is buffered beyond one partial event.
 
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +19,19 @@ pub trait EventFilter: Send {
     fn on_end(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Bytes>;
     /// Records the filter's outcome into the request's log, once, when the body completes.
     fn finish(&mut self, log: &mut RequestLog);
+    /// The filter waits on a remote check (a guard webhook): no more events until
+    /// `poll_check` completes.
+    fn busy(&self) -> bool {
+        false
+    }
+    /// Drives the remote check; when it completes, pushes the events it released.
+    fn poll_check(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _out: &mut Vec<SseEvent>,
+    ) -> Poll<Result<(), Bytes>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Per-format stream logic: observes events into `LlmInfo` and writes what the client gets.
@@ -41,6 +55,8 @@ pub struct SseTransform {
     filter: Option<Box<dyn EventFilter>>,
     /// The filter ended the stream: nothing more goes to the client.
     stopped: bool,
+    /// Upstream ended and the filter has seen the end (`finish_input`).
+    input_done: bool,
     scratch: Vec<SseEvent>,
 }
 
@@ -54,6 +70,7 @@ impl SseTransform {
             malformed: 0,
             filter: None,
             stopped: false,
+            input_done: false,
             scratch: Vec::new(),
         }
     }
@@ -67,6 +84,69 @@ impl SseTransform {
     /// The filter ended the stream (a guard rejected it): the body must end now.
     pub fn stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// A remote check is in flight: call `poll_resume` before feeding more data.
+    pub fn busy(&self) -> bool {
+        self.filter.as_ref().is_some_and(|f| f.busy())
+    }
+
+    /// Drives a filter's remote check; when it completes, the events it released (and any
+    /// buffered after them) are processed. Returns the client's bytes.
+    pub fn poll_resume(&mut self, cx: &mut Context<'_>, info: &mut LlmInfo) -> Poll<Bytes> {
+        let mut out = BytesMut::new();
+        let Some(f) = self.filter.as_mut() else {
+            return Poll::Ready(out.freeze());
+        };
+        if !f.busy() {
+            return Poll::Ready(out.freeze());
+        }
+        let mut evs = std::mem::take(&mut self.scratch);
+        let r = f.poll_check(cx, &mut evs);
+        if r.is_pending() {
+            self.scratch = evs;
+            return Poll::Pending;
+        }
+        for ev in evs.drain(..) {
+            self.event(&ev, &mut out, info);
+        }
+        self.scratch = evs;
+        if let Poll::Ready(Err(stop)) = r {
+            self.stopped = true;
+            out.extend_from_slice(&stop);
+            return Poll::Ready(out.freeze());
+        }
+        // Events that arrived while the check ran wait in the parser.
+        if let Ok(more) = self.data(&[], info) {
+            out.extend_from_slice(&more);
+        }
+        Poll::Ready(out.freeze())
+    }
+
+    /// Upstream ended: the last partial event and the filter's end (which may start a final
+    /// remote check: then `busy`). Returns the client's bytes.
+    pub fn finish_input(&mut self, info: &mut LlmInfo) -> Bytes {
+        let mut out = BytesMut::new();
+        if self.stopped || self.input_done {
+            return out.freeze();
+        }
+        self.input_done = true;
+        if let Some(ev) = self.parser.finish() {
+            self.filtered(ev, &mut out, info);
+        }
+        if let Some(f) = self.filter.as_mut() {
+            let mut evs = std::mem::take(&mut self.scratch);
+            let r = f.on_end(&mut evs);
+            for ev in evs.drain(..) {
+                self.event(&ev, &mut out, info);
+            }
+            self.scratch = evs;
+            if let Err(stop) = r {
+                self.stopped = true;
+                out.extend_from_slice(&stop);
+            }
+        }
+        out.freeze()
     }
 
     /// Hands the filter's outcome to the log.
@@ -83,7 +163,10 @@ impl SseTransform {
         }
         self.parser.push(chunk);
         let mut out = BytesMut::new();
-        while let Some(ev) = self.parser.next_event()? {
+        while !self.busy() {
+            let Some(ev) = self.parser.next_event()? else {
+                break;
+            };
             self.filtered(ev, &mut out, info);
             if self.stopped {
                 break;
@@ -103,26 +186,10 @@ impl SseTransform {
 
     fn end_events(&mut self, info: &mut LlmInfo) -> Bytes {
         let mut out = BytesMut::new();
-        if self.stopped {
-            return out.freeze();
-        }
-        if let Some(ev) = self.parser.finish() {
-            self.filtered(ev, &mut out, info);
-        }
-        if let Some(f) = self.filter.as_mut() {
-            let mut evs = std::mem::take(&mut self.scratch);
-            let r = f.on_end(&mut evs);
-            for ev in evs.drain(..) {
-                self.event(&ev, &mut out, info);
-            }
-            self.scratch = evs;
-            if let Err(stop) = r {
-                self.stopped = true;
-                out.extend_from_slice(&stop);
-                return out.freeze();
-            }
-        }
-        if self.stopped {
+        out.extend_from_slice(&self.finish_input(info));
+        if self.stopped || self.busy() {
+            // A check still in flight here means the caller could not wait for it: the held
+            // text is not released unchecked.
             return out.freeze();
         }
         self.handler.on_end(&mut out, info);

@@ -26,6 +26,8 @@ pub struct ObservedBody {
     ended: bool,
     /// An upstream failure reported on the next poll, after hyper flushed what came before it.
     deferred: Option<BoxError>,
+    /// The upstream body ended; the transform may still be finishing a guard check.
+    upstream_done: bool,
 }
 
 impl ObservedBody {
@@ -42,7 +44,75 @@ impl ObservedBody {
             transform,
             ended: false,
             deferred: None,
+            upstream_done: false,
         }
+    }
+
+    /// A guard check of the stream is in flight: drives it. `None` when there is none (read
+    /// upstream), else the poll result to return.
+    #[allow(clippy::type_complexity)]
+    fn poll_check(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Option<Result<Frame<Bytes>, BoxError>>>> {
+        loop {
+            let t = self.transform.as_mut().filter(|t| t.busy())?;
+            let mut scratch = crate::ctx::LlmInfo::default();
+            let info = match self.log.as_mut().and_then(|l| l.llm.as_mut()) {
+                Some(i) => i,
+                None => &mut scratch,
+            };
+            let out = match t.poll_resume(cx, info) {
+                Poll::Pending => return Some(Poll::Pending),
+                Poll::Ready(out) => out,
+            };
+            if t.stopped() {
+                self.ended = true;
+                self.complete();
+                return Some(Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out)))));
+            }
+            if !out.is_empty() {
+                return Some(Poll::Ready(Some(Ok(Frame::data(out)))));
+            }
+            // Nothing for the client yet: another check may have started (loop), or not (read
+            // upstream).
+        }
+    }
+
+    /// Upstream ended and no check is in flight: the transform's closing bytes, the stream's
+    /// completeness recorded, the log handed over.
+    fn end_stream(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended = true;
+        let mut tail = Bytes::new();
+        if let Some(t) = self.transform.as_mut() {
+            let mut scratch = crate::ctx::LlmInfo::default();
+            let info = match self.log.as_mut().and_then(|l| l.llm.as_mut()) {
+                Some(i) => i,
+                None => &mut scratch,
+            };
+            tail = t.end(info);
+            if t.stopped() {
+                // Rejected at the end (text held back until then): no completion error, the
+                // guard's outcome says what happened.
+            } else if let Some(log) = self.log.as_mut() {
+                if t.malformed() > 0 {
+                    log.error.get_or_insert_with(|| {
+                        format!("upstream sent {} malformed stream event(s)", t.malformed())
+                    });
+                    log.blame.get_or_insert(Blame::Upstream);
+                }
+                if !t.completed() {
+                    log.error
+                        .get_or_insert_with(|| "upstream stream ended before completion".into());
+                    log.blame.get_or_insert(Blame::Upstream);
+                }
+            }
+        }
+        self.complete();
+        if tail.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(Frame::data(tail))))
     }
 
     fn complete(&mut self) {
@@ -98,6 +168,12 @@ impl HttpBody for ObservedBody {
             return Poll::Ready(None);
         }
         loop {
+            if let Some(p) = this.poll_check(cx) {
+                return p;
+            }
+            if this.upstream_done {
+                return this.end_stream();
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 // Silence is bounded below: streams and plain upstream bodies come wrapped in
                 // `IdleTimeout`, whose error ends up in the arm for upstream errors.
@@ -145,41 +221,26 @@ impl HttpBody for ObservedBody {
                     return this.fail_after_flush(format!("upstream body: {e}"), cx);
                 }
                 Poll::Ready(None) => {
-                    this.ended = true;
-                    let mut tail = Bytes::new();
-                    if let Some(t) = this.transform.as_mut() {
-                        let mut scratch = crate::ctx::LlmInfo::default();
-                        let info = match this.log.as_mut().and_then(|l| l.llm.as_mut()) {
-                            Some(i) => i,
-                            None => &mut scratch,
-                        };
-                        tail = t.end(info);
-                        if t.stopped() {
-                            // Rejected at the end (text held back until then): no completion
-                            // error, the guard's outcome says what happened.
-                        } else if let Some(log) = this.log.as_mut() {
-                            if t.malformed() > 0 {
-                                log.error.get_or_insert_with(|| {
-                                    format!(
-                                        "upstream sent {} malformed stream event(s)",
-                                        t.malformed()
-                                    )
-                                });
-                                log.blame.get_or_insert(Blame::Upstream);
-                            }
-                            if !t.completed() {
-                                log.error.get_or_insert_with(|| {
-                                    "upstream stream ended before completion".into()
-                                });
-                                log.blame.get_or_insert(Blame::Upstream);
-                            }
-                        }
+                    this.upstream_done = true;
+                    let Some(t) = this.transform.as_mut() else {
+                        return this.end_stream();
+                    };
+                    let mut scratch = crate::ctx::LlmInfo::default();
+                    let info = match this.log.as_mut().and_then(|l| l.llm.as_mut()) {
+                        Some(i) => i,
+                        None => &mut scratch,
+                    };
+                    // The last event and the filter's end; a final guard check may start,
+                    // which the top of the loop then drives.
+                    let out = t.finish_input(info);
+                    if t.stopped() {
+                        this.ended = true;
+                        this.complete();
+                        return Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out))));
                     }
-                    this.complete();
-                    if tail.is_empty() {
-                        return Poll::Ready(None);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(tail))));
                 }
             }
         }

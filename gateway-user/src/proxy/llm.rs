@@ -588,7 +588,7 @@ impl<'a> Exchange<'a> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if self.streaming && is_sse {
-            return Ok(self.stream_response(status, out_headers, rbody, log));
+            return Ok(self.stream_response(px, status, out_headers, rbody, log));
         }
         let resp = self
             .json_response(px, status, out_headers, rbody, log, snap)
@@ -638,6 +638,7 @@ impl<'a> Exchange<'a> {
     /// A stream: the body is forwarded event by event through the plan's stream handler.
     fn stream_response(
         &self,
+        px: &Proxy,
         status: StatusCode,
         mut out_headers: HeaderMap,
         rbody: Incoming,
@@ -651,6 +652,7 @@ impl<'a> Exchange<'a> {
                 self.ai.provider.wire(),
                 self.up_route == RouteType::Responses,
                 self.route,
+                self.stream_webhooks(px, pg, log),
             )
         {
             transform = transform.with_filter(Box::new(g));
@@ -664,6 +666,39 @@ impl<'a> Exchange<'a> {
         *resp.status_mut() = status;
         *resp.headers_mut() = out_headers;
         (resp, Some(transform))
+    }
+
+    /// The webhook response guards, prepared for a stream (their CEL headers read the
+    /// client's request now; the calls happen window by window, after this handler returned).
+    fn stream_webhooks(
+        &self,
+        px: &Proxy,
+        pg: &crate::guard::PromptGuard,
+        log: &RequestLog,
+    ) -> Option<crate::guard::stream::RemoteGuards> {
+        if !pg.streaming {
+            return None;
+        }
+        let guards: Vec<crate::guard::window::RemoteGuard> = pg
+            .response
+            .iter()
+            .filter_map(|g| match &g.kind {
+                crate::guard::GuardKind::Webhook(w) => Some(crate::guard::window::RemoteGuard {
+                    index: g.index,
+                    webhook: w.clone(),
+                    prepared: crate::guard::webhook::prepare(w, log, &self.parts.headers, false),
+                    rejection: g.rejection.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if guards.is_empty() {
+            return None;
+        }
+        Some((
+            guards,
+            std::sync::Arc::new(super::guard::BoundTransport::new(px)),
+        ))
     }
 
     /// Observes the provider's events (tokens, finish reasons) and, when the formats differ,

@@ -13,7 +13,7 @@
 
 pub mod body;
 pub mod error;
-mod guard;
+pub(crate) mod guard;
 pub mod http_backend;
 pub mod llm;
 pub mod route;

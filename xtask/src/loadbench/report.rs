@@ -215,6 +215,7 @@ pub struct Report {
     pub traced_requests: f64,
     pub rotel_cpu: Option<Duration>,
     pub viewer: Option<Micro>,
+    pub guard: Option<super::guardbench::GuardMicro>,
     pub cel: Vec<CelRow>,
     load_start: f64,
     load_end: f64,
@@ -274,6 +275,7 @@ impl Report {
             traced_requests: f64::NAN,
             rotel_cpu: None,
             viewer: None,
+            guard: None,
             cel: Vec::new(),
             load_start: super::procs::loadavg(),
             load_end: f64::NAN,
@@ -372,6 +374,24 @@ impl Report {
                     v.record_ns / 1e3
                 ),
                 v.record_ns <= 3000.0,
+            ));
+        }
+        if let Some(g) = &self.guard {
+            t.push((
+                "prompt guards (agentgateway's example set + PII mask) ≤ 20 µs of gateway CPU on a 4 KB prompt".into(),
+                format!(
+                    "{:.1} µs clean, {:.1} µs with 3 items masked (in process)",
+                    g.request_clean_us, g.request_masked_us
+                ),
+                g.request_clean_us.max(g.request_masked_us) <= 20.0,
+            ));
+            t.push((
+                "stream guard ≤ 50 µs added to a streamed event's p50".into(),
+                format!(
+                    "{:.2} µs p50, {:.2} µs p99 per event (in process)",
+                    g.event_p50_us, g.event_p99_us
+                ),
+                g.event_p50_us <= 50.0,
             ));
         }
         if let Some(s) = &self.streams {
@@ -578,6 +598,7 @@ impl Report {
         }
         self.cel_section(&mut line);
         self.viewer_section(&mut line);
+        self.guard_section(&mut line);
         line("");
         line("**Targets.**");
         line("");
@@ -628,6 +649,34 @@ impl Report {
                 r.compile.as_secs_f64() * 1e6
             ));
         }
+    }
+
+    /// What prompt guards cost per request and per stream event.
+    fn guard_section(&self, line: &mut impl FnMut(&str)) {
+        let Some(g) = &self.guard else { return };
+        line("");
+        line(
+            "**Prompt guards.** In process (`loadbench/guardbench.rs`; `target/release/xtask __guardbench` runs it alone). Request: a chat body with a 600 B system prompt and a user message (about 4 KB in all) through the request guards: agentgateway's example set (two `reject` regex guards: custom patterns `SSN` / `Social Security`, builtin `email`) plus a `mask` guard over `ssn`, `creditCard`, `phoneNumber`, `caSin`, `promptInjection`; 4,000 requests each way. Stream: a 4 KB completion as OpenAI chat chunks of 4 characters through the SSE transform with and without a response `mask` guard over the five PII builtins, per-event timings over 20 interleaved rounds.",
+        );
+        line("");
+        line("| case | measured |\n|---|---|");
+        line(&format!(
+            "| request guards, {} B body, nothing matches | {:.2} µs |",
+            g.prompt_bytes, g.request_clean_us
+        ));
+        line(&format!(
+            "| request guards, 3 items masked, body re-serialised | {:.2} µs |",
+            g.request_masked_us
+        ));
+        line(&format!(
+            "| stream guard, added per event ({} events) | p50 {:.2} µs, p99 {:.2} µs, mean {:.2} µs |",
+            g.events, g.event_p50_us, g.event_p99_us, g.event_mean_us
+        ));
+        line(&format!(
+            "| text held back (could still become a match) | {:.0}% of events, at most {} B at once |",
+            g.held_events * 100.0,
+            g.max_held_bytes
+        ));
     }
 
     /// What the built-in viewer costs: its ring on the request path and in memory, and a page
@@ -751,6 +800,17 @@ impl Report {
                 "block": r.block, "fields": r.fields, "attributes": r.attrs,
                 "per_request_us": r.per_request.as_secs_f64() * 1e6, "compile_us": r.compile.as_secs_f64() * 1e6,
             })).collect::<Vec<_>>(),
+            "guard": self.guard.as_ref().map(|g| json!({
+                "prompt_bytes": g.prompt_bytes,
+                "request_clean_us": g.request_clean_us,
+                "request_masked_us": g.request_masked_us,
+                "events": g.events,
+                "event_p50_us": g.event_p50_us,
+                "event_p99_us": g.event_p99_us,
+                "event_mean_us": g.event_mean_us,
+                "held_events": g.held_events,
+                "max_held_bytes": g.max_held_bytes,
+            })),
             "viewer": self.viewer.as_ref().map(|v| json!({
                 "record_ns": v.record_ns, "rss_bytes_per_record": v.rss_bytes_per_record,
                 "approx_bytes_per_record": v.approx_bytes_per_record, "list_200_us": v.list_200_us,

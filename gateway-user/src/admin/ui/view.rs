@@ -75,6 +75,23 @@ pub fn row(e: &Entry) -> Value {
         m.insert("streaming".into(), json!(l.streaming));
         m.insert("ttftMs".into(), json!(l.first_token.map(ms)));
     }
+    if let Some(g) = &log.guard {
+        // Outcomes only (rule types and counts): matched text is never kept.
+        let phase = |p: &Option<crate::ctx::PhaseOutcome>| {
+            p.as_ref().map(|p| {
+                json!({
+                    "action": p.action.as_str(),
+                    "rules": p.rules_summary(),
+                    "masked": p.masked,
+                    "rejectedBy": p.rejected_by,
+                })
+            })
+        };
+        m.insert(
+            "guard".into(),
+            json!({"request": phase(&g.request), "response": phase(&g.response)}),
+        );
+    }
     if let Some(mcp) = &log.mcp {
         m.insert("mcpMethod".into(), json!(mcp.method));
         m.insert("tool".into(), json!(mcp.tool_name));

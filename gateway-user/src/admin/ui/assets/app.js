@@ -70,6 +70,28 @@ function filterQuery() {
   return q;
 }
 
+// The most telling guard outcome of a request: reject > failopen > mask; allow shows nothing.
+function guardCell(r) {
+  if (!r.guard) return "";
+  const rank = { reject: 3, failopen: 2, mask: 1, allow: 0 };
+  let best = null;
+  for (const phase of ["request", "response"]) {
+    const p = r.guard[phase];
+    if (p && (!best || rank[p.action] > rank[best.action])) best = { phase, ...p };
+  }
+  if (!best || best.action === "allow") return "";
+  return best.action + " (" + best.phase + ")";
+}
+
+function guardText(p) {
+  if (!p) return undefined;
+  let t = p.action;
+  if (p.rules) t += " · " + p.rules;
+  if (p.masked) t += " · " + p.masked + " masked";
+  if (p.rejectedBy) t += " · by " + p.rejectedBy;
+  return t;
+}
+
 function rowEl(r) {
   return el("tr", { "data-id": r.id, onclick: () => { location.hash = "#/request/" + r.id; } },
     el("td", {}, fmtTime(r.time)),
@@ -80,6 +102,7 @@ function rowEl(r) {
     el("td", { class: "num" }, fmtMs(r.durationMs)),
     el("td", { class: "num" }, fmtMs(r.ttftMs)),
     el("td", { class: "num tokens" }, tokens(r)),
+    el("td", { class: "guard" }, guardCell(r)),
     el("td", {}, r.caller || ""));
 }
 
@@ -225,6 +248,8 @@ async function showDetail(id) {
     ["output tokens", d.outputTokens],
     ["streaming", d.streaming === undefined ? undefined : String(d.streaming)],
     ["finish reasons", d.finishReasons && d.finishReasons.length ? d.finishReasons.join(", ") : undefined],
+    ["guard (request)", d.guard ? guardText(d.guard.request) : undefined],
+    ["guard (response)", d.guard ? guardText(d.guard.response) : undefined],
     ["MCP method", d.mcpMethod],
     ["tool", d.tool],
     ["MCP target", d.mcpTarget],
