@@ -17,6 +17,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("mcp", "proxy"),
     ("cel", "proxy"),
     ("telemetry", "proxy"),
+    ("guard", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.

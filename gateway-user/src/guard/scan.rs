@@ -214,24 +214,25 @@ impl RuleSet {
     /// The whole-text masked form of `text`, or `None` when nothing matched. `hits` receives
     /// one entry per match.
     pub fn mask(&self, text: &str, hits: &mut Vec<Hit>) -> Option<String> {
+        // Fast path: one unanchored search; most texts have nothing to mask.
+        let first = self.meta.search(&Input::new(text))?;
         let mut m = Masker::new();
-        let mut out = String::new();
+        let mut out = String::with_capacity(text.len());
         let before = hits.len();
-        m.push(self, text, &mut out, hits);
-        m.finish(self, &mut out, hits);
+        m.buf.push_str(text);
+        m.advance_from(self, true, Some(first), &mut out, hits);
         (hits.len() > before).then_some(out)
     }
 
     /// Whether anything in `text` matches (for `reject` guards): the first hit.
     pub fn first_hit(&self, text: &str) -> Option<Hit> {
+        let first = self.meta.search(&Input::new(text))?;
         let mut hits = Vec::new();
         let mut out = String::new();
         let mut m = Masker::new();
         m.stop_at_first = true;
-        m.push(self, text, &mut out, &mut hits);
-        if hits.is_empty() {
-            m.finish(self, &mut out, &mut hits);
-        }
+        m.buf.push_str(text);
+        m.advance_from(self, true, Some(first), &mut out, &mut hits);
         hits.first().copied()
     }
 }
@@ -305,6 +306,13 @@ impl Masker {
         self.advance(rules, false, out, hits);
     }
 
+    /// A whole text at once: the same result as `push` then `finish`, searched with the
+    /// unanchored engine between candidates instead of position by position.
+    pub fn whole(&mut self, rules: &RuleSet, text: &str, out: &mut String, hits: &mut Vec<Hit>) {
+        self.buf.push_str(text);
+        self.finish(rules, out, hits);
+    }
+
     /// The text ended: writes the rest.
     pub fn finish(&mut self, rules: &RuleSet, out: &mut String, hits: &mut Vec<Hit>) {
         self.advance(rules, true, out, hits);
@@ -313,24 +321,49 @@ impl Masker {
     }
 
     fn advance(&mut self, rules: &RuleSet, eoi: bool, out: &mut String, hits: &mut Vec<Hit>) {
+        self.advance_from(rules, eoi, None, out, hits);
+    }
+
+    /// `first`: the whole-text search's first match, when the caller already ran it.
+    fn advance_from(
+        &mut self,
+        rules: &RuleSet,
+        eoi: bool,
+        mut first: Option<regex_automata::Match>,
+        out: &mut String,
+        hits: &mut Vec<Hit>,
+    ) {
         let mut cache = rules.caches.get();
         let hay = self.buf.as_bytes();
         let len = hay.len();
         let mut c = self.c;
         let mut p = c;
         while p < len {
-            if eoi {
+            let run = if eoi {
                 // The whole text is here: jump to the next candidate. Positions before it have
                 // no match at all, so the anchored search would find none there either.
-                match rules.meta.search(&Input::new(hay).span(p..len)) {
-                    Some(m) => p = m.start(),
-                    None => {
-                        p = len;
-                        break;
+                let found = first
+                    .take()
+                    .or_else(|| rules.meta.search(&Input::new(hay).span(p..len)));
+                let Some(m) = found else {
+                    p = len;
+                    break;
+                };
+                p = m.start();
+                if m.len() < WINDOW {
+                    // Within the window the anchored leftmost-first search finds this same
+                    // match: no need to run it again.
+                    Run::Match {
+                        end: m.end(),
+                        pid: m.pattern().as_usize(),
                     }
+                } else {
+                    rules.run_at(&mut cache, hay, p, len, eoi)
                 }
-            }
-            match rules.run_at(&mut cache, hay, p, len, eoi) {
+            } else {
+                rules.run_at(&mut cache, hay, p, len, eoi)
+            };
+            match run {
                 Run::Alive => break,
                 Run::Match { end, pid } if end > p && rules.valid(pid, &self.buf[p..end]) => {
                     out.push_str(&self.buf[c..p]);

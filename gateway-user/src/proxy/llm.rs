@@ -747,10 +747,17 @@ impl<'a> Exchange<'a> {
         .await?;
         let mut parsed: Option<Value> = serde_json::from_slice(&raw).ok();
         let mut raw = raw;
-        if let Some(v) = parsed.as_mut()
-            && self.guard_response(px, v, log).await?
-        {
-            raw = to_bytes(v);
+        if let Some(v) = parsed.as_mut() {
+            match self.guard_response(px, v, log).await {
+                Ok(true) => raw = to_bytes(v),
+                Ok(false) => {}
+                Err(e) => {
+                    // The provider answered (and billed): keep its usage, not its text.
+                    self.observe(v, llm(log));
+                    llm(log).completion = None;
+                    return Err(e);
+                }
+            }
         }
         let info = llm(log);
         let out_body = match (&parsed, self.plan) {
@@ -761,11 +768,7 @@ impl<'a> Exchange<'a> {
                 ));
             }
             (Some(v), _) => {
-                match self.ai.provider.wire() {
-                    Wire::Anthropic => anthropic::observe_response(v, info),
-                    Wire::Gemini => gemini::observe_response(v, info),
-                    Wire::OpenAi => openai::observe_response(v, info),
-                }
+                self.observe(v, info);
                 self.translate_response(v, raw)
             }
         };
@@ -812,6 +815,15 @@ impl<'a> Exchange<'a> {
         .await;
         log.guard = Some(info);
         result.map_err(|r| ProxyError::Guarded(Box::new((r, true))))
+    }
+
+    /// Usage, models and text of the provider's JSON answer, into the request's info.
+    fn observe(&self, v: &Value, info: &mut LlmInfo) {
+        match self.ai.provider.wire() {
+            Wire::Anthropic => anthropic::observe_response(v, info),
+            Wire::Gemini => gemini::observe_response(v, info),
+            Wire::OpenAi => openai::observe_response(v, info),
+        }
     }
 
     /// The provider's JSON answer `v` (bytes `raw`) in the client's format.
