@@ -239,11 +239,6 @@ fn prompt_guard_errors_name_the_path() {
             "unknown failure mode",
         ),
         (
-            "request:\n- regex: {rules: [{pattern: 'a*'}]}",
-            format!("{base}.request[0].regex.rules[0].pattern"),
-            "can match empty text",
-        ),
-        (
             "request:\n- regex: {rules: [{builtin: ssn}]}\n  scope: [messages, everything]",
             format!("{base}.request[0].scope[1]"),
             "unknown scope",

@@ -123,13 +123,9 @@ impl RuleSet {
                     }
                 }
                 RuleSpec::Pattern(re) => {
-                    let h = parse(re).map_err(&err)?;
-                    if h.properties().minimum_len() == Some(0) {
-                        return Err(err(format!(
-                            "pattern {re:?} can match empty text, which would mask nothing"
-                        )));
-                    }
-                    hirs.push(h);
+                    // A pattern that can match empty text (`\\d*`) masks only its non-empty
+                    // matches, as agentgateway does.
+                    hirs.push(parse(re).map_err(&err)?);
                     patterns.push(PatternInfo {
                         rule: "pattern",
                         family: None,
@@ -153,7 +149,13 @@ impl RuleSet {
             .build_many_from_hir(&hirs)
             .map_err(|e| first(format!("rules do not compile together: {e}")))?;
         let dfa = DFA::builder()
-            .configure(DFA::config().match_kind(MatchKind::LeftmostFirst))
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    // A match its rule's validator refuses gives way to the next rule at the
+                    // same position, which needs a start state per pattern.
+                    .starts_for_each_pattern(true),
+            )
             .build_from_nfa(nfa)
             .map_err(|e| first(format!("rules do not compile together: {e}")))?;
         let for_cache = dfa.clone();
@@ -172,7 +174,57 @@ impl RuleSet {
 
     /// The anchored search from `s` over `hay[..end]`; `eoi` says `end` is the end of the text.
     fn run_at(&self, cache: &mut Cache, hay: &[u8], s: usize, end: usize, eoi: bool) -> Run {
-        let input = Input::new(&hay[..end]).span(s..end).anchored(Anchored::Yes);
+        self.run_anchored(cache, hay, s, end, eoi, Anchored::Yes)
+    }
+
+    /// The match at `s`: the first rule (in order) that matches there and passes its
+    /// validator. `first` is the combined search's answer (the first rule that matches).
+    fn decide_at(
+        &self,
+        cache: &mut Cache,
+        hay: &[u8],
+        s: usize,
+        end: usize,
+        eoi: bool,
+        first: Run,
+    ) -> Run {
+        let Run::Match { end: e, pid } = first else {
+            return first;
+        };
+        if e > s && self.valid_bytes(pid, &hay[s..e]) {
+            return first;
+        }
+        for q in pid + 1..self.patterns.len() {
+            let Ok(qid) = regex_automata::PatternID::try_from(q) else {
+                break;
+            };
+            match self.run_anchored(cache, hay, s, end, eoi, Anchored::Pattern(qid)) {
+                Run::Dead => {}
+                Run::Alive => return Run::Alive,
+                Run::Match { end: e, .. } if e > s && self.valid_bytes(q, &hay[s..e]) => {
+                    return Run::Match { end: e, pid: q };
+                }
+                Run::Match { .. } => {}
+            }
+        }
+        Run::Dead
+    }
+
+    fn valid_bytes(&self, pid: usize, b: &[u8]) -> bool {
+        // Matches of a UTF-8 automaton started on a char boundary are whole characters.
+        std::str::from_utf8(b).is_ok_and(|t| self.valid(pid, t))
+    }
+
+    fn run_anchored(
+        &self,
+        cache: &mut Cache,
+        hay: &[u8],
+        s: usize,
+        end: usize,
+        eoi: bool,
+        anchored: Anchored,
+    ) -> Run {
+        let input = Input::new(&hay[..end]).span(s..end).anchored(anchored);
         let Ok(mut sid) = self.dfa.start_state_forward(cache, &input) else {
             return Run::Dead;
         };
@@ -339,7 +391,7 @@ impl Masker {
         let mut c = self.c;
         let mut p = c;
         while p < len {
-            let run = if eoi {
+            let first_run = if eoi {
                 // The whole text is here: jump to the next candidate. Positions before it have
                 // no match at all, so the anchored search would find none there either.
                 let found = first
@@ -363,9 +415,9 @@ impl Masker {
             } else {
                 rules.run_at(&mut cache, hay, p, len, eoi)
             };
-            match run {
+            match rules.decide_at(&mut cache, hay, p, len, eoi, first_run) {
                 Run::Alive => break,
-                Run::Match { end, pid } if end > p && rules.valid(pid, &self.buf[p..end]) => {
+                Run::Match { end, pid } => {
                     out.push_str(&self.buf[c..p]);
                     out.push_str(rules.patterns[pid].mask);
                     hits.push(Hit { pattern: pid });

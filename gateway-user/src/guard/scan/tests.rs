@@ -50,7 +50,11 @@ fn agentgateway_masks() {
 fn custom_pattern_and_tie_order() {
     let r = rules(&["re:secret-[0-9]+", "email"]);
     assert_eq!(whole(&r, "a secret-42 b"), "a <masked> b");
-    assert!(RuleSet::compile(&[RuleSpec::Pattern("a*".into())]).is_err());
+    // Empty matches mask nothing (agentgateway's behaviour), non-empty ones do.
+    let r = rules(&["re:a*"]);
+    assert_eq!(whole(&r, "baaab"), "b<masked>b");
+    let (out, _) = streamed(&r, &["ba", "a", "ab"]);
+    assert_eq!(out, "b<masked>b");
     assert!(RuleSet::compile(&[RuleSpec::Pattern("(".into())]).is_err());
     let e = RuleSet::compile(&[
         RuleSpec::Builtin("ssn".into()),
@@ -98,6 +102,15 @@ fn credentials_and_injection() {
         r.pattern(hit.pattern).family,
         Some("systemPromptExfiltration")
     );
+}
+
+#[test]
+fn a_refused_match_gives_way_to_the_next_rule() {
+    // creditCard (earlier) matches all 18 digits but fails Luhn; caSin matches the first nine.
+    let r = rules(&["ssn", "creditCard", "phoneNumber", "email", "caSin"]);
+    assert_eq!(whole(&r, "046 454 286 046 454 286"), "<CA_SIN> <CA_SIN>");
+    let (out, _) = streamed(&r, &["046 45", "4 286 04", "6 454 286"]);
+    assert_eq!(out, "<CA_SIN> <CA_SIN>");
 }
 
 #[test]
