@@ -91,6 +91,17 @@ enum Run {
     Alive,
 }
 
+/// Where an anchored search runs: from `s` over `hay[..end]` (`eoi`: `end` ends the text),
+/// for all rules or one, and optionally only for matches ending by `limit`.
+#[derive(Clone, Copy)]
+struct RunAt {
+    s: usize,
+    end: usize,
+    eoi: bool,
+    anchored: Anchored,
+    limit: Option<usize>,
+}
+
 /// One match, as reported to the guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit {
@@ -174,11 +185,22 @@ impl RuleSet {
 
     /// The anchored search from `s` over `hay[..end]`; `eoi` says `end` is the end of the text.
     fn run_at(&self, cache: &mut Cache, hay: &[u8], s: usize, end: usize, eoi: bool) -> Run {
-        self.run_anchored(cache, hay, s, end, eoi, Anchored::Yes)
+        self.run_anchored(
+            cache,
+            hay,
+            RunAt {
+                s,
+                end,
+                eoi,
+                anchored: Anchored::Yes,
+                limit: None,
+            },
+        )
     }
 
     /// The match at `s`: the first rule (in order) that matches there and passes its
-    /// validator. `first` is the combined search's answer (the first rule that matches).
+    /// validator, with the longest match that does. `first` is the combined search's answer
+    /// (the first rule that matches, its longest match).
     fn decide_at(
         &self,
         cache: &mut Cache,
@@ -191,23 +213,65 @@ impl RuleSet {
         let Run::Match { end: e, pid } = first else {
             return first;
         };
-        if e > s && self.valid_bytes(pid, &hay[s..e]) {
-            return first;
+        if let Some(r) = self.settle(cache, hay, s, pid, e) {
+            return r;
         }
         for q in pid + 1..self.patterns.len() {
             let Ok(qid) = regex_automata::PatternID::try_from(q) else {
                 break;
             };
-            match self.run_anchored(cache, hay, s, end, eoi, Anchored::Pattern(qid)) {
+            match self.run_anchored(
+                cache,
+                hay,
+                RunAt {
+                    s,
+                    end,
+                    eoi,
+                    anchored: Anchored::Pattern(qid),
+                    limit: None,
+                },
+            ) {
                 Run::Dead => {}
                 Run::Alive => return Run::Alive,
-                Run::Match { end: e, .. } if e > s && self.valid_bytes(q, &hay[s..e]) => {
-                    return Run::Match { end: e, pid: q };
+                Run::Match { end: e, .. } => {
+                    if let Some(r) = self.settle(cache, hay, s, q, e) {
+                        return r;
+                    }
                 }
-                Run::Match { .. } => {}
             }
         }
         Run::Dead
+    }
+
+    /// Rule `pid` matched `[s, e)`: that match if its validator agrees, else the longest
+    /// shorter match of the same rule it agrees with (a 20-digit run whose first 16 digits
+    /// are a card number).
+    fn settle(&self, cache: &mut Cache, hay: &[u8], s: usize, pid: usize, e: usize) -> Option<Run> {
+        let mut e = e;
+        loop {
+            if e > s && self.valid_bytes(pid, &hay[s..e]) {
+                return Some(Run::Match { end: e, pid });
+            }
+            if self.patterns[pid].validate.is_none() || e <= s + 1 {
+                return None;
+            }
+            let qid = regex_automata::PatternID::try_from(pid).ok()?;
+            // Decided whatever follows: the run stops at the byte after `e - 1`, which exists.
+            match self.run_anchored(
+                cache,
+                hay,
+                RunAt {
+                    s,
+                    end: hay.len(),
+                    eoi: false,
+                    anchored: Anchored::Pattern(qid),
+                    limit: Some(e - 1),
+                },
+            ) {
+                Run::Match { end, .. } if end < e => e = end,
+                _ => return None,
+            }
+        }
     }
 
     fn valid_bytes(&self, pid: usize, b: &[u8]) -> bool {
@@ -215,20 +279,23 @@ impl RuleSet {
         std::str::from_utf8(b).is_ok_and(|t| self.valid(pid, t))
     }
 
-    fn run_anchored(
-        &self,
-        cache: &mut Cache,
-        hay: &[u8],
-        s: usize,
-        end: usize,
-        eoi: bool,
-        anchored: Anchored,
-    ) -> Run {
+    fn run_anchored(&self, cache: &mut Cache, hay: &[u8], at: RunAt) -> Run {
+        let RunAt {
+            s,
+            end,
+            eoi,
+            anchored,
+            limit,
+        } = at;
         let input = Input::new(&hay[..end]).span(s..end).anchored(anchored);
         let Ok(mut sid) = self.dfa.start_state_forward(cache, &input) else {
             return Run::Dead;
         };
-        let cap = end.min(s.saturating_add(WINDOW));
+        let mut cap = end.min(s.saturating_add(WINDOW));
+        if let Some(l) = limit.filter(|l| *l < end) {
+            // Matches ending by `l` only: they are confirmed by the byte at `l`, the last read.
+            cap = cap.min(l + 1);
+        }
         let mut last: Option<(usize, usize)> = None;
         for (i, &b) in hay[s..cap].iter().enumerate() {
             let Ok(next) = self.dfa.next_state(cache, sid, b) else {
@@ -244,8 +311,8 @@ impl RuleSet {
                 }
             }
         }
-        if cap - s >= WINDOW {
-            // The window is used up: what matched inside it stands.
+        if cap - s >= WINDOW || limit.is_some_and(|l| l < end) {
+            // The window (or the limit) is used up: what matched inside it stands.
             return decided(last);
         }
         if !eoi {

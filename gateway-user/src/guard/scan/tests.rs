@@ -111,6 +111,10 @@ fn a_refused_match_gives_way_to_the_next_rule() {
     assert_eq!(whole(&r, "046 454 286 046 454 286"), "<CA_SIN> <CA_SIN>");
     let (out, _) = streamed(&r, &["046 45", "4 286 04", "6 454 286"]);
     assert_eq!(out, "<CA_SIN> <CA_SIN>");
+    // The longest match fails Luhn (17 digits); the longest shorter one that passes is masked.
+    assert_eq!(whole(&r, "4111 1111 1111 1111 7"), "<CREDIT_CARD> 7");
+    let (out, _) = streamed(&r, &["4111 1111 11", "11 1111 7"]);
+    assert_eq!(out, "<CREDIT_CARD> 7");
 }
 
 #[test]
