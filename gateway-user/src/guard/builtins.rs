@@ -71,10 +71,10 @@ pub static BUILTINS: &[Builtin] = &[
         name: "phoneNumber",
         mask: "<PHONE_NUMBER>",
         patterns: &[
-            // North American: (555) 123-4567, 555-123-4567, +1 555 123 4567, 555.123.4567.
-            p(
-                r"(?:\+1[ .-]?)?(?:\([2-9][0-9]{2}\)|\b[2-9][0-9]{2})[ .-]?[2-9][0-9]{2}[ .-][0-9]{4}\b",
-            ),
+            // North American layouts: (555) 123-4567, 555-123-4567, +1 555 123 4567,
+            // 555.123.4567. Any digits: numbers people write as examples or test data
+            // (555-123-4567, (123) 456-7890) break NANP's rules and are still phone numbers.
+            p(r"(?:\+1[ .-]?)?(?:\([0-9]{3}\) ?|\b[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}\b"),
             // International with a leading +: +44 20 7946 0958, +49-30-123456.
             p(r"\+[1-9][0-9]{0,2}(?:[ .-]?[0-9]{1,4}){2,5}\b"),
         ],

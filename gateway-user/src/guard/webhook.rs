@@ -71,6 +71,21 @@ pub fn prepare(
     .to_owned();
     let mut method = Method::POST;
     let mut headers = HeaderMap::new();
+    // The record holds the client's headers only when telemetry reads them; these
+    // expressions may too (credentials stay out, as everywhere in CEL).
+    let filled;
+    let log = if !w.headers.is_empty() && log.request_headers.is_empty() {
+        let mut l = log.clone();
+        l.request_headers = client_headers
+            .iter()
+            .filter(|(k, _)| !crate::ctx::redact::is_sensitive(k.as_str()))
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        filled = l;
+        &filled
+    } else {
+        log
+    };
     for (name, m) in &w.forward {
         for v in client_headers.get_all(name) {
             if v.to_str().is_ok_and(|s| m.matches(s)) {

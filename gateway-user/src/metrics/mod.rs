@@ -334,7 +334,7 @@ impl Metrics {
                     .with_label_values(&[phase, action])
                     .inc();
                 self.guardrail_duration
-                    .with_label_values(&[c.kind, c.phase.as_str()])
+                    .with_label_values(&[c.kind, phase])
                     .observe(c.busy.as_secs_f64());
             }
         }

@@ -37,6 +37,18 @@ fn agentgateway_masks() {
         ("card 4111 1111 1111 1111 ok", "card <CREDIT_CARD> ok"),
         ("card 4111 1111 1111 1112 ok", "card 4111 1111 1111 1112 ok"),
         ("call (555) 234-5678 now", "call <PHONE_NUMBER> now"),
+        (
+            "call 555-123-4567 or (123) 456-7890",
+            "call <PHONE_NUMBER> or <PHONE_NUMBER>",
+        ),
+        (
+            "+1-800-555-1234 or 555.123.4567",
+            "<PHONE_NUMBER> or <PHONE_NUMBER>",
+        ),
+        (
+            "build 2024-01-15 v1.123.4567",
+            "build 2024-01-15 v1.123.4567",
+        ),
         ("mail jane.doe@example.com!", "mail <EMAIL_ADDRESS>!"),
         ("sin 046 454 286", "sin <CA_SIN>"),
         ("nothing here", "nothing here"),
