@@ -321,6 +321,7 @@ async fn serve(
         metrics.clone(),
         ebpf.clone(),
     );
+    crate::spend::Prices::watch(&proxy.prices);
     let state = admin_state(&snap, &proxy, filter, ebpf_status);
     serve_admin_ports(&snap, &metrics, &ready, state.clone(), &telemetry).await?;
     ready.done("admin");

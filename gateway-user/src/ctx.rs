@@ -62,6 +62,9 @@ pub struct LlmInfo {
     pub output_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to the provider's prompt cache (Anthropic), part of
+    /// `input_tokens`.
+    pub cache_write_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     pub streaming: bool,
     /// Request messages as `[{role, content}]`, captured only when config references them.
@@ -75,6 +78,23 @@ pub struct LlmInfo {
     pub first_token: Option<Duration>,
     /// Tool calls the model asked for (names).
     pub tool_calls: Vec<String>,
+    /// The catalog lookup and, when priced, the cost (set once usage is final).
+    pub cost: Option<Box<CostInfo>>,
+}
+
+/// A request's price lookup (`spend`): agentgateway's status label value, and the cost in
+/// decimal USD per line (`total`, `input`, `output`, `cacheRead`, `cacheWrite`, `reasoning`,
+/// `inputAudio`, `outputAudio`) when priced.
+#[derive(Clone, Debug)]
+pub struct CostInfo {
+    pub status: &'static str,
+    pub lines: Option<[(&'static str, rust_decimal::Decimal); 8]>,
+}
+
+impl CostInfo {
+    pub fn total(&self) -> Option<rust_decimal::Decimal> {
+        self.lines.as_ref().map(|l| l[0].1)
+    }
 }
 
 /// What the gateway learned about an MCP exchange.

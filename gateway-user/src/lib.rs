@@ -13,6 +13,7 @@ pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod proxy;
+pub mod spend;
 pub mod sse;
 pub mod telemetry;
 pub mod time;

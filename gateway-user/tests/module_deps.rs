@@ -18,6 +18,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("cel", "proxy"),
     ("telemetry", "proxy"),
     ("guard", "proxy"),
+    ("spend", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.

@@ -253,6 +253,29 @@ fn llm(log: &RequestLog, refs: Refs) -> Option<V> {
     if let Some(t) = l.reasoning_tokens {
         o.set2("reasoningTokens", "reasoning_tokens", int(t));
     }
+    // `llm.cost.total`, `.input`, `.cacheRead`, ... in USD (doubles, as agentgateway's CEL).
+    if let Some(lines) = l.cost.as_ref().and_then(|c| c.lines.as_ref()) {
+        use rust_decimal::prelude::ToPrimitive;
+        const SNAKE: [&str; 8] = [
+            "total",
+            "input",
+            "output",
+            "cache_read",
+            "cache_write",
+            "reasoning",
+            "input_audio",
+            "output_audio",
+        ];
+        let mut c = Obj::new();
+        for ((k, v), snake) in lines.iter().zip(SNAKE) {
+            c.set2(
+                k,
+                snake,
+                Box::new(CelDouble::from(v.to_f64().unwrap_or(0.0))),
+            );
+        }
+        o.set("cost", c.done());
+    }
     o.set("streaming", Box::new(CelBool::from(l.streaming)));
     if let Some(ttft) = l.first_token {
         o.set2(

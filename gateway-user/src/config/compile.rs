@@ -275,7 +275,36 @@ fn compile_global(cx: &mut Ctx, raw: &RawRoot) -> Global {
         limits,
         sensitive_headers: sensitive,
         ui_recent_requests: ui_recent_requests(cx, g.ui.as_ref()),
+        model_catalog: model_catalog(cx, g.model_catalog.as_deref()),
     }
+}
+
+/// `config.modelCatalog`: each source parsed now, so a bad rate fails the load with its path.
+fn model_catalog(
+    cx: &mut Ctx,
+    raw: Option<&[yaml_serde::Value]>,
+) -> Option<crate::spend::CatalogConfig> {
+    let raw = raw?;
+    let mut sources = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        let path = format!("config.modelCatalog[{i}]");
+        let json = match serde_json::to_value(v) {
+            Ok(j) => j,
+            Err(e) => {
+                cx.err(&path, format!("not representable as JSON: {e}"));
+                continue;
+            }
+        };
+        match crate::spend::CatalogConfig::source(&json) {
+            Ok(s) => sources.push(s),
+            // `inline.providers.x.models.y.rates.input: msg` → the full YAML path.
+            Err(e) => match e.split_once(": ") {
+                Some((sub, msg)) if !sub.contains(' ') => cx.err(format!("{path}.{sub}"), msg),
+                _ => cx.err(&path, e),
+            },
+        }
+    }
+    Some(crate::spend::CatalogConfig { sources })
 }
 
 /// Default and largest `config.ui.recentRequests`.

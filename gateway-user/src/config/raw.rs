@@ -68,6 +68,9 @@ pub struct RawGlobal {
     pub sensitive_headers: Vec<String>,
     /// Request limits (this gateway's extension; see `RawLimits`).
     pub limits: Option<RawLimits>,
+    /// Model prices (agentgateway's `ModelCatalogSource` list): `{file}`, `{inline: "<json>"}`
+    /// or `{inline: {providers: ...}}`; later entries win.
+    pub model_catalog: Option<Vec<yaml_serde::Value>>,
     /// The built-in viewer at `adminAddr`'s `/ui` (this gateway's extension; see `RawUi`).
     pub ui: Option<RawUi>,
 }

@@ -48,6 +48,8 @@ pub struct Global {
     pub sensitive_headers: Vec<String>,
     /// `config.ui.recentRequests`: requests the viewer keeps (0: none).
     pub ui_recent_requests: usize,
+    /// `config.modelCatalog`, compiled (files are read again by `spend::Prices`).
+    pub model_catalog: Option<crate::spend::CatalogConfig>,
 }
 
 /// Request limits; see `raw::RawLimits` for units and defaults.

@@ -71,6 +71,9 @@ pub fn observe_usage(usage: &Value, info: &mut LlmInfo) {
     if let Some(n) = cache_read {
         info.cached_input_tokens = Some(n);
     }
+    if let Some(n) = cache_write {
+        info.cache_write_tokens = Some(n);
+    }
     if let Some(n) = get("output_tokens") {
         info.output_tokens = Some(n);
     }

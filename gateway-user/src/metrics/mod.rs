@@ -43,6 +43,18 @@ const HTTP_DURATION_BUCKETS: &[f64] = &[
 const HTTP_LABELS: &[&str] = &[
     "gateway", "listener", "route", "backend", "protocol", "method", "status",
 ];
+/// `status` then the GenAI labels.
+const COST_LOOKUP_LABELS: [&str; 8] = [
+    "status",
+    "gen_ai_operation_name",
+    "gen_ai_system",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "gateway",
+    "listener",
+    "route",
+];
+
 const GENAI_LABELS: &[&str] = &[
     "gen_ai_operation_name",
     "gen_ai_system",
@@ -92,6 +104,10 @@ pub struct Metrics {
     pub guardrail_checks: IntCounterVec,
     /// Time spent in each guard, by `type` and `phase` (for a stream: summed over its events).
     pub guardrail_duration: HistogramVec,
+    /// USD spent, by the GenAI labels (agentgateway's `gen_ai_client_cost`, unit `usd`).
+    pub gen_ai_cost: prometheus::CounterVec,
+    /// Price lookups by `status` (`Exact`, `Unpriced`, `Missing`, `NoCatalog`) and GenAI labels.
+    pub cost_catalog_lookups: IntCounterVec,
 }
 
 /// Guard durations: a regex pass is microseconds, a webhook call milliseconds to seconds.
@@ -210,6 +226,23 @@ impl Metrics {
                 "Telemetry CEL expressions that failed to evaluate (the field is omitted)",
                 &["source"],
             )?,
+            gen_ai_cost: {
+                let c = prometheus::CounterVec::new(
+                    Opts::new(
+                        "agentgateway_gen_ai_client_cost_usd_total",
+                        "Cumulative USD cost of generative AI requests",
+                    ),
+                    GENAI_LABELS,
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
+            cost_catalog_lookups: counter(
+                &r,
+                "agentgateway_cost_catalog_lookups_total",
+                "Total number of model cost catalog lookups by resolution status",
+                &COST_LOOKUP_LABELS,
+            )?,
             guardrail_checks: counter(
                 &r,
                 "agentgateway_guardrail_checks_total",
@@ -302,6 +335,17 @@ impl Metrics {
             self.gen_ai_request_duration
                 .with_label_values(&genai)
                 .observe(duration);
+            if let Some(c) = &l.cost {
+                let mut labels = [c.status; 8];
+                labels[1..].copy_from_slice(&genai);
+                self.cost_catalog_lookups.with_label_values(&labels).inc();
+                if let Some(total) = c.total() {
+                    use rust_decimal::prelude::ToPrimitive;
+                    self.gen_ai_cost
+                        .with_label_values(&genai)
+                        .inc_by(total.to_f64().unwrap_or(0.0));
+                }
+            }
             if let Some(ttft) = l.first_token {
                 self.gen_ai_time_to_first_token
                     .with_label_values(&genai)

@@ -337,8 +337,19 @@ impl HttpBody for IdleTimeout {
 /// Finisher that reads the upstream connection's kernel flow record (one map lookup, after
 /// the response completed, off the latency path of the request) and hands the log to
 /// telemetry.
-pub fn finisher(t: Arc<Telemetry>, ebpf: Option<Arc<crate::ebpf::Ebpf>>) -> Finisher {
+pub fn finisher(
+    t: Arc<Telemetry>,
+    ebpf: Option<Arc<crate::ebpf::Ebpf>>,
+    prices: Arc<crate::spend::Prices>,
+) -> Finisher {
     Arc::new(move |mut log: RequestLog| {
+        // Usage is final here, streams included: price it (once; a non-streamed response
+        // was priced already, for its cost header).
+        if let Some(l) = log.llm.as_mut()
+            && (l.input_tokens.is_some() || l.output_tokens.is_some())
+        {
+            prices.price(l);
+        }
         if let (Some(e), Some(cookie)) = (&ebpf, log.upstream_cookie) {
             log.upstream_flow = e.flow_by_cookie(cookie);
             e.record_upstream_conn(cookie, log.upstream_flow.as_ref());

@@ -778,6 +778,14 @@ impl<'a> Exchange<'a> {
         if self.plan != Plan::Same {
             out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        if status.is_success() && (info.input_tokens.is_some() || info.output_tokens.is_some()) {
+            px.prices.price(info);
+            if let Some(total) = info.cost.as_ref().and_then(|c| c.total())
+                && let Ok(v) = HeaderValue::from_str(&total.to_string())
+            {
+                out_headers.insert(COST_HEADER, v);
+            }
+        }
         let mut resp = Response::new(crate::body::full(out_body));
         *resp.status_mut() = status;
         *resp.headers_mut() = out_headers;
@@ -842,6 +850,11 @@ impl<'a> Exchange<'a> {
         }
     }
 }
+
+/// The cost of a non-streamed response in USD, as a decimal (LiteLLM users know it as
+/// `x-litellm-response-cost`). Streams carry theirs in telemetry only: it is known after the
+/// headers went out.
+pub const COST_HEADER: http::HeaderName = http::HeaderName::from_static("x-gateway-response-cost");
 
 fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())

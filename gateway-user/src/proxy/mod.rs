@@ -57,6 +57,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     clients: upstream::Clients,
     finisher: Finisher,
+    /// Model prices (`config.modelCatalog`), kept across reloads.
+    pub prices: Arc<crate::spend::Prices>,
 }
 
 impl Proxy {
@@ -66,13 +68,16 @@ impl Proxy {
         metrics: Arc<Metrics>,
         ebpf: Option<Arc<crate::ebpf::Ebpf>>,
     ) -> Arc<Proxy> {
-        let finisher = body::finisher(telemetry.clone(), ebpf);
+        let prices = crate::spend::Prices::new();
+        prices.configure(snapshot.global.model_catalog.as_ref());
+        let finisher = body::finisher(telemetry.clone(), ebpf, prices.clone());
         Arc::new(Proxy {
             snapshot: ArcSwap::new(snapshot),
             telemetry,
             metrics,
             clients: upstream::Clients::default(),
             finisher,
+            prices,
         })
     }
 
@@ -82,6 +87,7 @@ impl Proxy {
 
     /// Swaps in a new config; requests already running keep the one they started with.
     pub fn swap(&self, snap: Arc<Snapshot>) {
+        self.prices.configure(snap.global.model_catalog.as_ref());
         self.snapshot.store(snap);
     }
 

@@ -91,6 +91,10 @@ pub fn base(log: &RequestLog) -> Attrs {
         if let Some(t) = l.output_tokens {
             push(&mut out, "llm.response.tokens", t);
         }
+        // agentgateway's name; a decimal string, so the log line's sum is exact.
+        if let Some(total) = l.cost.as_ref().and_then(|c| c.total()) {
+            push(&mut out, "agw.ai.usage.cost.total", total.to_string());
+        }
     }
     if let Some(m) = &log.mcp {
         if let Some(v) = &m.method {
@@ -305,6 +309,21 @@ pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
     }
     if let Some(t) = l.reasoning_tokens {
         push(out, "gen_ai.usage.reasoning_tokens", t);
+    }
+    // The cost breakdown (span only), decimal strings under agentgateway's names.
+    if let Some(lines) = l.cost.as_ref().and_then(|c| c.lines.as_ref()) {
+        const KEYS: [&str; 7] = [
+            "agw.ai.usage.cost.input",
+            "agw.ai.usage.cost.output",
+            "agw.ai.usage.cost.cache_read",
+            "agw.ai.usage.cost.cache_write",
+            "agw.ai.usage.cost.reasoning",
+            "agw.ai.usage.cost.input_audio",
+            "agw.ai.usage.cost.output_audio",
+        ];
+        for (key, (_, v)) in KEYS.iter().zip(&lines[1..]) {
+            push(out, key, v.to_string());
+        }
     }
     for (param, name) in PARAMS {
         if let Some(v) = l.params.get(*param).and_then(json_attr)
