@@ -297,6 +297,24 @@ pub struct RequestLog {
     pub original_dst: Option<SocketAddr>,
     /// Prompt-guard outcomes, when the route has guards.
     pub guard: Option<Box<GuardInfo>>,
+    /// The most constrained local rate limit the request was charged against.
+    pub rate_limit: Option<RateLimitStatus>,
+    /// A charge to settle once usage is known (token rate limits).
+    pub settle: Option<std::sync::Arc<dyn Settle>>,
+}
+
+/// A rate-limit bucket as the `x-ratelimit-*` headers report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Whole seconds until the next refill.
+    pub reset: u64,
+}
+
+/// Corrects a charge made before the response (an estimate of tokens) with the real usage.
+pub trait Settle: Send + Sync + std::fmt::Debug {
+    fn settle(&self, input_tokens: u64, output_tokens: u64);
 }
 
 impl RequestLog {
@@ -334,6 +352,8 @@ impl RequestLog {
             upstream_cookie: None,
             original_dst: None,
             guard: None,
+            rate_limit: None,
+            settle: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod ctx;
 pub mod ebpf;
 pub mod guard;
+pub mod limit;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;

@@ -19,6 +19,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("telemetry", "proxy"),
     ("guard", "proxy"),
     ("spend", "proxy"),
+    ("limit", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.

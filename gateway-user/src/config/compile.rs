@@ -591,6 +591,16 @@ fn compile_policies(
             }
         }
     }
+    if let Some(v) = &raw.local_rate_limit {
+        let at = format!("{path}.localRateLimit");
+        match serde_json::to_value(v) {
+            Ok(j) => match crate::limit::LocalLimits::parse(&j, &at) {
+                Ok(l) => p.local_rate_limit = Some(Arc::new(l)),
+                Err((path, msg)) => cx.err(path, msg),
+            },
+            Err(e) => cx.err(at, e.to_string()),
+        }
+    }
     if let Some(m) = &raw.request_header_modifier {
         check_header_names(cx, m, &format!("{path}.requestHeaderModifier"));
         p.request_headers = Some(m.clone());

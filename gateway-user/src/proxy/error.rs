@@ -31,6 +31,8 @@ pub enum ProxyError {
     UpstreamIdle(std::time::Duration),
     #[error("{} rejected by guard {}", if .0.1 { "response" } else { "request" }, .0.0.by)]
     Guarded(Box<(crate::guard::request::Rejected, bool)>),
+    #[error("rate limit exceeded")]
+    RateLimited(crate::ctx::RateLimitStatus),
     #[error("{0}")]
     Internal(String),
 }
@@ -52,6 +54,7 @@ impl ProxyError {
             ProxyError::Guarded(g) => {
                 StatusCode::from_u16(g.0.status).unwrap_or(StatusCode::FORBIDDEN)
             }
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +66,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge(_)
             | ProxyError::ClientBody(_)
             | ProxyError::Unsupported(_)
-            | ProxyError::Guarded(_) => Blame::Client,
+            | ProxyError::Guarded(_)
+            | ProxyError::RateLimited(_) => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamTimeout(..)
             | ProxyError::UpstreamIdle(_)
@@ -80,7 +84,11 @@ impl ProxyError {
         }
         let status = self.status();
         let body = crate::llm::error_body(wire, status, &self.to_string());
-        json_response(status, &body)
+        let mut resp = json_response(status, &body);
+        if let ProxyError::RateLimited(s) = self {
+            crate::limit::headers(s, resp.headers_mut());
+        }
+        resp
     }
 }
 

@@ -194,6 +194,12 @@ impl Proxy {
             return Err((no_route(), wire));
         };
         let policies = &backend.policies;
+        if let Some(l) = &policies.local_rate_limit {
+            match l.take(crate::limit::Kind::Requests, 1) {
+                Ok(s) => log.rate_limit = s,
+                Err(crate::limit::Exceeded(s)) => return Err((ProxyError::RateLimited(s), wire)),
+            }
+        }
         if let Some(cors) = &policies.cors
             && req.method() == http::Method::OPTIONS
             && req.headers().contains_key(http::header::ORIGIN)
@@ -222,6 +228,9 @@ impl Proxy {
             BackendKind::Mcp(mcp) => (mcp.serve(req, log).await, None),
         };
         self.response_filter(&mut resp, policies, origin.as_ref());
+        if let Some(s) = &log.rate_limit {
+            crate::limit::headers(s, resp.headers_mut());
+        }
         Ok((resp, transform))
     }
 

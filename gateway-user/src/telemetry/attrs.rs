@@ -77,6 +77,9 @@ pub fn base(log: &RequestLog) -> Attrs {
         push(&mut out, "trace.id", log.trace.trace_id_hex());
         push(&mut out, "span.id", log.trace.span_id_hex());
     }
+    if let Some(r) = &log.rate_limit {
+        push(&mut out, "ratelimit.remaining", r.remaining);
+    }
     if let Some(l) = &log.llm {
         push(&mut out, "llm.provider", l.provider.as_str());
         if let Some(m) = &l.request_model {
