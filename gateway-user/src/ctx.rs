@@ -297,10 +297,22 @@ pub struct RequestLog {
     pub original_dst: Option<SocketAddr>,
     /// Prompt-guard outcomes, when the route has guards.
     pub guard: Option<Box<GuardInfo>>,
+    /// The authenticated caller (`policies.apiKey`).
+    pub identity: Option<Box<Identity>>,
     /// The most constrained local rate limit the request was charged against.
     pub rate_limit: Option<RateLimitStatus>,
     /// A charge to settle once usage is known (token rate limits).
     pub settle: Option<std::sync::Arc<dyn Settle>>,
+}
+
+/// Who sent the request: an API key's stable id (`sha256:` and 12 hex digits, never the key)
+/// and its configured metadata.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub key_id: String,
+    pub metadata: serde_json::Value,
+    /// `allowedModels` patterns; `None` allows every model.
+    pub allowed_models: Option<std::sync::Arc<Vec<String>>>,
 }
 
 /// A rate-limit bucket as the `x-ratelimit-*` headers report it.
@@ -352,6 +364,7 @@ impl RequestLog {
             upstream_cookie: None,
             original_dst: None,
             guard: None,
+            identity: None,
             rate_limit: None,
             settle: None,
         }

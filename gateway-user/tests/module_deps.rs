@@ -20,6 +20,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("guard", "proxy"),
     ("spend", "proxy"),
     ("limit", "proxy"),
+    ("auth", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.

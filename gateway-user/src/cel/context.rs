@@ -125,6 +125,21 @@ pub(super) fn populate(ctx: &mut Context<'_, 'static>, log: &RequestLog, refs: R
     {
         ctx.add_variable_as_val("guardrails", guardrails(g));
     }
+    // `apiKey`: the key's metadata flattened (`apiKey.team`), `key` redacted, `id` the stable
+    // key id; absent without an authenticated key.
+    if refs.api_key
+        && let Some(i) = &log.identity
+    {
+        let mut m: HashMap<CelMapKey<'static>, V> = HashMap::new();
+        if let serde_json::Value::Object(o) = &i.metadata {
+            for (k, v) in o {
+                m.insert(CelMapKey::from(k.clone()), json(v));
+            }
+        }
+        m.insert(CelMapKey::from("key"), s(crate::ctx::redact::REDACTED));
+        m.insert(CelMapKey::from("id"), s(&i.key_id));
+        ctx.add_variable_as_val("apiKey", Box::new(CelMap::from(m)) as V);
+    }
 }
 
 /// `guardrails.request` / `guardrails.response`: `action` (`allow`, `mask`, `reject`,

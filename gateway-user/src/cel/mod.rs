@@ -129,6 +129,7 @@ pub struct Refs {
     pub mcp: bool,
     pub env: bool,
     pub guardrails: bool,
+    pub api_key: bool,
 }
 
 impl Refs {
@@ -146,6 +147,7 @@ impl Refs {
         mcp: true,
         env: true,
         guardrails: true,
+        api_key: true,
     };
 
     pub fn union(self, o: Refs) -> Refs {
@@ -162,6 +164,7 @@ impl Refs {
             mcp: self.mcp || o.mcp,
             env: self.env || o.env,
             guardrails: self.guardrails || o.guardrails,
+            api_key: self.api_key || o.api_key,
         }
     }
 }
@@ -256,6 +259,7 @@ fn scan_refs(program: &Program, src: &str) -> Refs {
         mcp: r.has_variable("mcp"),
         env: r.has_variable("env"),
         guardrails: r.has_variable("guardrails"),
+        api_key: r.has_variable("apiKey"),
     }
 }
 

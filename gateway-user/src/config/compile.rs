@@ -591,6 +591,16 @@ fn compile_policies(
             }
         }
     }
+    if let Some(v) = &raw.api_key {
+        let at = format!("{path}.apiKey");
+        match serde_json::to_value(v) {
+            Ok(j) => match crate::auth::ApiKeys::parse(&j, &at) {
+                Ok(k) => p.api_key = Some(Arc::new(k)),
+                Err((path, msg)) => cx.err(path, msg),
+            },
+            Err(e) => cx.err(at, e.to_string()),
+        }
+    }
     if let Some(v) = &raw.local_rate_limit {
         let at = format!("{path}.localRateLimit");
         match serde_json::to_value(v) {

@@ -325,6 +325,8 @@ pub struct RawPolicies {
     pub url_rewrite: Option<RawUrlRewrite>,
     /// Accepted for compatibility with agentgateway examples; CORS headers are added as given.
     pub cors: Option<RawCors>,
+    /// agentgateway's `LocalAPIKeys` (see `auth`).
+    pub api_key: Option<yaml_serde::Value>,
     /// agentgateway's `RateLimitSpec[]` (see `limit`).
     pub local_rate_limit: Option<yaml_serde::Value>,
 }

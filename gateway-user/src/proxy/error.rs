@@ -31,6 +31,10 @@ pub enum ProxyError {
     UpstreamIdle(std::time::Duration),
     #[error("{} rejected by guard {}", if .0.1 { "response" } else { "request" }, .0.0.by)]
     Guarded(Box<(crate::guard::request::Rejected, bool)>),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("model `{0}` is not allowed for this API key")]
+    ModelNotAllowed(String),
     #[error("rate limit exceeded")]
     RateLimited(crate::ctx::RateLimitStatus),
     #[error("{0}")]
@@ -55,6 +59,8 @@ impl ProxyError {
                 StatusCode::from_u16(g.0.status).unwrap_or(StatusCode::FORBIDDEN)
             }
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,7 +73,9 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::Unsupported(_)
             | ProxyError::Guarded(_)
-            | ProxyError::RateLimited(_) => Blame::Client,
+            | ProxyError::RateLimited(_)
+            | ProxyError::Unauthenticated(_)
+            | ProxyError::ModelNotAllowed(_) => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamTimeout(..)
             | ProxyError::UpstreamIdle(_)

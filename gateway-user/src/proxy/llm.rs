@@ -240,6 +240,7 @@ async fn forward(
     let body_len = bytes.len();
     let steps = async {
         let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
+        check_model(&x.model, log)?;
         x.guard_request(px, log).await?;
         charge_tokens(policies, body_len, log)?;
         x.translate_request();
@@ -248,6 +249,20 @@ async fn forward(
         x.respond(px, resp, log, snap).await
     };
     steps.await.map_err(|e| (e, route.client_wire()))
+}
+
+/// The caller's API key may be limited to some models (`allowedModels`).
+fn check_model(model: &str, log: &RequestLog) -> Result<(), ProxyError> {
+    match log
+        .identity
+        .as_ref()
+        .and_then(|i| i.allowed_models.as_ref())
+    {
+        Some(allowed) if !crate::auth::model_allowed(allowed, model) => {
+            Err(ProxyError::ModelNotAllowed(model.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Token rate limits: an estimate of the prompt now, settled with the real usage when the

@@ -194,6 +194,17 @@ impl Proxy {
             return Err((no_route(), wire));
         };
         let policies = &backend.policies;
+        let req = match &policies.api_key {
+            Some(keys) => {
+                let (mut parts, body) = req.into_parts();
+                match keys.verify(&mut parts.headers, &mut parts.uri) {
+                    Ok(id) => log.identity = id.map(Box::new),
+                    Err(e) => return Err((ProxyError::Unauthenticated(e.message()), wire)),
+                }
+                Request::from_parts(parts, body)
+            }
+            None => req,
+        };
         if let Some(l) = &policies.local_rate_limit {
             match l.take(crate::limit::Kind::Requests, 1) {
                 Ok(s) => log.rate_limit = s,

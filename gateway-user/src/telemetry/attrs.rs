@@ -77,6 +77,9 @@ pub fn base(log: &RequestLog) -> Attrs {
         push(&mut out, "trace.id", log.trace.trace_id_hex());
         push(&mut out, "span.id", log.trace.span_id_hex());
     }
+    if let Some(i) = &log.identity {
+        push(&mut out, "apikey.id", i.key_id.as_str());
+    }
     if let Some(r) = &log.rate_limit {
         push(&mut out, "ratelimit.remaining", r.remaining);
     }
