@@ -152,3 +152,42 @@ binds:
     err = run.stderr + run.stdout
     assert path in err, err
     assert "panicked" not in err
+
+
+AUTHZ = """
+config:
+  readinessAddr: 127.0.0.1:{ready_port}
+  statsAddr: 127.0.0.1:{stats_port}
+  adminAddr: 127.0.0.1:{admin_port}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+        apiKey:
+          keys:
+          - {key: "{team_key}", metadata: {team: red}}
+          - {key: "{mini_key}", metadata: {team: blue}}
+        authorization:
+          rules:
+          - "apiKey.team == 'red'"
+          - deny: 'request.headers["x-block"] == "1"'
+"""
+
+
+def test_authorization_rules_see_the_caller(sim, gateway_factory):
+    gw = gateway_factory(AUTHZ, team_key=TEAM_KEY, mini_key=MINI_KEY)
+    red = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=TEAM_KEY, max_retries=0)
+    assert red.chat.completions.create(model="gpt-4o", messages=MSG).choices
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        red.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={"x-block": "1"})
+    assert e.value.body["message"] == "authorization failed"
+    blue = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MINI_KEY, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        blue.chat.completions.create(model="gpt-4o", messages=MSG)
+    # No key (optional mode): the allow rule cannot read apiKey, so it does not allow.
+    anon = requests.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-4o", "messages": MSG}, timeout=5)
+    assert anon.status_code == 403
+    assert len(sim.requests()) == 1

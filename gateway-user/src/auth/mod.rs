@@ -9,6 +9,8 @@
 //! rate limits. `allowedModels` (exact names, `prefix*`, `*suffix`, `*`; `[]` allows none)
 //! is enforced on every LLM route.
 
+pub mod authz;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

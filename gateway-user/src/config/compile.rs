@@ -601,6 +601,16 @@ fn compile_policies(
             Err(e) => cx.err(at, e.to_string()),
         }
     }
+    if let Some(v) = &raw.authorization {
+        let at = format!("{path}.authorization");
+        match serde_json::to_value(v) {
+            Ok(j) => match crate::auth::authz::Rules::parse(&j, &at) {
+                Ok(r) => p.authorization = Some(Arc::new(r)),
+                Err((path, msg)) => cx.err(path, msg),
+            },
+            Err(e) => cx.err(at, e.to_string()),
+        }
+    }
     if let Some(v) = &raw.local_rate_limit {
         let at = format!("{path}.localRateLimit");
         match serde_json::to_value(v) {

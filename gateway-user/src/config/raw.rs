@@ -325,6 +325,8 @@ pub struct RawPolicies {
     pub url_rewrite: Option<RawUrlRewrite>,
     /// Accepted for compatibility with agentgateway examples; CORS headers are added as given.
     pub cors: Option<RawCors>,
+    /// agentgateway's `Authorization` rule set (see `auth::authz`).
+    pub authorization: Option<yaml_serde::Value>,
     /// agentgateway's `LocalAPIKeys` (see `auth`).
     pub api_key: Option<yaml_serde::Value>,
     /// agentgateway's `RateLimitSpec[]` (see `limit`).

@@ -194,6 +194,8 @@ pub struct Policies {
     pub cors: Option<Arc<RawCors>>,
     pub ai: Option<Arc<AiPolicy>>,
     pub path_rewrite: Option<PathRewrite>,
+    /// `authorization`: CEL allow/deny/require rules.
+    pub authorization: Option<Arc<crate::auth::authz::Rules>>,
     /// `apiKey`: the keys callers authenticate with.
     pub api_key: Option<Arc<crate::auth::ApiKeys>>,
     /// `localRateLimit` buckets, shared by every request of the policy.

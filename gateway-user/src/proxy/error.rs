@@ -33,6 +33,8 @@ pub enum ProxyError {
     Guarded(Box<(crate::guard::request::Rejected, bool)>),
     #[error("{0}")]
     Unauthenticated(&'static str),
+    #[error("authorization failed")]
+    Denied,
     #[error("model `{0}` is not allowed for this API key")]
     ModelNotAllowed(String),
     #[error("rate limit exceeded")]
@@ -60,7 +62,7 @@ impl ProxyError {
             }
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::ModelNotAllowed(_) | ProxyError::Denied => StatusCode::FORBIDDEN,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,7 +77,8 @@ impl ProxyError {
             | ProxyError::Guarded(_)
             | ProxyError::RateLimited(_)
             | ProxyError::Unauthenticated(_)
-            | ProxyError::ModelNotAllowed(_) => Blame::Client,
+            | ProxyError::ModelNotAllowed(_)
+            | ProxyError::Denied => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
             | ProxyError::UpstreamTimeout(..)
             | ProxyError::UpstreamIdle(_)

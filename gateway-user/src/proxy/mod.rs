@@ -205,6 +205,26 @@ impl Proxy {
             }
             None => req,
         };
+        if let Some(rules) = &policies.authorization {
+            if rules.references().request_headers && log.request_headers.is_empty() {
+                log.request_headers = req
+                    .headers()
+                    .iter()
+                    .filter(|(k, _)| {
+                        !crate::ctx::redact::is_sensitive(k.as_str())
+                            && !snap
+                                .global
+                                .sensitive_headers
+                                .iter()
+                                .any(|s| s == k.as_str())
+                    })
+                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect();
+            }
+            if !rules.allows(log) {
+                return Err((ProxyError::Denied, wire));
+            }
+        }
         if let Some(l) = &policies.local_rate_limit {
             match l.take(crate::limit::Kind::Requests, 1) {
                 Ok(s) => log.rate_limit = s,
