@@ -6,6 +6,7 @@
 //! speak different formats.
 
 pub mod anthropic;
+pub mod chain;
 pub mod gemini;
 pub mod openai;
 pub mod provider;

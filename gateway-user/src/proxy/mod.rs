@@ -135,24 +135,7 @@ impl Proxy {
         log.original_dst = conn.original_dst;
         let capture = self.telemetry.capture();
         if capture.request_headers {
-            log.request_headers = req
-                .headers()
-                .iter()
-                .filter(|(k, _)| {
-                    !crate::ctx::redact::is_sensitive(k.as_str())
-                        && !snap
-                            .global
-                            .sensitive_headers
-                            .iter()
-                            .any(|s| s == k.as_str())
-                })
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
+            log.request_headers = loggable_headers(req.headers(), snap);
         }
         self.telemetry.start(req.headers(), log);
     }
@@ -198,7 +181,18 @@ impl Proxy {
             Some(keys) => {
                 let (mut parts, body) = req.into_parts();
                 match keys.verify(&mut parts.headers, &mut parts.uri) {
-                    Ok(id) => log.identity = id.map(Box::new),
+                    Ok(id) => {
+                        if id.is_some() {
+                            // A key in the query is gone from the URI: keep it out of the
+                            // record too (CEL `request.uri`, the viewer).
+                            log.uri = parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.as_str().to_owned())
+                                .unwrap_or_default();
+                        }
+                        log.identity = id.map(Box::new);
+                    }
                     Err(e) => return Err((ProxyError::Unauthenticated(e.message()), wire)),
                 }
                 Request::from_parts(parts, body)
@@ -207,19 +201,7 @@ impl Proxy {
         };
         if let Some(rules) = &policies.authorization {
             if rules.references().request_headers && log.request_headers.is_empty() {
-                log.request_headers = req
-                    .headers()
-                    .iter()
-                    .filter(|(k, _)| {
-                        !crate::ctx::redact::is_sensitive(k.as_str())
-                            && !snap
-                                .global
-                                .sensitive_headers
-                                .iter()
-                                .any(|s| s == k.as_str())
-                    })
-                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                    .collect();
+                log.request_headers = loggable_headers(req.headers(), snap);
             }
             if !rules.allows(log) {
                 return Err((ProxyError::Denied, wire));
@@ -348,4 +330,26 @@ pub fn version_str(v: http::Version) -> &'static str {
 /// A plain JSON response for gateway-generated answers.
 pub fn simple(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     error::json_response(status, &body)
+}
+
+/// The client's headers as the record keeps them: credentials and `config.sensitiveHeaders`
+/// left out.
+fn loggable_headers(headers: &http::HeaderMap, snap: &Snapshot) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            !crate::ctx::redact::is_sensitive(k.as_str())
+                && !snap
+                    .global
+                    .sensitive_headers
+                    .iter()
+                    .any(|s| s == k.as_str())
+        })
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }

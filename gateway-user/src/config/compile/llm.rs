@@ -1,0 +1,162 @@
+//! The `llm:` shorthand: one bind whose models pick their provider by the request's model.
+
+use super::*;
+
+/// `llm.models[i]`: provider, endpoint (`baseUrl` or `hostOverride`), key and transformation.
+fn compile_model(
+    cx: &mut Ctx,
+    i: usize,
+    m: &RawLlmModel,
+    shared_guard: Option<&Arc<crate::guard::PromptGuard>>,
+) -> Option<ModelEntry> {
+    let path = format!("llm.models[{i}]");
+    let prompt_guard = match &m.guardrails {
+        Some(g) => cx.prompt_guard(g, &format!("{path}.guardrails")),
+        None => shared_guard.cloned(),
+    };
+    let provider = match m.provider.as_str() {
+        "openAI" | "openai" => Provider::OpenAi,
+        "anthropic" => Provider::Anthropic,
+        "gemini" => Provider::Gemini,
+        "azure" | "azureOpenAI" => azure(
+            m.params.azure_resource_name.clone(),
+            m.params.azure_resource_type.as_deref(),
+            m.params.azure_api_version.clone(),
+            m.params.azure_project_name.clone(),
+        ),
+        other => match find_preset(other) {
+            Some(p) => Provider::Compatible(p),
+            None => {
+                cx.err(
+                    format!("{path}.provider"),
+                    format!("unknown provider {other:?}"),
+                );
+                return None;
+            }
+        },
+    };
+    let (host, port, tls) = provider.default_endpoint();
+    let mut path_prefix = m.params.path_prefix.clone();
+    let target = if let Some(url) = &m.params.base_url {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        if let Some((_, p)) = rest.split_once('/') {
+            let p = format!("/{}", p.trim_end_matches('/'));
+            if p != "/" {
+                path_prefix = Some(p);
+            }
+        }
+        url.clone()
+    } else {
+        m.params
+            .host_override
+            .clone()
+            .unwrap_or_else(|| format!("{host}:{port}"))
+    };
+    let overridden = m.params.base_url.is_some() || m.params.host_override.is_some();
+    let up = upstream(
+        cx,
+        &target,
+        Some((port, tls && !overridden)),
+        None,
+        &format!("{path}.params"),
+    )?;
+    let api_key = m
+        .params
+        .api_key
+        .as_ref()
+        .and_then(|k| secret(cx, k, &format!("{path}.params.apiKey")));
+    let strip = m.transformation.as_ref().and_then(|t| t.get("model")).and_then(|expr| {
+        let e = expr.trim();
+        e.strip_prefix("llmRequest.model.stripPrefix(\"")
+            .and_then(|r| r.strip_suffix("\")"))
+            .map(str::to_owned)
+            .or_else(|| {
+                cx.err(format!("{path}.transformation.model"), format!("unsupported transformation {e:?} (only llmRequest.model.stripPrefix(\"...\") is supported)"));
+                None
+            })
+    });
+    Some(ModelEntry {
+        pattern: m.name.clone(),
+        backend: Arc::new(AiBackend {
+            name: m.name.clone(),
+            provider,
+            upstream: up,
+            model_override: m.params.model.clone(),
+            path_override: m.params.path_override.clone(),
+            path_prefix,
+            api_key,
+            defaults: m.defaults.clone().unwrap_or_default(),
+            overrides: m.overrides.clone().unwrap_or_default(),
+            strip_model_prefix: strip,
+            prompt_guard,
+        }),
+    })
+}
+
+/// agentgateway's `LocalLLMPolicy` keys this gateway does not implement yet.
+const LLM_POLICIES_NOT_YET: &[&str] = &[
+    "oidc",
+    "jwtAuth",
+    "authorization",
+    "extAuthz",
+    "extProc",
+    "cors",
+    "transformations",
+    "basicAuth",
+    "apiKey",
+    "localRateLimit",
+    "remoteRateLimit",
+];
+
+pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
+    let mut shared_guard = None;
+    if let Some(p) = &llm.policies {
+        for key in p.unsupported.keys() {
+            let msg = if LLM_POLICIES_NOT_YET.contains(&key.as_str()) {
+                format!(
+                    "{key} is not supported by this gateway yet; remove it (it would otherwise be ignored)"
+                )
+            } else {
+                format!("unknown field `{key}` (supported: guardrails)")
+            };
+            cx.err(format!("llm.policies.{key}"), msg);
+        }
+        if let Some(g) = &p.guardrails {
+            shared_guard = cx.prompt_guard(g, "llm.policies.guardrails");
+        }
+    }
+    let mut entries = Vec::new();
+    for (i, m) in llm.models.iter().enumerate() {
+        if let Some(entry) = compile_model(cx, i, m, shared_guard.as_ref()) {
+            entries.push(entry);
+        }
+    }
+    let port = llm.port.unwrap_or(DEFAULT_LLM_PORT);
+    let route = Route {
+        name: "llm".into(),
+        hostnames: Vec::new(),
+        matches: vec![Match {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+        }],
+        backends: vec![Backend {
+            weight: 1,
+            kind: BackendKind::Models(Arc::new(entries)),
+            policies: Policies::default(),
+        }],
+        policies: Policies::default(),
+    };
+    Some(Bind {
+        port,
+        address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        listeners: vec![Listener {
+            name: "llm".into(),
+            hostname: None,
+            tls: None,
+            routes: vec![Arc::new(route)],
+        }],
+        name: format!("bind/{port}"),
+    })
+}
