@@ -301,8 +301,24 @@ pub struct RequestLog {
     pub identity: Option<Box<Identity>>,
     /// The most constrained local rate limit the request was charged against.
     pub rate_limit: Option<RateLimitStatus>,
-    /// A charge to settle once usage is known (token rate limits).
-    pub settle: Option<std::sync::Arc<dyn Settle>>,
+    /// Charges to settle once usage is known (token rate limits, budgets).
+    pub settle: Vec<std::sync::Arc<dyn Settle>>,
+    /// Budgets checked for this request (`policies.budgets`).
+    pub budget: Option<Box<BudgetStatus>>,
+    /// The shared store failed and `failOpen` let the request through (the reason).
+    pub store_failure: Option<&'static str>,
+}
+
+/// The budgets a request was checked against.
+#[derive(Clone, Debug, Default)]
+pub struct BudgetStatus {
+    /// `name=remaining` per budget, before this request's spend.
+    pub remaining: Vec<String>,
+    /// The budget with the smallest share left, as `name=remaining`.
+    pub tightest: Option<String>,
+    pub tightest_fraction: f64,
+    /// Budgets already spent (blocked, or only audited).
+    pub exceeded: Vec<String>,
 }
 
 /// Who sent the request: an API key's stable id (`sha256:` and 12 hex digits, never the key)
@@ -326,7 +342,8 @@ pub struct RateLimitStatus {
 
 /// Corrects a charge made before the response (an estimate of tokens) with the real usage.
 pub trait Settle: Send + Sync + std::fmt::Debug {
-    fn settle(&self, input_tokens: u64, output_tokens: u64);
+    /// `llm` is the finished exchange (usage and cost final), if any.
+    fn settle(&self, llm: Option<&LlmInfo>);
 }
 
 impl RequestLog {
@@ -366,7 +383,9 @@ impl RequestLog {
             guard: None,
             identity: None,
             rate_limit: None,
-            settle: None,
+            settle: Vec::new(),
+            budget: None,
+            store_failure: None,
         }
     }
 

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod spend;
 pub mod sse;
+pub mod store;
 pub mod telemetry;
 pub mod time;

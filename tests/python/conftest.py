@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -599,3 +600,60 @@ def assert_no_leaks(recorded: list[dict]) -> None:
         for name, value in r["headers"].items():
             assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
         assert CLIENT_KEY not in (r.get("query") or ""), "client key leaked upstream in the query"
+
+
+def load_error(tmp_path: Path, yaml_text: str) -> str:
+    """Runs ``gateway --validate-only`` on ``yaml_text``: asserts it is refused without a panic
+    and returns what it printed (which must name the YAML path)."""
+    cfg = tmp_path / f"bad-{len(list(tmp_path.glob('bad-*.yaml')))}.yaml"
+    cfg.write_text(yaml_text)
+    run = subprocess.run([str(binary("gateway")), "-f", str(cfg), "--validate-only"],
+                         capture_output=True, text=True, timeout=30)
+    err = run.stderr + run.stdout
+    assert run.returncode != 0, f"config was accepted:\n{yaml_text}\n{err}"
+    assert "panicked" not in err, err
+    return err
+
+
+class Redis:
+    """A real ``redis-server`` (Debian's) on a free loopback port, no persistence. ``stop()``
+    kills it (by PID); ``start()`` brings it back on the same port."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server not installed (tests/scripts/install-deps.sh installs it)"
+        self.log = self.tmp / f"redis-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp), "--logfile", str(self.log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        wait_until(lambda: self.cli("PING") == "PONG", 10, what=f"redis on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterable[Redis]:
+    r = Redis(tmp_path)
+    r.start()
+    yield r
+    r.stop()

@@ -18,6 +18,9 @@ command -v curl >/dev/null || need_apt+=(curl)         # test_ops_drain: HTTP/2 
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # test_ui: the built-in viewer (/ui) in a real browser, Debian's Chromium driven by playwright-core.
 command -v chromium >/dev/null || need_apt+=(chromium)
+# test_shared_limits: global rate limits and budgets through a real Redis (started by the tests
+# on a free loopback port; the package's own service is not used).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

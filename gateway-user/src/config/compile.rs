@@ -26,6 +26,8 @@ struct Ctx {
     errors: Vec<ConfigError>,
     /// Endpoints of remote guards seen so far: (authority, tls).
     guard_targets: Vec<(String, bool)>,
+    /// `config.redis` is set (`globalRateLimit` needs it).
+    has_redis: bool,
 }
 
 impl Ctx {
@@ -67,8 +69,10 @@ pub fn compile(raw: RawRoot, source: Source, text: &str) -> Result<Snapshot, Con
     let mut cx = Ctx {
         errors: Vec::new(),
         guard_targets: Vec::new(),
+        has_redis: false,
     };
     let global = compile_global(&mut cx, &raw);
+    cx.has_redis = global.redis.is_some();
     let mut binds = Vec::new();
     for (i, b) in raw.binds.iter().enumerate() {
         if let Some(bind) = compile_bind(&mut cx, &global, b, &format!("binds[{i}]")) {
@@ -279,6 +283,10 @@ fn compile_global(cx: &mut Ctx, raw: &RawRoot) -> Global {
         sensitive_headers: sensitive,
         ui_recent_requests: ui_recent_requests(cx, g.ui.as_ref()),
         model_catalog: model_catalog(cx, g.model_catalog.as_deref()),
+        redis: g
+            .redis
+            .as_ref()
+            .and_then(|v| json_policy(cx, v, "config.redis", crate::store::RedisConfig::parse)),
     }
 }
 
@@ -618,6 +626,31 @@ fn compile_policies(
             v,
             &format!("{path}.localRateLimit"),
             crate::limit::LocalLimits::parse,
+        )
+        .map(Arc::new);
+    }
+    if let Some(v) = &raw.global_rate_limit {
+        if !cx.has_redis {
+            cx.err(
+                format!("{path}.globalRateLimit"),
+                "needs a shared store: set `config.redis.url` (use localRateLimit for a \
+                 per-gateway limit)",
+            );
+        }
+        p.global_rate_limit = json_policy(
+            cx,
+            v,
+            &format!("{path}.globalRateLimit"),
+            crate::limit::global::GlobalLimits::parse,
+        )
+        .map(Arc::new);
+    }
+    if let Some(v) = &raw.budgets {
+        p.budgets = json_policy(
+            cx,
+            v,
+            &format!("{path}.budgets"),
+            crate::spend::budget::Budgets::parse,
         )
         .map(Arc::new);
     }

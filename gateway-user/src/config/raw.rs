@@ -71,6 +71,9 @@ pub struct RawGlobal {
     /// Model prices (agentgateway's `ModelCatalogSource` list): `{file}`, `{inline: "<json>"}`
     /// or `{inline: {providers: ...}}`; later entries win.
     pub model_catalog: Option<Vec<yaml_serde::Value>>,
+    /// The shared store for `globalRateLimit` and `budgets` (this gateway's extension; see
+    /// `store`).
+    pub redis: Option<yaml_serde::Value>,
     /// The built-in viewer at `adminAddr`'s `/ui` (this gateway's extension; see `RawUi`).
     pub ui: Option<RawUi>,
 }
@@ -331,6 +334,11 @@ pub struct RawPolicies {
     pub api_key: Option<yaml_serde::Value>,
     /// agentgateway's `RateLimitSpec[]` (see `limit`).
     pub local_rate_limit: Option<yaml_serde::Value>,
+    /// Rate limits shared through `config.redis` (this gateway's extension; see
+    /// `limit::global`).
+    pub global_rate_limit: Option<yaml_serde::Value>,
+    /// Spend limits per window (this gateway's extension; see `spend::budget`).
+    pub budgets: Option<yaml_serde::Value>,
 }
 
 /// `backendAuth`: `{key: "secret"}`, `{key: {file: path}}`, `{key: {value, location}}`, or

@@ -50,6 +50,8 @@ pub struct Global {
     pub ui_recent_requests: usize,
     /// `config.modelCatalog`, compiled (files are read again by `spend::Prices`).
     pub model_catalog: Option<crate::spend::CatalogConfig>,
+    /// `config.redis`: where shared limits and budgets live.
+    pub redis: Option<crate::store::RedisConfig>,
 }
 
 /// Request limits; see `raw::RawLimits` for units and defaults.
@@ -200,6 +202,10 @@ pub struct Policies {
     pub api_key: Option<Arc<crate::auth::ApiKeys>>,
     /// `localRateLimit` buckets, shared by every request of the policy.
     pub local_rate_limit: Option<Arc<crate::limit::LocalLimits>>,
+    /// `globalRateLimit`: buckets in Redis, shared by every gateway.
+    pub global_rate_limit: Option<Arc<crate::limit::global::GlobalLimits>>,
+    /// `budgets`: spend limits per window.
+    pub budgets: Option<Arc<crate::spend::budget::Budgets>>,
 }
 
 #[derive(Clone, Debug)]

@@ -11,19 +11,17 @@
 //! `-reset` (seconds until the next refill); allowed responses carry the same headers for the
 //! most constrained bucket.
 
+pub mod global;
+pub mod spec;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::ctx::Settle;
-
-/// What a bucket counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Requests,
-    Tokens,
-}
+use crate::ctx::{LlmInfo, RequestLog, Settle};
+pub use spec::{Kind, Phase, Spec};
 
 /// A bucket's state as the rate-limit headers report it.
 pub type Status = crate::ctx::RateLimitStatus;
@@ -79,6 +77,13 @@ impl Bucket {
         }
     }
 
+    /// Full after refilling: an idle bucket that can be dropped and made again.
+    fn is_full(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.refill(&mut s, Instant::now());
+        s.available >= self.max
+    }
+
     /// Takes `n` (all or nothing). `Err` carries the state at refusal.
     pub fn take(&self, n: u64) -> Result<Status, Status> {
         let now = Instant::now();
@@ -108,128 +113,163 @@ impl Bucket {
     }
 }
 
-/// A route policy's buckets.
+/// Buckets per spec: one shared bucket, or one per descriptor value.
+#[derive(Debug)]
+struct Local {
+    spec: Spec,
+    shared: Option<Arc<Bucket>>,
+    keyed: Mutex<HashMap<Vec<String>, Arc<Bucket>>>,
+}
+
+/// At most this many keyed buckets per spec; past it, full (idle) buckets are dropped, then
+/// the oldest-looking ones, so a flood of new callers cannot grow memory without bound.
+const MAX_KEYS: usize = 100_000;
+
+impl Local {
+    fn bucket(&self, key: Option<Vec<String>>) -> Option<Arc<Bucket>> {
+        if let Some(b) = &self.shared {
+            return Some(b.clone());
+        }
+        let key = key?;
+        let mut m = self.keyed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = m.get(&key) {
+            return Some(b.clone());
+        }
+        if m.len() >= MAX_KEYS {
+            m.retain(|_, b| !b.is_full());
+            if m.len() >= MAX_KEYS {
+                let drop: Vec<_> = m.keys().take(MAX_KEYS / 10).cloned().collect();
+                for k in drop {
+                    m.remove(&k);
+                }
+            }
+        }
+        let s = &self.spec;
+        let b = Arc::new(Bucket::new(s.kind, s.max, s.per_fill, s.interval));
+        m.insert(key, b.clone());
+        Some(b)
+    }
+}
+
+/// A route policy's buckets (`localRateLimit`).
 #[derive(Debug, Default)]
 pub struct LocalLimits {
-    pub buckets: Vec<Arc<Bucket>>,
+    specs: Vec<Local>,
 }
 
 /// Over the limit: the refusing bucket's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exceeded(pub Status);
 
+/// What a charge took: the most constrained bucket's state and, for token buckets, the
+/// buckets to settle.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub status: Option<Status>,
+    buckets: Vec<Arc<Bucket>>,
+}
+
 impl LocalLimits {
     /// Parses `localRateLimit` as written (a list of specs). Errors name the path below `path`.
     pub fn parse(v: &Value, path: &str) -> Result<LocalLimits, (String, String)> {
-        let list = match v {
-            Value::Array(a) => a,
-            Value::Object(o) if o.contains_key("conditional") => {
-                return Err((
-                    format!("{path}.conditional"),
-                    "the conditional form is not supported yet; use a list of limits".into(),
-                ));
-            }
-            other => {
-                return Err((
-                    path.into(),
-                    format!("expected a list of limits, got {other}"),
-                ));
-            }
-        };
-        let mut buckets = Vec::new();
-        for (i, spec) in list.iter().enumerate() {
-            let p = format!("{path}[{i}]");
-            let o = spec
-                .as_object()
-                .ok_or_else(|| (p.clone(), format!("expected a mapping, got {spec}")))?;
-            let num = |k: &str| -> Result<u64, (String, String)> {
-                match o.get(k) {
-                    None => Ok(0),
-                    Some(v) => v.as_u64().ok_or_else(|| {
-                        (
-                            format!("{p}.{k}"),
-                            format!("expected a whole number, got {v}"),
-                        )
-                    }),
-                }
-            };
-            let max = num("maxTokens")?;
-            let per_fill = num("tokensPerFill")?;
-            let interval = match o.get("fillInterval") {
-                Some(Value::String(s)) => {
-                    crate::time::parse_duration(s).map_err(|e| (format!("{p}.fillInterval"), e))?
-                }
-                Some(other) => {
-                    return Err((
-                        format!("{p}.fillInterval"),
-                        format!("expected a duration such as \"1s\", got {other}"),
-                    ));
-                }
-                None => return Err((format!("{p}.fillInterval"), "required".into())),
-            };
-            if interval.is_zero() {
-                return Err((
-                    format!("{p}.fillInterval"),
-                    "must be longer than zero".into(),
-                ));
-            }
-            if max < per_fill {
-                return Err((
-                    format!("{p}.maxTokens"),
-                    format!("{max} is less than tokensPerFill ({per_fill})"),
-                ));
-            }
-            let kind = match o.get("type").and_then(Value::as_str) {
-                None | Some("requests") => Kind::Requests,
-                Some("tokens") => Kind::Tokens,
-                Some(other) => {
-                    return Err((
-                        format!("{p}.type"),
-                        format!("{other:?}: expected `requests` or `tokens`"),
-                    ));
-                }
-            };
-            if let Some(k) = o.keys().find(|k| {
-                !matches!(
-                    k.as_str(),
-                    "maxTokens" | "tokensPerFill" | "fillInterval" | "type"
-                )
-            }) {
-                return Err((format!("{p}.{k}"), "unknown field".into()));
-            }
-            buckets.push(Arc::new(Bucket::new(kind, max, per_fill, interval)));
-        }
-        Ok(LocalLimits { buckets })
-    }
-
-    pub fn has(&self, kind: Kind) -> bool {
-        self.buckets.iter().any(|b| b.kind == kind)
-    }
-
-    /// Charges every bucket of `kind` `n` units, in order; the first refusal stops (earlier
-    /// buckets stay charged, as in agentgateway). `Ok` has the most constrained bucket.
-    pub fn take(&self, kind: Kind, n: u64) -> Result<Option<Status>, Exceeded> {
-        let mut tightest: Option<Status> = None;
-        for b in self.buckets.iter().filter(|b| b.kind == kind) {
-            let s = b.take(n).map_err(Exceeded)?;
-            if tightest.is_none_or(|t| s.remaining < t.remaining) {
-                tightest = Some(s);
-            }
-        }
-        Ok(tightest)
-    }
-
-    /// The `tokens` buckets, to settle once usage is known.
-    pub fn token_settlement(&self, estimate: u64) -> Option<Arc<dyn Settle>> {
-        let buckets: Vec<Arc<Bucket>> = self
-            .buckets
-            .iter()
-            .filter(|b| b.kind == Kind::Tokens)
-            .cloned()
+        let specs = parse_list(v, path)?
+            .into_iter()
+            .map(|spec| Local {
+                shared: spec.descriptors.is_empty().then(|| {
+                    Arc::new(Bucket::new(
+                        spec.kind,
+                        spec.max,
+                        spec.per_fill,
+                        spec.interval,
+                    ))
+                }),
+                keyed: Mutex::new(HashMap::new()),
+                spec,
+            })
             .collect();
-        (!buckets.is_empty())
-            .then(|| Arc::new(TokenSettle { buckets, estimate }) as Arc<dyn Settle>)
+        Ok(LocalLimits { specs })
     }
+
+    /// Whether any spec of `kind` is charged in `phase`.
+    pub fn has(&self, kind: Kind, phase: Phase) -> bool {
+        self.specs
+            .iter()
+            .any(|l| l.spec.kind == kind && l.spec.phase() == phase)
+    }
+
+    /// What the specs' descriptors read.
+    pub fn references(&self) -> crate::cel::Refs {
+        self.specs.iter().fold(crate::cel::Refs::default(), |r, l| {
+            r.union(l.spec.references())
+        })
+    }
+
+    /// Charges every spec of `kind` charged in `phase` `n` units, in order; the first refusal
+    /// stops (earlier buckets stay charged, as in agentgateway).
+    pub fn take(
+        &self,
+        kind: Kind,
+        phase: Phase,
+        n: u64,
+        log: &RequestLog,
+    ) -> Result<Taken, Exceeded> {
+        let mine = || {
+            self.specs
+                .iter()
+                .filter(move |l| l.spec.kind == kind && l.spec.phase() == phase)
+        };
+        let exec = spec::executor(mine().map(|l| &l.spec), log);
+        let mut taken = Taken::default();
+        for l in mine() {
+            let key = exec.as_ref().and_then(|e| l.spec.key(e));
+            let Some(b) = l.bucket(key) else { continue };
+            let s = b.take(n).map_err(Exceeded)?;
+            if taken.status.is_none_or(|t| s.remaining < t.remaining) {
+                taken.status = Some(s);
+            }
+            if kind == Kind::Tokens {
+                taken.buckets.push(b);
+            }
+        }
+        Ok(taken)
+    }
+}
+
+impl Taken {
+    /// Settles a token pre-charge of `estimate` with the real usage, when there is one.
+    pub fn settlement(self, estimate: u64) -> Option<Arc<dyn Settle>> {
+        (!self.buckets.is_empty()).then(|| {
+            Arc::new(TokenSettle {
+                buckets: self.buckets,
+                estimate,
+            }) as Arc<dyn Settle>
+        })
+    }
+}
+
+/// Parses a list of specs at `path`.
+pub(crate) fn parse_list(v: &Value, path: &str) -> Result<Vec<Spec>, (String, String)> {
+    let list = match v {
+        Value::Array(a) => a,
+        Value::Object(o) if o.contains_key("conditional") => {
+            return Err((
+                format!("{path}.conditional"),
+                "the conditional form is not supported yet; use a list of limits (with \
+                 `descriptors` to key them by caller)"
+                    .into(),
+            ));
+        }
+        other => {
+            return Err((
+                path.into(),
+                format!("expected a list of limits, got {other}"),
+            ));
+        }
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, spec)| Spec::parse(spec, &format!("{path}[{i}]")))
+        .collect()
 }
 
 /// Settles a token pre-charge with the real usage.
@@ -240,14 +280,22 @@ struct TokenSettle {
 }
 
 impl Settle for TokenSettle {
-    fn settle(&self, input: u64, output: u64) {
-        let used = input.saturating_add(output);
-        let delta = i64::try_from(used).unwrap_or(i64::MAX)
-            - i64::try_from(self.estimate).unwrap_or(i64::MAX);
+    fn settle(&self, llm: Option<&LlmInfo>) {
+        let delta = settle_delta(llm, self.estimate);
         for b in &self.buckets {
             b.adjust(delta);
         }
     }
+}
+
+/// Real usage minus the estimate charged up front.
+pub(crate) fn settle_delta(llm: Option<&LlmInfo>, estimate: u64) -> i64 {
+    let used = llm.map_or(0, |l| {
+        l.input_tokens
+            .unwrap_or(0)
+            .saturating_add(l.output_tokens.unwrap_or(0))
+    });
+    i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(estimate).unwrap_or(i64::MAX)
 }
 
 /// Tokens a request body is charged up front: about four bytes per token, at least one.
@@ -294,34 +342,24 @@ mod tests {
         assert!(b.take(1).is_err(), "never below zero");
     }
 
+    fn log() -> RequestLog {
+        RequestLog::new("gw".into(), "l".into())
+    }
+
     #[test]
-    fn parse_errors_name_the_path() {
-        let p = "policies.localRateLimit";
-        let e =
-            LocalLimits::parse(&json!([{"maxTokens": 1, "fillInterval": "0s"}]), p).unwrap_err();
-        assert_eq!(e.0, "policies.localRateLimit[0].fillInterval");
-        let e = LocalLimits::parse(
-            &json!([{"maxTokens": 1, "tokensPerFill": 2, "fillInterval": "1s"}]),
-            p,
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "policies.localRateLimit[0].maxTokens");
-        let e = LocalLimits::parse(
-            &json!([{"maxTokens": 1, "fillInterval": "1s", "type": "bytes"}]),
-            p,
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "policies.localRateLimit[0].type");
-        let e =
-            LocalLimits::parse(&json!([{"maxTokens": "x", "fillInterval": "1s"}]), p).unwrap_err();
-        assert_eq!(e.0, "policies.localRateLimit[0].maxTokens");
+    fn list_parses_and_splits_by_phase() {
         let l = LocalLimits::parse(
             &json!([{"maxTokens": 5, "tokensPerFill": 1, "fillInterval": "1s"},
                     {"maxTokens": 100, "tokensPerFill": 100, "fillInterval": "1m", "type": "tokens"}]),
-            p,
+            "p",
         )
         .unwrap();
-        assert!(l.has(Kind::Requests) && l.has(Kind::Tokens));
+        assert!(l.has(Kind::Requests, Phase::Route) && l.has(Kind::Tokens, Phase::Llm));
+        assert!(!l.has(Kind::Requests, Phase::Llm));
+        let e = LocalLimits::parse(&json!({"conditional": []}), "p").unwrap_err();
+        assert_eq!(e.0, "p.conditional");
+        let e = LocalLimits::parse(&json!([{"maxTokens": 1}]), "p").unwrap_err();
+        assert_eq!(e.0, "p[0].fillInterval");
     }
 
     #[test]
@@ -331,13 +369,53 @@ mod tests {
             "p",
         )
         .unwrap();
-        assert_eq!(l.take(Kind::Tokens, 10).unwrap().unwrap().remaining, 90);
-        l.token_settlement(10).unwrap().settle(30, 20);
+        let t = l.take(Kind::Tokens, Phase::Llm, 10, &log()).unwrap();
+        assert_eq!(t.status.unwrap().remaining, 90);
+        let usage = LlmInfo {
+            input_tokens: Some(30),
+            output_tokens: Some(20),
+            ..LlmInfo::default()
+        };
+        t.settlement(10).unwrap().settle(Some(&usage));
         // 50 used in all: 40 more than the estimate.
-        assert_eq!(l.take(Kind::Tokens, 1).unwrap().unwrap().remaining, 49);
+        let t = l.take(Kind::Tokens, Phase::Llm, 1, &log()).unwrap();
+        assert_eq!(t.status.unwrap().remaining, 49);
         assert!(
-            l.take(Kind::Requests, 1).unwrap().is_none(),
+            l.take(Kind::Requests, Phase::Route, 1, &log())
+                .unwrap()
+                .status
+                .is_none(),
             "no request buckets"
         );
+    }
+
+    #[test]
+    fn descriptors_give_each_caller_a_bucket() {
+        let l = LocalLimits::parse(
+            &json!([{"maxTokens": 1, "tokensPerFill": 1, "fillInterval": "1h",
+                     "descriptors": [{"key": "team", "value": "request.headers['x-team']"}]}]),
+            "p",
+        )
+        .unwrap();
+        let with = |team: &str| {
+            let mut g = log();
+            g.request_headers = vec![("x-team".into(), team.into())];
+            g
+        };
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &with("red"))
+                .is_ok()
+        );
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &with("red"))
+                .is_err()
+        );
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &with("blue"))
+                .is_ok(),
+            "another caller, another bucket"
+        );
+        let t = l.take(Kind::Requests, Phase::Route, 1, &log()).unwrap();
+        assert!(t.status.is_none(), "no header: the limit does not apply");
     }
 }

@@ -108,6 +108,13 @@ pub struct Metrics {
     pub gen_ai_cost: prometheus::CounterVec,
     /// Price lookups by `status` (`Exact`, `Unpriced`, `Missing`, `NoCatalog`) and GenAI labels.
     pub cost_catalog_lookups: IntCounterVec,
+    /// Shared-store (Redis) calls that failed, by `operation` and `reason`.
+    pub redis_failures: IntCounterVec,
+    /// What each budget had left at its last check, by `budget` and `key` (the descriptor
+    /// values the config chose; empty for a route-wide budget). USD or tokens.
+    pub budget_remaining: prometheus::GaugeVec,
+    /// Requests that found a budget spent, by `budget` and `action` (`block`, `audit`).
+    pub budget_exceeded: IntCounterVec,
 }
 
 /// Guard durations: a regex pass is microseconds, a webhook call milliseconds to seconds.
@@ -264,6 +271,29 @@ impl Metrics {
                 r.register(Box::new(c.clone()))?;
                 c
             },
+            redis_failures: counter(
+                &r,
+                "agentgateway_redis_failures_total",
+                "Shared-store (Redis) calls that failed or timed out",
+                &["operation", "reason"],
+            )?,
+            budget_remaining: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "agentgateway_budget_remaining",
+                        "Budget left at its last check (USD or tokens)",
+                    ),
+                    &["budget", "key"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            budget_exceeded: counter(
+                &r,
+                "agentgateway_budget_exceeded_total",
+                "Requests that found a budget spent",
+                &["budget", "action"],
+            )?,
             registry: r,
         })
     }

@@ -350,11 +350,8 @@ pub fn finisher(
         {
             prices.price(l);
         }
-        if let Some(s) = log.settle.take() {
-            let (i, o) = log.llm.as_ref().map_or((0, 0), |l| {
-                (l.input_tokens.unwrap_or(0), l.output_tokens.unwrap_or(0))
-            });
-            s.settle(i, o);
+        for s in std::mem::take(&mut log.settle) {
+            s.settle(log.llm.as_ref());
         }
         if let (Some(e), Some(cookie)) = (&ebpf, log.upstream_cookie) {
             log.upstream_flow = e.flow_by_cookie(cookie);

@@ -39,6 +39,10 @@ pub enum ProxyError {
     ModelNotAllowed(String),
     #[error("rate limit exceeded")]
     RateLimited(crate::ctx::RateLimitStatus),
+    #[error("budget `{0}` exceeded")]
+    BudgetExceeded(String),
+    #[error("rate limit service unavailable ({0})")]
+    LimitUnavailable(&'static str),
     #[error("{0}")]
     Internal(String),
 }
@@ -60,7 +64,10 @@ impl ProxyError {
             ProxyError::Guarded(g) => {
                 StatusCode::from_u16(g.0.status).unwrap_or(StatusCode::FORBIDDEN)
             }
-            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited(_) | ProxyError::BudgetExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::LimitUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) | ProxyError::Denied => StatusCode::FORBIDDEN,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +83,7 @@ impl ProxyError {
             | ProxyError::Unsupported(_)
             | ProxyError::Guarded(_)
             | ProxyError::RateLimited(_)
+            | ProxyError::BudgetExceeded(_)
             | ProxyError::Unauthenticated(_)
             | ProxyError::ModelNotAllowed(_)
             | ProxyError::Denied => Blame::Client,
@@ -84,7 +92,7 @@ impl ProxyError {
             | ProxyError::UpstreamIdle(_)
             | ProxyError::UpstreamProtocol(_)
             | ProxyError::UpstreamTooLarge(_) => Blame::Upstream,
-            ProxyError::Internal(_) => Blame::Internal,
+            ProxyError::Internal(_) | ProxyError::LimitUnavailable(_) => Blame::Internal,
         }
     }
 

@@ -241,8 +241,8 @@ async fn forward(
     let steps = async {
         let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
         check_model(&x.model, log)?;
+        super::limits::llm_phase(px, policies, body_len, log).await?;
         x.guard_request(px, log).await?;
-        charge_tokens(policies, body_len, log)?;
         x.translate_request();
         let req = x.provider_request(px, log)?;
         let resp = x.call_upstream(client, req, log).await?;
@@ -262,35 +262,6 @@ fn check_model(model: &str, log: &RequestLog) -> Result<(), ProxyError> {
             Err(ProxyError::ModelNotAllowed(model.to_owned()))
         }
         _ => Ok(()),
-    }
-}
-
-/// Token rate limits: an estimate of the prompt now, settled with the real usage when the
-/// request is finished (`proxy::body::finisher`).
-fn charge_tokens(
-    policies: &Policies,
-    body_len: usize,
-    log: &mut RequestLog,
-) -> Result<(), ProxyError> {
-    let Some(l) = policies
-        .local_rate_limit
-        .as_ref()
-        .filter(|l| l.has(crate::limit::Kind::Tokens))
-    else {
-        return Ok(());
-    };
-    let estimate = crate::limit::estimate_tokens(body_len);
-    match l.take(crate::limit::Kind::Tokens, estimate) {
-        Ok(s) => {
-            if let Some(s) = s
-                && log.rate_limit.is_none_or(|r| s.remaining < r.remaining)
-            {
-                log.rate_limit = Some(s);
-            }
-            log.settle = l.token_settlement(estimate);
-            Ok(())
-        }
-        Err(crate::limit::Exceeded(s)) => Err(ProxyError::RateLimited(s)),
     }
 }
 

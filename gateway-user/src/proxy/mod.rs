@@ -15,6 +15,7 @@ pub mod body;
 pub mod error;
 pub(crate) mod guard;
 pub mod http_backend;
+pub(crate) mod limits;
 pub mod llm;
 pub mod route;
 pub mod server;
@@ -59,6 +60,10 @@ pub struct Proxy {
     finisher: Finisher,
     /// Model prices (`config.modelCatalog`), kept across reloads.
     pub prices: Arc<crate::spend::Prices>,
+    /// The shared store (`config.redis`), kept across reloads.
+    pub store: Arc<crate::store::Shared>,
+    /// Budget state (local windows, or the store's).
+    pub ledger: Arc<crate::spend::budget::Ledger>,
 }
 
 impl Proxy {
@@ -71,6 +76,13 @@ impl Proxy {
         let prices = crate::spend::Prices::new();
         prices.configure(snapshot.global.model_catalog.as_ref());
         let finisher = body::finisher(telemetry.clone(), ebpf, prices.clone());
+        let store = crate::store::Shared::new(metrics.redis_failures.clone());
+        store.configure(snapshot.global.redis.as_ref());
+        let ledger = crate::spend::budget::Ledger::new(
+            store.clone(),
+            metrics.budget_remaining.clone(),
+            metrics.budget_exceeded.clone(),
+        );
         Arc::new(Proxy {
             snapshot: ArcSwap::new(snapshot),
             telemetry,
@@ -78,6 +90,8 @@ impl Proxy {
             clients: upstream::Clients::default(),
             finisher,
             prices,
+            store,
+            ledger,
         })
     }
 
@@ -88,6 +102,7 @@ impl Proxy {
     /// Swaps in a new config; requests already running keep the one they started with.
     pub fn swap(&self, snap: Arc<Snapshot>) {
         self.prices.configure(snap.global.model_catalog.as_ref());
+        self.store.configure(snap.global.redis.as_ref());
         self.snapshot.store(snap);
     }
 
@@ -105,7 +120,9 @@ impl Proxy {
             Err((e, wire)) => {
                 log.error = Some(e.to_string());
                 log.blame = Some(e.blame());
-                (e.into_response(wire), None)
+                let mut resp = e.into_response(wire);
+                limits::budget_header(&log, resp.headers_mut());
+                (resp, None)
             }
         };
         let idle = snap.global.limits.stream_idle_timeout;
@@ -199,20 +216,22 @@ impl Proxy {
             }
             None => req,
         };
-        if let Some(rules) = &policies.authorization {
-            if rules.references().request_headers && log.request_headers.is_empty() {
-                log.request_headers = loggable_headers(req.headers(), snap);
-            }
-            if !rules.allows(log) {
-                return Err((ProxyError::Denied, wire));
-            }
+        let reads_headers = policies
+            .authorization
+            .as_ref()
+            .is_some_and(|r| r.references().request_headers)
+            || limits::references(policies).request_headers;
+        if reads_headers && log.request_headers.is_empty() {
+            log.request_headers = loggable_headers(req.headers(), snap);
         }
-        if let Some(l) = &policies.local_rate_limit {
-            match l.take(crate::limit::Kind::Requests, 1) {
-                Ok(s) => log.rate_limit = s,
-                Err(crate::limit::Exceeded(s)) => return Err((ProxyError::RateLimited(s), wire)),
-            }
+        if let Some(rules) = &policies.authorization
+            && !rules.allows(log)
+        {
+            return Err((ProxyError::Denied, wire));
         }
+        limits::route_phase(self, policies, log)
+            .await
+            .map_err(|e| (e, wire))?;
         if let Some(cors) = &policies.cors
             && req.method() == http::Method::OPTIONS
             && req.headers().contains_key(http::header::ORIGIN)
@@ -244,6 +263,7 @@ impl Proxy {
         if let Some(s) = &log.rate_limit {
             crate::limit::headers(s, resp.headers_mut());
         }
+        limits::budget_header(log, resp.headers_mut());
         Ok((resp, transform))
     }
 

@@ -7,6 +7,7 @@
 //! so in the log). `proxy` prices a request when its usage is final and records the result in
 //! `ctx::LlmInfo::cost`; telemetry reads it from there.
 
+pub mod budget;
 pub mod catalog;
 pub mod cost;
 

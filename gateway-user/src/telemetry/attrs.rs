@@ -83,6 +83,17 @@ pub fn base(log: &RequestLog) -> Attrs {
     if let Some(r) = &log.rate_limit {
         push(&mut out, "ratelimit.remaining", r.remaining);
     }
+    if let Some(f) = log.store_failure {
+        push(&mut out, "redis.failure", f);
+    }
+    if let Some(b) = &log.budget {
+        if let Some(t) = &b.tightest {
+            push(&mut out, "budget.remaining", t.as_str());
+        }
+        if !b.exceeded.is_empty() {
+            push(&mut out, "budget.exceeded", b.exceeded.join(","));
+        }
+    }
     if let Some(l) = &log.llm {
         push(&mut out, "llm.provider", l.provider.as_str());
         if let Some(m) = &l.request_model {
