@@ -299,6 +299,10 @@ pub struct RequestLog {
     pub guard: Option<Box<GuardInfo>>,
     /// The authenticated caller (`policies.apiKey`).
     pub identity: Option<Box<Identity>>,
+    /// A verified JWT's claims (`policies.jwtAuth`).
+    pub jwt: Option<Box<serde_json::Value>>,
+    /// The user `policies.basicAuth` verified.
+    pub basic_user: Option<String>,
     /// The most constrained local rate limit the request was charged against.
     pub rate_limit: Option<RateLimitStatus>,
     /// Charges to settle once usage is known (token rate limits, budgets).
@@ -384,6 +388,8 @@ impl RequestLog {
             identity: None,
             rate_limit: None,
             settle: Vec::new(),
+            jwt: None,
+            basic_user: None,
             budget: None,
             store_failure: None,
         }

@@ -21,6 +21,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("spend", "proxy"),
     ("limit", "proxy"),
     ("auth", "proxy"),
+    ("store", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.

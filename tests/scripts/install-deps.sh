@@ -43,7 +43,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "venv: $VENV"
   uv venv -q "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import openai, anthropic, pytest, pytest_timeout, rotel, mcp' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, anthropic, pytest, pytest_timeout, rotel, mcp, jwt, bcrypt' 2>/dev/null; then
   log "pip: test clients"
   uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
 fi

@@ -10,6 +10,8 @@
 //! is enforced on every LLM route.
 
 pub mod authz;
+pub mod basic;
+pub mod jwt;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -173,7 +175,7 @@ impl ApiKeys {
         headers: &mut http::HeaderMap,
         uri: &mut http::Uri,
     ) -> Result<Option<Identity>, Refused> {
-        let Some(cred) = self.credential(headers, uri) else {
+        let Some(cred) = self.location.credential(headers, uri) else {
             return match self.mode {
                 Mode::Strict => Err(Refused::Missing),
                 _ => Ok(None),
@@ -181,7 +183,7 @@ impl ApiKeys {
         };
         match self.keys.get(&sha256(cred.as_bytes())) {
             Some(k) => {
-                self.remove(headers, uri);
+                self.location.remove(headers, uri);
                 Ok(Some(Identity {
                     key_id: k.id.clone(),
                     metadata: k.metadata.clone(),
@@ -192,9 +194,12 @@ impl ApiKeys {
             None => Err(Refused::Invalid),
         }
     }
+}
 
-    fn credential(&self, headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
-        match &self.location {
+impl Location {
+    /// The credential at this location, the prefix removed.
+    pub(crate) fn credential(&self, headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+        match self {
             Location::Header { name, prefix } => {
                 let v = headers.get(name)?.to_str().ok()?;
                 match prefix {
@@ -216,8 +221,9 @@ impl ApiKeys {
         }
     }
 
-    fn remove(&self, headers: &mut http::HeaderMap, uri: &mut http::Uri) {
-        match &self.location {
+    /// Removes the credential from the request (after it was accepted).
+    pub(crate) fn remove(&self, headers: &mut http::HeaderMap, uri: &mut http::Uri) {
+        match self {
             Location::Header { name, .. } => {
                 headers.remove(name);
             }
@@ -248,7 +254,7 @@ impl ApiKeys {
     }
 }
 
-fn location(v: &Value, path: &str) -> Result<Location, Problem> {
+pub(crate) fn location(v: &Value, path: &str) -> Result<Location, Problem> {
     if let Some(h) = v.get("header") {
         let name = h
             .get("name")

@@ -140,6 +140,20 @@ pub(super) fn populate(ctx: &mut Context<'_, 'static>, log: &RequestLog, refs: R
         m.insert(CelMapKey::from("id"), s(&i.key_id));
         ctx.add_variable_as_val("apiKey", Box::new(CelMap::from(m)) as V);
     }
+    // `jwt`: the verified token's claims (`jwt.sub`, `jwt.team`); absent without one.
+    if refs.jwt
+        && let Some(claims) = &log.jwt
+    {
+        ctx.add_variable_as_val("jwt", json(claims));
+    }
+    // `basicAuth.username`: the user basic auth verified.
+    if refs.basic_auth
+        && let Some(u) = &log.basic_user
+    {
+        let mut m: HashMap<CelMapKey<'static>, V> = HashMap::new();
+        m.insert(CelMapKey::from("username"), s(u));
+        ctx.add_variable_as_val("basicAuth", Box::new(CelMap::from(m)) as V);
+    }
 }
 
 /// `guardrails.request` / `guardrails.response`: `action` (`allow`, `mask`, `reject`,

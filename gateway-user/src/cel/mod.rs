@@ -130,6 +130,8 @@ pub struct Refs {
     pub env: bool,
     pub guardrails: bool,
     pub api_key: bool,
+    pub jwt: bool,
+    pub basic_auth: bool,
 }
 
 impl Refs {
@@ -148,6 +150,8 @@ impl Refs {
         env: true,
         guardrails: true,
         api_key: true,
+        jwt: true,
+        basic_auth: true,
     };
 
     pub fn union(self, o: Refs) -> Refs {
@@ -165,6 +169,8 @@ impl Refs {
             env: self.env || o.env,
             guardrails: self.guardrails || o.guardrails,
             api_key: self.api_key || o.api_key,
+            jwt: self.jwt || o.jwt,
+            basic_auth: self.basic_auth || o.basic_auth,
         }
     }
 }
@@ -260,6 +266,8 @@ fn scan_refs(program: &Program, src: &str) -> Refs {
         env: r.has_variable("env"),
         guardrails: r.has_variable("guardrails"),
         api_key: r.has_variable("apiKey"),
+        jwt: r.has_variable("jwt"),
+        basic_auth: r.has_variable("basicAuth"),
     }
 }
 

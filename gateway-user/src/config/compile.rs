@@ -611,6 +611,24 @@ fn compile_policies(
         )
         .map(Arc::new);
     }
+    if let Some(v) = &raw.jwt_auth {
+        p.jwt_auth = json_policy(
+            cx,
+            v,
+            &format!("{path}.jwtAuth"),
+            crate::auth::jwt::JwtAuth::parse,
+        )
+        .map(Arc::new);
+    }
+    if let Some(v) = &raw.basic_auth {
+        p.basic_auth = json_policy(
+            cx,
+            v,
+            &format!("{path}.basicAuth"),
+            crate::auth::basic::BasicAuth::parse,
+        )
+        .map(Arc::new);
+    }
     if let Some(v) = &raw.authorization {
         p.authorization = json_policy(
             cx,

@@ -332,6 +332,10 @@ pub struct RawPolicies {
     pub authorization: Option<yaml_serde::Value>,
     /// agentgateway's `LocalAPIKeys` (see `auth`).
     pub api_key: Option<yaml_serde::Value>,
+    /// agentgateway's `LocalJwtConfig` (see `auth::jwt`).
+    pub jwt_auth: Option<yaml_serde::Value>,
+    /// agentgateway's `LocalBasicAuth` (see `auth::basic`).
+    pub basic_auth: Option<yaml_serde::Value>,
     /// agentgateway's `RateLimitSpec[]` (see `limit`).
     pub local_rate_limit: Option<yaml_serde::Value>,
     /// Rate limits shared through `config.redis` (this gateway's extension; see

@@ -200,6 +200,10 @@ pub struct Policies {
     pub authorization: Option<Arc<crate::auth::authz::Rules>>,
     /// `apiKey`: the keys callers authenticate with.
     pub api_key: Option<Arc<crate::auth::ApiKeys>>,
+    /// `jwtAuth`: trusted token issuers.
+    pub jwt_auth: Option<Arc<crate::auth::jwt::JwtAuth>>,
+    /// `basicAuth`: htpasswd users.
+    pub basic_auth: Option<Arc<crate::auth::basic::BasicAuth>>,
     /// `localRateLimit` buckets, shared by every request of the policy.
     pub local_rate_limit: Option<Arc<crate::limit::LocalLimits>>,
     /// `globalRateLimit`: buckets in Redis, shared by every gateway.

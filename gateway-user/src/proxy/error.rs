@@ -31,8 +31,9 @@ pub enum ProxyError {
     UpstreamIdle(std::time::Duration),
     #[error("{} rejected by guard {}", if .0.1 { "response" } else { "request" }, .0.0.by)]
     Guarded(Box<(crate::guard::request::Rejected, bool)>),
+    /// 401; the second field is a `WWW-Authenticate` challenge (basic auth).
     #[error("{0}")]
-    Unauthenticated(&'static str),
+    Unauthenticated(String, Option<String>),
     #[error("authorization failed")]
     Denied,
     #[error("model `{0}` is not allowed for this API key")]
@@ -68,7 +69,7 @@ impl ProxyError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ProxyError::LimitUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) | ProxyError::Denied => StatusCode::FORBIDDEN,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,7 +85,7 @@ impl ProxyError {
             | ProxyError::Guarded(_)
             | ProxyError::RateLimited(_)
             | ProxyError::BudgetExceeded(_)
-            | ProxyError::Unauthenticated(_)
+            | ProxyError::Unauthenticated(..)
             | ProxyError::ModelNotAllowed(_)
             | ProxyError::Denied => Blame::Client,
             ProxyError::UpstreamUnreachable(..)
@@ -106,6 +107,11 @@ impl ProxyError {
         let mut resp = json_response(status, &body);
         if let ProxyError::RateLimited(s) = self {
             crate::limit::headers(s, resp.headers_mut());
+        }
+        if let ProxyError::Unauthenticated(_, Some(c)) = self
+            && let Ok(v) = http::HeaderValue::from_str(c)
+        {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
         resp
     }

@@ -194,28 +194,7 @@ impl Proxy {
             return Err((no_route(), wire));
         };
         let policies = &backend.policies;
-        let req = match &policies.api_key {
-            Some(keys) => {
-                let (mut parts, body) = req.into_parts();
-                match keys.verify(&mut parts.headers, &mut parts.uri) {
-                    Ok(id) => {
-                        if id.is_some() {
-                            // A key in the query is gone from the URI: keep it out of the
-                            // record too (CEL `request.uri`, the viewer).
-                            log.uri = parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.as_str().to_owned())
-                                .unwrap_or_default();
-                        }
-                        log.identity = id.map(Box::new);
-                    }
-                    Err(e) => return Err((ProxyError::Unauthenticated(e.message()), wire)),
-                }
-                Request::from_parts(parts, body)
-            }
-            None => req,
-        };
+        let req = authenticate(policies, req, log).map_err(|e| (e, wire))?;
         let reads_headers = policies
             .authorization
             .as_ref()
@@ -354,6 +333,47 @@ pub fn simple(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 
 /// The client's headers as the record keeps them: credentials and `config.sensitiveHeaders`
 /// left out.
+/// The authentication phase: `jwtAuth`, `basicAuth`, then `apiKey`, each removing the
+/// credential it accepted and recording the caller in the log.
+fn authenticate(
+    policies: &Policies,
+    req: Request<Incoming>,
+    log: &mut RequestLog,
+) -> Result<Request<Incoming>, ProxyError> {
+    if policies.jwt_auth.is_none() && policies.basic_auth.is_none() && policies.api_key.is_none() {
+        return Ok(req);
+    }
+    let (mut parts, body) = req.into_parts();
+    let before = parts.uri.clone();
+    if let Some(j) = &policies.jwt_auth {
+        let claims = j
+            .verify(&mut parts.headers, &mut parts.uri)
+            .map_err(|e| ProxyError::Unauthenticated(e.message(), None))?;
+        log.jwt = claims.map(Box::new);
+    }
+    if let Some(b) = &policies.basic_auth {
+        log.basic_user = b
+            .verify(&mut parts.headers, &mut parts.uri)
+            .map_err(|e| ProxyError::Unauthenticated(e.message().into(), Some(b.challenge())))?;
+    }
+    if let Some(keys) = &policies.api_key {
+        let id = keys
+            .verify(&mut parts.headers, &mut parts.uri)
+            .map_err(|e| ProxyError::Unauthenticated(e.message().into(), None))?;
+        log.identity = id.map(Box::new);
+    }
+    if parts.uri != before {
+        // A credential in the query is gone from the URI: keep it out of the record too (CEL
+        // `request.uri`, the viewer).
+        log.uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
 fn loggable_headers(headers: &http::HeaderMap, snap: &Snapshot) -> Vec<(String, String)> {
     headers
         .iter()

@@ -80,6 +80,16 @@ pub fn base(log: &RequestLog) -> Attrs {
     if let Some(i) = &log.identity {
         push(&mut out, "apikey.id", i.key_id.as_str());
     }
+    if let Some(j) = &log.jwt {
+        for (claim, name) in [("sub", "jwt.sub"), ("iss", "jwt.iss")] {
+            if let Some(v) = j.get(claim).and_then(serde_json::Value::as_str) {
+                push(&mut out, name, v);
+            }
+        }
+    }
+    if let Some(u) = &log.basic_user {
+        push(&mut out, "basicauth.user", u.as_str());
+    }
     if let Some(r) = &log.rate_limit {
         push(&mut out, "ratelimit.remaining", r.remaining);
     }
