@@ -38,6 +38,18 @@ binds:
         backendAuth: {key: "sk-ant-test-secret"}
         localRateLimit:
         - {maxTokens: 1, tokensPerFill: 1, fillInterval: 1h}
+    - name: conditional
+      matches: [{path: {pathPrefix: /conditional}}]
+      backends: [{ai: {name: oa3, provider: {openAI: {}}, hostOverride: "{sim}"}}]
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+        localRateLimit:
+          conditional:
+          - condition: 'request.headers["x-tier"] == "gold"'
+            maxTokens: 3
+            tokensPerFill: 3
+            fillInterval: 1h
+          - {maxTokens: 1, tokensPerFill: 1, fillInterval: 1h}
     - name: tokens
       matches: [{path: {pathPrefix: /tokens}}]
       backends: [{ai: {name: oa2, provider: {openAI: {}}, hostOverride: "{sim}"}}]
@@ -139,3 +151,19 @@ binds:
     err = run.stderr + run.stdout
     assert path in err, err
     assert "panicked" not in err
+
+
+def test_conditional_form_applies_the_first_entry_that_holds(sim, gw):
+    gold = openai.OpenAI(base_url=f"{gw.url}/conditional/v1", api_key=CLIENT_KEY, max_retries=0,
+                         default_headers={"x-tier": "gold"})
+    for left in (2, 1, 0):
+        raw = gold.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
+        assert (raw.headers["x-ratelimit-limit"], raw.headers["x-ratelimit-remaining"]) == ("3", str(left))
+    with pytest.raises(openai.RateLimitError):
+        gold.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    # Everyone else gets the fallback, a bucket of its own.
+    other = oa(gw, "conditional")
+    assert other.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MSG).headers["x-ratelimit-limit"] == "1"
+    with pytest.raises(openai.RateLimitError):
+        other.chat.completions.create(model="gpt-4o-mini", messages=MSG)

@@ -4,7 +4,7 @@
 //!
 //! ```yaml
 //! globalRateLimit:
-//!   failureMode: failClosed        # or failOpen (the default), agentgateway's names
+//!   failureMode: failClosed        # (the default, as agentgateway's) or failOpen
 //!   limits:
 //!   - maxTokens: 100
 //!     tokensPerFill: 100
@@ -37,11 +37,16 @@ pub enum FailureMode {
 }
 
 impl FailureMode {
-    pub fn parse(v: Option<&Value>, path: &str) -> Result<FailureMode, (String, String)> {
+    /// Both spellings agentgateway accepts (`failOpen`, `FailOpen`); `default` when absent.
+    pub fn parse(
+        v: Option<&Value>,
+        path: &str,
+        default: FailureMode,
+    ) -> Result<FailureMode, (String, String)> {
         match v.map(|v| v.as_str()) {
-            None => Ok(FailureMode::FailOpen),
-            Some(Some("failOpen")) => Ok(FailureMode::FailOpen),
-            Some(Some("failClosed")) => Ok(FailureMode::FailClosed),
+            None => Ok(default),
+            Some(Some("failOpen" | "FailOpen")) => Ok(FailureMode::FailOpen),
+            Some(Some("failClosed" | "FailClosed")) => Ok(FailureMode::FailClosed),
             Some(_) => Err((
                 path.to_owned(),
                 format!(
@@ -102,6 +107,8 @@ static SCRIPT: std::sync::LazyLock<redis::Script> =
 pub struct GlobalLimits {
     pub failure_mode: FailureMode,
     specs: Vec<Spec>,
+    /// `limits: {conditional: [...]}`: only the first entry that holds applies.
+    conditional: bool,
 }
 
 /// Why a global charge refused the request.
@@ -136,15 +143,23 @@ impl GlobalLimits {
         {
             return Err((format!("{path}.{k}"), "unknown field".into()));
         }
-        let failure_mode =
-            FailureMode::parse(o.get("failureMode"), &format!("{path}.failureMode"))?;
-        let specs = match o.get("limits") {
-            Some(l) => super::parse_list(l, &format!("{path}.limits"))?,
+        // agentgateway's remoteRateLimit fails closed by default; so does this.
+        let failure_mode = FailureMode::parse(
+            o.get("failureMode"),
+            &format!("{path}.failureMode"),
+            FailureMode::FailClosed,
+        )?;
+        let (specs, conditional) = match o.get("limits") {
+            Some(l) => (
+                super::parse_list(l, &format!("{path}.limits"))?,
+                l.get("conditional").is_some(),
+            ),
             None => return Err((format!("{path}.limits"), "required".into())),
         };
         Ok(GlobalLimits {
             failure_mode,
             specs,
+            conditional,
         })
     }
 
@@ -169,12 +184,22 @@ impl GlobalLimits {
         n: u64,
         log: &RequestLog,
     ) -> Result<GlobalTaken, Refused> {
+        let exec = spec::executor(self.specs.iter(), log);
+        let chosen = self.conditional.then(|| {
+            self.specs.iter().position(|s| match &s.condition {
+                None => true,
+                Some(c) => exec.as_ref().is_some_and(|e| e.eval_bool(c)),
+            })
+        });
         let mine: Vec<&Spec> = self
             .specs
             .iter()
-            .filter(|s| s.kind == kind && s.phase() == phase)
+            .enumerate()
+            .filter(|(i, s)| {
+                s.kind == kind && s.phase() == phase && chosen.is_none_or(|c| c == Some(*i))
+            })
+            .map(|(_, s)| s)
             .collect();
-        let exec = spec::executor(mine.iter().copied(), log);
         let prefix = store.key_prefix().unwrap_or_default();
         let mut keys = Vec::with_capacity(mine.len());
         let mut args = vec![1, i64::try_from(n).unwrap_or(i64::MAX)];
@@ -320,15 +345,15 @@ mod tests {
         }));
         let log = RequestLog::new("gw".into(), "l".into());
         let spec = json!([{"maxTokens": 1, "fillInterval": "1s"}]);
-        let open = GlobalLimits::parse(&json!({"limits": spec}), "p").unwrap();
+        let open =
+            GlobalLimits::parse(&json!({"limits": spec, "failureMode": "FailOpen"}), "p").unwrap();
         let t = open
             .take(&store, Kind::Requests, Phase::Route, 1, &log)
             .await
             .unwrap();
         assert_eq!(t.failed_open, Some(Failure::Unavailable));
-        let closed =
-            GlobalLimits::parse(&json!({"limits": spec, "failureMode": "failClosed"}), "p")
-                .unwrap();
+        let closed = GlobalLimits::parse(&json!({"limits": spec}), "p").unwrap();
+        assert_eq!(closed.failure_mode, FailureMode::FailClosed, "the default");
         let r = closed
             .take(&store, Kind::Requests, Phase::Route, 1, &log)
             .await

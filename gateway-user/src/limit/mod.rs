@@ -155,6 +155,9 @@ impl Local {
 #[derive(Debug, Default)]
 pub struct LocalLimits {
     specs: Vec<Local>,
+    /// agentgateway's `conditional` form: only the first entry whose `condition` holds (or
+    /// the final fallback) applies.
+    conditional: bool,
 }
 
 /// Over the limit: the refusing bucket's state.
@@ -172,6 +175,7 @@ pub struct Taken {
 impl LocalLimits {
     /// Parses `localRateLimit` as written (a list of specs). Errors name the path below `path`.
     pub fn parse(v: &Value, path: &str) -> Result<LocalLimits, (String, String)> {
+        let conditional = matches!(v, Value::Object(o) if o.contains_key("conditional"));
         let specs = parse_list(v, path)?
             .into_iter()
             .map(|spec| Local {
@@ -187,7 +191,7 @@ impl LocalLimits {
                 spec,
             })
             .collect();
-        Ok(LocalLimits { specs })
+        Ok(LocalLimits { specs, conditional })
     }
 
     /// Whether any spec of `kind` is charged in `phase`.
@@ -218,9 +222,20 @@ impl LocalLimits {
                 .iter()
                 .filter(move |l| l.spec.kind == kind && l.spec.phase() == phase)
         };
-        let exec = spec::executor(mine().map(|l| &l.spec), log);
+        let exec = spec::executor(self.specs.iter().map(|l| &l.spec), log);
+        let chosen = self.conditional.then(|| {
+            self.specs.iter().position(|l| match &l.spec.condition {
+                None => true,
+                Some(c) => exec.as_ref().is_some_and(|e| e.eval_bool(c)),
+            })
+        });
         let mut taken = Taken::default();
         for l in mine() {
+            if let Some(chosen) = chosen
+                && chosen.is_none_or(|i| !std::ptr::eq(&self.specs[i], l))
+            {
+                continue;
+            }
             let key = exec.as_ref().and_then(|e| l.spec.key(e));
             let Some(b) = l.bucket(key) else { continue };
             let s = b.take(n).map_err(Exceeded)?;
@@ -249,15 +264,17 @@ impl Taken {
 
 /// Parses a list of specs at `path`.
 pub(crate) fn parse_list(v: &Value, path: &str) -> Result<Vec<Spec>, (String, String)> {
-    let list = match v {
-        Value::Array(a) => a,
+    let (list, conditional, at) = match v {
+        Value::Array(a) => (a, false, path.to_owned()),
         Value::Object(o) if o.contains_key("conditional") => {
-            return Err((
-                format!("{path}.conditional"),
-                "the conditional form is not supported yet; use a list of limits (with \
-                 `descriptors` to key them by caller)"
-                    .into(),
-            ));
+            if let Some(k) = o.keys().find(|k| *k != "conditional") {
+                return Err((format!("{path}.{k}"), "unknown field".into()));
+            }
+            let at = format!("{path}.conditional");
+            match &o["conditional"] {
+                Value::Array(a) => (a, true, at),
+                other => return Err((at, format!("expected a list of limits, got {other}"))),
+            }
         }
         other => {
             return Err((
@@ -266,10 +283,29 @@ pub(crate) fn parse_list(v: &Value, path: &str) -> Result<Vec<Spec>, (String, St
             ));
         }
     };
-    list.iter()
+    let mut specs = list
+        .iter()
         .enumerate()
-        .map(|(i, spec)| Spec::parse(spec, &format!("{path}[{i}]")))
-        .collect()
+        .map(|(i, spec)| Spec::parse_with(spec, &format!("{at}[{i}]"), conditional))
+        .collect::<Result<Vec<_>, _>>()?;
+    if conditional {
+        if let Some(i) = specs
+            .iter()
+            .position(|s| s.condition.is_none())
+            .filter(|i| *i + 1 != specs.len())
+        {
+            return Err((
+                format!("{at}[{i}]"),
+                "an entry without `condition` is the fallback and must be the last".into(),
+            ));
+        }
+        if specs.iter().any(|s| s.references().llm) {
+            for s in &mut specs {
+                s.force_llm = true;
+            }
+        }
+    }
+    Ok(specs)
 }
 
 /// Settles a token pre-charge with the real usage.
@@ -356,8 +392,22 @@ mod tests {
         .unwrap();
         assert!(l.has(Kind::Requests, Phase::Route) && l.has(Kind::Tokens, Phase::Llm));
         assert!(!l.has(Kind::Requests, Phase::Llm));
-        let e = LocalLimits::parse(&json!({"conditional": []}), "p").unwrap_err();
-        assert_eq!(e.0, "p.conditional");
+        let e = LocalLimits::parse(
+            &json!({"conditional": [{"maxTokens": 1, "fillInterval": "1s"},
+                                    {"condition": "true", "maxTokens": 1, "fillInterval": "1s"}]}),
+            "p",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "p.conditional[0]");
+        let e = LocalLimits::parse(
+            &json!([{"condition": "true", "maxTokens": 1, "fillInterval": "1s"}]),
+            "p",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0, "p[0].condition",
+            "only the conditional form has conditions"
+        );
         let e = LocalLimits::parse(&json!([{"maxTokens": 1}]), "p").unwrap_err();
         assert_eq!(e.0, "p[0].fillInterval");
     }
@@ -386,6 +436,45 @@ mod tests {
                 .status
                 .is_none(),
             "no request buckets"
+        );
+    }
+
+    #[test]
+    fn conditional_form_applies_the_first_entry_that_holds() {
+        let l = LocalLimits::parse(
+            &json!({"conditional": [
+                {"condition": "request.path.startsWith('/big')", "maxTokens": 3, "tokensPerFill": 1, "fillInterval": "1h"},
+                {"maxTokens": 1, "tokensPerFill": 1, "fillInterval": "1h"}]}),
+            "p",
+        )
+        .unwrap();
+        let at = |path: &str| {
+            let mut g = log();
+            g.path = path.into();
+            g
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                l.take(Kind::Requests, Phase::Route, 1, &at("/big"))
+                    .unwrap()
+                    .status
+                    .unwrap()
+                    .limit,
+                3
+            );
+        }
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &at("/big"))
+                .is_err()
+        );
+        // Everything else falls back to the last entry, which has its own bucket.
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &at("/small"))
+                .is_ok()
+        );
+        assert!(
+            l.take(Kind::Requests, Phase::Route, 1, &at("/small"))
+                .is_err()
         );
     }
 

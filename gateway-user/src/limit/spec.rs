@@ -40,6 +40,11 @@ pub struct Spec {
     pub interval: Duration,
     pub descriptors: Vec<Descriptor>,
     refs: Refs,
+    /// `conditional` form: applies when this holds (`None`: always, or the fallback).
+    pub condition: Option<Expression>,
+    /// Charged in the LLM phase whatever it reads (set for every entry of a conditional list
+    /// when one reads `llm.*`, so the choice is made once, with the same facts).
+    pub force_llm: bool,
     /// A stable name for the spec's shared state: its YAML path and settings, hashed (two
     /// gateways with the same config share it; changing the limit starts a new one).
     pub id: String,
@@ -50,6 +55,11 @@ pub type ParseError = (String, String);
 impl Spec {
     /// Parses one spec at `p`. `extra` lists further keys the caller handles.
     pub fn parse(spec: &Value, p: &str) -> Result<Spec, ParseError> {
+        Spec::parse_with(spec, p, false)
+    }
+
+    /// `conditional`: the entry may carry a `condition`.
+    pub fn parse_with(spec: &Value, p: &str, conditional: bool) -> Result<Spec, ParseError> {
         let o = spec
             .as_object()
             .ok_or_else(|| (p.to_owned(), format!("expected a mapping, got {spec}")))?;
@@ -107,16 +117,32 @@ impl Spec {
             }
         };
         if let Some(k) = o.keys().find(|k| {
-            !matches!(
+            let known = matches!(
                 k.as_str(),
                 "maxTokens" | "tokensPerFill" | "fillInterval" | "type" | "descriptors"
-            )
+            );
+            !known && (!conditional || k.as_str() != "condition")
         }) {
             return Err((format!("{p}.{k}"), "unknown field".into()));
         }
-        let (descriptors, refs) = match o.get("descriptors") {
+        let (descriptors, mut refs) = match o.get("descriptors") {
             Some(d) => parse_descriptors(d, &format!("{p}.descriptors"))?,
             None => (Vec::new(), Refs::default()),
+        };
+        let condition = match o.get("condition") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => {
+                let e = Expression::compile(c)
+                    .map_err(|e| (format!("{p}.condition"), e.to_string()))?;
+                refs = refs.union(e.references());
+                Some(e)
+            }
+            Some(other) => {
+                return Err((
+                    format!("{p}.condition"),
+                    format!("expected a CEL expression, got {other}"),
+                ));
+            }
         };
         let id = {
             let d = ring::digest::digest(&ring::digest::SHA256, format!("{p}\0{spec}").as_bytes());
@@ -129,12 +155,14 @@ impl Spec {
             interval,
             descriptors,
             refs,
+            condition,
+            force_llm: false,
             id,
         })
     }
 
     pub fn phase(&self) -> Phase {
-        if self.kind == Kind::Tokens || self.refs.llm {
+        if self.kind == Kind::Tokens || self.refs.llm || self.force_llm {
             Phase::Llm
         } else {
             Phase::Route
@@ -219,7 +247,7 @@ pub fn executor<'a>(specs: impl Iterator<Item = &'a Spec>, log: &RequestLog) -> 
     let mut refs = Refs::default();
     let mut any = false;
     for s in specs {
-        if !s.descriptors.is_empty() {
+        if !s.descriptors.is_empty() || s.condition.is_some() {
             any = true;
             refs = refs.union(s.refs);
         }

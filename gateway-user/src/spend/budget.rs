@@ -167,7 +167,12 @@ impl Budget {
                 ));
             }
         };
-        let failure_mode = FailureMode::parse(o.get("failureMode"), &format!("{p}.failureMode"))?;
+        // A blip in Redis should not stop all spending: budgets fail open unless told.
+        let failure_mode = FailureMode::parse(
+            o.get("failureMode"),
+            &format!("{p}.failureMode"),
+            FailureMode::FailOpen,
+        )?;
         let (descriptors, refs) = match o.get("descriptors") {
             Some(d) => parse_descriptors(d, &format!("{p}.descriptors"))?,
             None => (Vec::new(), Refs::default()),
