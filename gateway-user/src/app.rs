@@ -296,7 +296,10 @@ async fn serve(
         ready.register(task);
     }
     ready.done("config");
-    let metrics = Metrics::new();
+    let metrics = Arc::new(
+        Metrics::with_config(snap.global.metrics.clone().unwrap_or_default())
+            .map_err(|e| AppError::Telemetry(e.to_string()))?,
+    );
     let reloads = reload_counter(&metrics)?;
 
     let telemetry = Telemetry::new(telemetry_config(&snap), metrics.clone())

@@ -19,7 +19,7 @@ import openai
 import pytest
 import requests
 
-from conftest import CLIENT_KEY, SECRETS, binary
+from conftest import CLIENT_KEY, SECRETS, load_error
 from guard_server import GuardServer
 from opskit import metric, metrics_text
 
@@ -615,8 +615,7 @@ def test_llm_shorthand_guardrails(sim, gateway_factory):
     ("- regex: {action: redact, rules: [{builtin: ssn}]}", "promptGuard.request[0].regex.action", "redact"),
 ])
 def test_bad_guard_config_is_a_load_error_naming_the_path(tmp_path, guard_yaml, path, words):
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(f"""
+    err = load_error(tmp_path, f"""
 binds:
 - port: 1
   listeners:
@@ -628,10 +627,5 @@ binds:
             request:
             {guard_yaml}
 """)
-    run = subprocess.run([str(binary("gateway")), "-f", str(cfg), "--validate-only"],
-                         capture_output=True, text=True, timeout=30)
-    assert run.returncode != 0, run.stdout
-    err = run.stderr + run.stdout
     assert path in err, err
     assert words.lower() in err.lower(), err
-    assert "panicked" not in err

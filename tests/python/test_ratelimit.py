@@ -7,13 +7,12 @@ with the real usage (streams included).
 from __future__ import annotations
 
 import math
-import subprocess
 
 import anthropic
 import openai
 import pytest
 
-from conftest import CLIENT_KEY, binary
+from conftest import CLIENT_KEY, load_error
 
 CONFIG = """
 config:
@@ -135,8 +134,7 @@ def test_token_limit_charges_an_estimate_and_settles_real_usage(sim, gw):
     ("{maxTokens: 1, fillInterval: 1s, type: bytes}", "localRateLimit[0].type"),
 ])
 def test_bad_limit_is_a_load_error_naming_the_path(tmp_path, spec, path):
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(f"""
+    err = load_error(tmp_path, f"""
 binds:
 - port: 1
   listeners:
@@ -145,12 +143,7 @@ binds:
       policies:
         localRateLimit: [{spec}]
 """)
-    run = subprocess.run([str(binary("gateway")), "-f", str(cfg), "--validate-only"],
-                         capture_output=True, text=True, timeout=30)
-    assert run.returncode != 0
-    err = run.stderr + run.stdout
     assert path in err, err
-    assert "panicked" not in err
 
 
 def test_conditional_form_applies_the_first_entry_that_holds(sim, gw):

@@ -324,6 +324,20 @@ impl Executor {
 
 /// Converts a CEL value to JSON with map keys sorted, so exported strings are stable.
 /// Bytes become standard base64; functions (not representable) become `null`.
+/// A CEL value as a single string (a rate-limit descriptor, a metric label): strings as they
+/// are, numbers and booleans printed, lists and maps as JSON; null is no value.
+pub fn display(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        other => Some(to_json(other).to_string()),
+    }
+}
+
 pub fn to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {

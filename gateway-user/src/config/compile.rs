@@ -283,6 +283,18 @@ fn compile_global(cx: &mut Ctx, raw: &RawRoot) -> Global {
         sensitive_headers: sensitive,
         ui_recent_requests: ui_recent_requests(cx, g.ui.as_ref()),
         model_catalog: model_catalog(cx, g.model_catalog.as_deref()),
+        metrics: g
+            .metrics
+            .as_ref()
+            .and_then(|v| {
+                json_policy(
+                    cx,
+                    v,
+                    "config.metrics",
+                    crate::metrics::MetricsConfig::parse,
+                )
+            })
+            .map(Arc::new),
         redis: g
             .redis
             .as_ref()

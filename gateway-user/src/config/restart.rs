@@ -10,6 +10,7 @@
 //! | `config.ebpf` | the kernel programs are loaded and attached once |
 //! | `config.logging.format` | the process log's formatter is installed once (the access log follows it) |
 //! | `config.ui.recentRequests` | the viewer's ring is allocated once |
+//! | `config.metrics` (`remove`, `fields.add`) | metric families and their label names are registered once |
 //! | the tracing exporter (`otlpEndpoint`, protocol, headers, path, resources) | the OTLP exporter and its connection are built once; `telemetry::Telemetry::prepare` reports it |
 //!
 //! Everything else is applied by the reload: routes, backends, policies, listeners and TLS,
@@ -69,6 +70,12 @@ fn startup_settings(snap: &Snapshot) -> Vec<(&'static str, String)> {
         ("config.ebpf", ebpf),
         ("config.logging.format", logging_format),
         ("config.ui.recentRequests", g.ui_recent_requests.to_string()),
+        (
+            "config.metrics",
+            raw.and_then(|c| c.metrics.as_ref())
+                .and_then(|m| serde_json::to_string(m).ok())
+                .unwrap_or_else(|| "default".into()),
+        ),
     ]
 }
 

@@ -50,6 +50,8 @@ pub struct Global {
     pub ui_recent_requests: usize,
     /// `config.modelCatalog`, compiled (files are read again by `spend::Prices`).
     pub model_catalog: Option<crate::spend::CatalogConfig>,
+    /// `config.metrics`: removed families and CEL labels (applied at start-up).
+    pub metrics: Option<Arc<crate::metrics::MetricsConfig>>,
     /// `config.redis`: where shared limits and budgets live.
     pub redis: Option<crate::store::RedisConfig>,
 }

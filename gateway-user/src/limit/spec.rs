@@ -223,23 +223,12 @@ pub fn parse_descriptors(d: &Value, path: &str) -> Result<(Vec<Descriptor>, Refs
 pub fn key_of(descriptors: &[Descriptor], exec: &Executor) -> Option<Vec<String>> {
     descriptors
         .iter()
-        .map(|d| exec.eval(&d.value).ok().and_then(|v| value_string(&v)))
+        .map(|d| {
+            exec.eval(&d.value)
+                .ok()
+                .and_then(|v| crate::cel::display(&v))
+        })
         .collect()
-}
-
-/// A CEL value as a descriptor value: strings as they are, numbers and booleans printed,
-/// lists and maps as JSON; null is no value.
-pub fn value_string(v: &cel::Value) -> Option<String> {
-    use cel::Value as V;
-    match v {
-        V::Null => None,
-        V::String(s) => Some(s.to_string()),
-        V::Int(i) => Some(i.to_string()),
-        V::UInt(u) => Some(u.to_string()),
-        V::Float(f) => Some(f.to_string()),
-        V::Bool(b) => Some(b.to_string()),
-        other => Some(crate::cel::to_json(other).to_string()),
-    }
 }
 
 /// Executor over `log` for specs that need one (`None` when no spec has descriptors).

@@ -11,7 +11,133 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+use crate::cel::{Executor, Expression, Refs};
 use crate::ctx::RequestLog;
+
+/// `config.metrics` (agentgateway's `RawMetrics`): families to leave out of `/metrics`, and
+/// labels added to every per-request family, each computed by CEL. Applied at start-up.
+#[derive(Debug, Default)]
+pub struct MetricsConfig {
+    /// Family names as exposed (`agentgateway_requests_total`), also accepted without the
+    /// `_total` suffix or the `agentgateway_` prefix.
+    pub remove: Vec<String>,
+    /// `fields.add`: label name and expression, in the order written.
+    pub fields: Vec<(String, Expression)>,
+}
+
+/// A label value is cut at this many bytes (a runaway expression cannot blow up a series).
+const MAX_LABEL_VALUE: usize = 128;
+
+impl MetricsConfig {
+    /// Parses `config.metrics`; errors name the path.
+    pub fn parse(v: &serde_json::Value, path: &str) -> Result<MetricsConfig, (String, String)> {
+        use serde_json::Value;
+        let o = v
+            .as_object()
+            .ok_or_else(|| (path.to_owned(), format!("expected a mapping, got {v}")))?;
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "remove" | "fields"))
+        {
+            return Err((format!("{path}.{k}"), "unknown field".into()));
+        }
+        let mut cfg = MetricsConfig::default();
+        match o.get("remove") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) => {
+                for (i, n) in a.iter().enumerate() {
+                    let n = n.as_str().ok_or_else(|| {
+                        (
+                            format!("{path}.remove[{i}]"),
+                            format!("expected a metric name, got {n}"),
+                        )
+                    })?;
+                    cfg.remove.push(n.to_owned());
+                }
+            }
+            Some(other) => {
+                return Err((
+                    format!("{path}.remove"),
+                    format!("expected a list of metric names, got {other}"),
+                ));
+            }
+        }
+        let add = match o.get("fields") {
+            None | Some(Value::Null) => return Ok(cfg),
+            Some(Value::Object(f)) => {
+                if let Some(k) = f.keys().find(|k| *k != "add") {
+                    return Err((format!("{path}.fields.{k}"), "unknown field".into()));
+                }
+                f.get("add")
+            }
+            Some(other) => {
+                return Err((
+                    format!("{path}.fields"),
+                    format!("expected `add: {{label: expression}}`, got {other}"),
+                ));
+            }
+        };
+        let Some(add) = add else { return Ok(cfg) };
+        let add = add.as_object().ok_or_else(|| {
+            (
+                format!("{path}.fields.add"),
+                format!("expected a mapping of label name to CEL expression, got {add}"),
+            )
+        })?;
+        let taken: Vec<&str> = HTTP_LABELS
+            .iter()
+            .chain(TOKEN_LABELS)
+            .chain(MCP_LABELS)
+            .chain(COST_LOOKUP_LABELS.iter())
+            .chain(&["server", "tool"])
+            .copied()
+            .collect();
+        for (name, src) in add {
+            let at = format!("{path}.fields.add.{name}");
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with("__");
+            if !valid {
+                return Err((
+                    at,
+                    "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)".into(),
+                ));
+            }
+            if taken.contains(&name.as_str()) {
+                return Err((at, "a label the gateway already sets".into()));
+            }
+            let src = src
+                .as_str()
+                .ok_or_else(|| (at.clone(), format!("expected a CEL expression, got {src}")))?;
+            let e = Expression::compile(src).map_err(|e| (at, e.to_string()))?;
+            cfg.fields.push((name.clone(), e));
+        }
+        Ok(cfg)
+    }
+
+    /// What the label expressions read (the proxy captures it for them).
+    pub fn references(&self) -> Refs {
+        self.fields
+            .iter()
+            .fold(Refs::default(), |r, (_, e)| r.union(e.references()))
+    }
+
+    fn removes(&self, family: &str) -> bool {
+        self.remove.iter().any(|n| {
+            let bare = family.strip_prefix("agentgateway_").unwrap_or(family);
+            [
+                family,
+                family.trim_end_matches("_total"),
+                bare,
+                bare.trim_end_matches("_total"),
+            ]
+            .contains(&n.as_str())
+        })
+    }
+}
 
 /// Errors building the metric families (only possible through a programming error, such as a
 /// duplicate name registered by another subsystem).
@@ -87,6 +213,8 @@ const MCP_LABELS: &[&str] = &[
 /// The gateway's metric families.
 pub struct Metrics {
     registry: Registry,
+    /// `config.metrics` as the process started with it.
+    config: Arc<MetricsConfig>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub gen_ai_token_usage: HistogramVec,
@@ -164,62 +292,79 @@ impl Metrics {
     }
 
     pub fn try_new() -> Result<Metrics, MetricsError> {
+        Self::with_config(Arc::new(MetricsConfig::default()))
+    }
+
+    /// The families, with `config`'s labels on every per-request one.
+    pub fn with_config(config: Arc<MetricsConfig>) -> Result<Metrics, MetricsError> {
         let r = Registry::new();
         let genai_ops = "Duration of generative AI request (seconds)";
+        let extra: Vec<&str> = config.fields.iter().map(|(n, _)| n.as_str()).collect();
+        let with = |base: &[&'static str]| -> Vec<&str> {
+            base.iter().copied().chain(extra.iter().copied()).collect()
+        };
+        let (http_l, token_l, genai_l, mcp_l, cost_l) = (
+            with(HTTP_LABELS),
+            with(TOKEN_LABELS),
+            with(GENAI_LABELS),
+            with(MCP_LABELS),
+            with(&COST_LOOKUP_LABELS),
+        );
+        let mcp_op_l = with(&["method", "server", "tool", "gateway", "listener", "route"]);
         Ok(Metrics {
             requests: counter(
                 &r,
                 "agentgateway_requests_total",
                 "The total number of HTTP requests sent",
-                HTTP_LABELS,
+                &http_l,
             )?,
             request_duration: histogram(
                 &r,
                 "agentgateway_request_duration_seconds",
                 "Duration of HTTP requests (seconds)",
                 HTTP_DURATION_BUCKETS,
-                HTTP_LABELS,
+                &http_l,
             )?,
             gen_ai_token_usage: histogram(
                 &r,
                 "agentgateway_gen_ai_client_token_usage",
                 "Number of tokens used per request",
                 TOKEN_USAGE_BUCKETS,
-                TOKEN_LABELS,
+                &token_l,
             )?,
             gen_ai_request_duration: histogram(
                 &r,
                 "agentgateway_gen_ai_server_request_duration",
                 genai_ops,
                 GENAI_DURATION_BUCKETS,
-                GENAI_LABELS,
+                &genai_l,
             )?,
             gen_ai_time_to_first_token: histogram(
                 &r,
                 "agentgateway_gen_ai_server_time_to_first_token",
                 "Time to generate the first token for a given request (seconds)",
                 FIRST_TOKEN_BUCKETS,
-                GENAI_LABELS,
+                &genai_l,
             )?,
             gen_ai_time_per_output_token: histogram(
                 &r,
                 "agentgateway_gen_ai_server_time_per_output_token",
                 "Time to generate each output token for a given request (seconds)",
                 PER_OUTPUT_TOKEN_BUCKETS,
-                GENAI_LABELS,
+                &genai_l,
             )?,
             mcp_requests: counter(
                 &r,
                 "agentgateway_mcp_requests_total",
                 "Total number of MCP requests",
-                MCP_LABELS,
+                &mcp_l,
             )?,
             mcp_operation_duration: histogram(
                 &r,
                 "agentgateway_mcp_operation_duration_seconds",
                 "Duration of MCP requests by method and tool (seconds)",
                 HTTP_DURATION_BUCKETS,
-                &["method", "server", "tool", "gateway", "listener", "route"],
+                &mcp_op_l,
             )?,
             spans_dropped: counter(
                 &r,
@@ -239,7 +384,7 @@ impl Metrics {
                         "agentgateway_gen_ai_client_cost_usd_total",
                         "Cumulative USD cost of generative AI requests",
                     ),
-                    GENAI_LABELS,
+                    &genai_l,
                 )?;
                 r.register(Box::new(c.clone()))?;
                 c
@@ -248,7 +393,7 @@ impl Metrics {
                 &r,
                 "agentgateway_cost_catalog_lookups_total",
                 "Total number of model cost catalog lookups by resolution status",
-                &COST_LOOKUP_LABELS,
+                &cost_l,
             )?,
             guardrail_checks: counter(
                 &r,
@@ -295,6 +440,7 @@ impl Metrics {
                 &["budget", "action"],
             )?,
             registry: r,
+            config,
         })
     }
 
@@ -302,16 +448,55 @@ impl Metrics {
         &self.registry
     }
 
-    /// Prometheus text exposition of every registered family.
+    /// What `config.metrics.fields` read: the proxy captures it for them.
+    pub fn references(&self) -> Refs {
+        self.config.references()
+    }
+
+    /// Prometheus text exposition of every registered family (less `config.metrics.remove`).
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
+        let mut families = self.registry.gather();
+        if !self.config.remove.is_empty() {
+            families.retain(|f| !self.config.removes(f.name()));
+        }
         // Encoding into a Vec only fails on invalid families, which `register` rejects.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The values of `config.metrics.fields` for `log` (a missing value is `unknown`).
+    fn field_values(&self, log: &RequestLog) -> Vec<String> {
+        if self.config.fields.is_empty() {
+            return Vec::new();
+        }
+        let exec = Executor::new(log, self.config.references());
+        self.config
+            .fields
+            .iter()
+            .map(|(_, e)| {
+                let mut v = exec
+                    .eval(e)
+                    .ok()
+                    .and_then(|v| crate::cel::display(&v))
+                    .unwrap_or_else(|| "unknown".into());
+                if v.len() > MAX_LABEL_VALUE {
+                    let mut end = MAX_LABEL_VALUE;
+                    while !v.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    v.truncate(end);
+                }
+                v
+            })
+            .collect()
     }
 
     /// Records one finished request.
     pub fn record(&self, log: &RequestLog) {
+        let fields = self.field_values(log);
+        let extra: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let extra = extra.as_slice();
         let gateway = or_unknown(&log.gateway);
         let listener = or_unknown(&log.listener);
         let route = log.route.as_deref().map_or("unknown", or_unknown);
@@ -336,6 +521,7 @@ impl Metrics {
             method,
             status.as_str(),
         ];
+        let http = join(&http, extra);
         let duration = log.duration().as_secs_f64();
         self.requests.with_label_values(&http).inc();
         self.request_duration
@@ -351,12 +537,18 @@ impl Metrics {
             let req_model = l.request_model.as_deref().map_or("unknown", or_unknown);
             let resp_model = l.response_model.as_deref().map_or("unknown", or_unknown);
             let system = or_unknown(&l.provider);
-            let genai = [op, system, req_model, resp_model, gateway, listener, route];
+            let genai = join(
+                &[op, system, req_model, resp_model, gateway, listener, route],
+                extra,
+            );
             for (kind, n) in [("input", l.input_tokens), ("output", l.output_tokens)] {
                 if let Some(n) = n {
-                    let labels = [
-                        kind, op, system, req_model, resp_model, gateway, listener, route,
-                    ];
+                    let labels = join(
+                        &[
+                            kind, op, system, req_model, resp_model, gateway, listener, route,
+                        ],
+                        extra,
+                    );
                     self.gen_ai_token_usage
                         .with_label_values(&labels)
                         .observe(n as f64);
@@ -366,8 +558,9 @@ impl Metrics {
                 .with_label_values(&genai)
                 .observe(duration);
             if let Some(c) = &l.cost {
-                let mut labels = [c.status; 8];
-                labels[1..].copy_from_slice(&genai);
+                let mut labels = Vec::with_capacity(genai.len() + 1);
+                labels.push(c.status);
+                labels.extend_from_slice(&genai);
                 self.cost_catalog_lookups.with_label_values(&labels).inc();
                 if let Some(total) = c.total() {
                     use rust_decimal::prelude::ToPrimitive;
@@ -424,14 +617,28 @@ impl Metrics {
                 ("unknown", "unknown")
             };
             self.mcp_requests
-                .with_label_values(&[method, rtype, server, resource, gateway, listener, route])
+                .with_label_values(&join(
+                    &[method, rtype, server, resource, gateway, listener, route],
+                    extra,
+                ))
                 .inc();
             let tool = m.tool_name.as_deref().unwrap_or("");
             self.mcp_operation_duration
-                .with_label_values(&[method, server, tool, gateway, listener, route])
+                .with_label_values(&join(
+                    &[method, server, tool, gateway, listener, route],
+                    extra,
+                ))
                 .observe(duration);
         }
     }
+}
+
+/// `base` labels then the configured ones.
+fn join<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = Vec::with_capacity(base.len() + extra.len());
+    v.extend_from_slice(base);
+    v.extend_from_slice(extra);
+    v
 }
 
 fn or_unknown(s: &str) -> &str {

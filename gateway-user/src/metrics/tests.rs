@@ -113,3 +113,59 @@ fn exposition_passes_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn configured_labels_and_removed_families() {
+    let cfg = MetricsConfig::parse(
+        &serde_json::json!({
+            "remove": ["agentgateway_mcp_requests_total", "request_duration_seconds"],
+            "fields": {"add": {"team": "apiKey.team", "path": "request.path"}}
+        }),
+        "config.metrics",
+    )
+    .unwrap();
+    let m = Metrics::with_config(std::sync::Arc::new(cfg)).unwrap();
+    let mut log = RequestLog::new("gw".into(), "l".into());
+    log.path = "/v1/chat".into();
+    log.status = Some(200);
+    log.identity = Some(Box::new(crate::ctx::Identity {
+        key_id: "sha256:000000000000".into(),
+        metadata: serde_json::json!({"team": "red"}),
+        allowed_models: None,
+    }));
+    m.record(&log);
+    let mut anon = RequestLog::new("gw".into(), "l".into());
+    anon.path = "x".repeat(300);
+    m.record(&anon);
+    let text = m.encode();
+    assert!(text.contains("team=\"red\""), "{text}");
+    assert!(text.contains("path=\"/v1/chat\""), "{text}");
+    assert!(text.contains("team=\"unknown\""), "a missing value: {text}");
+    assert!(
+        text.contains(&format!("path=\"{}\"", "x".repeat(128))),
+        "cut at 128 bytes"
+    );
+    assert!(!text.contains(&"x".repeat(129)));
+    assert!(!text.contains("agentgateway_mcp_requests_total"));
+    assert!(!text.contains("agentgateway_request_duration_seconds"));
+    assert!(text.contains("agentgateway_requests_total"));
+}
+
+#[test]
+fn bad_metrics_config_names_the_path() {
+    let p = "config.metrics";
+    let e = MetricsConfig::parse(&serde_json::json!({"fields": {"add": {"route": "1"}}}), p)
+        .unwrap_err();
+    assert_eq!(
+        e.0, "config.metrics.fields.add.route",
+        "a label the gateway sets"
+    );
+    let e =
+        MetricsConfig::parse(&serde_json::json!({"fields": {"add": {"a-b": "1"}}}), p).unwrap_err();
+    assert_eq!(e.0, "config.metrics.fields.add.a-b");
+    let e =
+        MetricsConfig::parse(&serde_json::json!({"fields": {"add": {"t": "1 +"}}}), p).unwrap_err();
+    assert_eq!(e.0, "config.metrics.fields.add.t");
+    let e = MetricsConfig::parse(&serde_json::json!({"drop": []}), p).unwrap_err();
+    assert_eq!(e.0, "config.metrics.drop");
+}

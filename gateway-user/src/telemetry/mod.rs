@@ -265,7 +265,13 @@ impl Telemetry {
 
     /// Which optional request data the config needs captured.
     pub fn capture(&self) -> Capture {
-        self.policy.load().capture
+        let mut c = self.policy.load().capture;
+        let m = self.metrics.references();
+        c.request_headers |= m.request_headers;
+        c.response_headers |= m.response_headers;
+        c.prompt |= m.llm_prompt;
+        c.completion |= m.llm_completion;
+        c
     }
 
     /// Whether spans are exported at all.
@@ -278,7 +284,7 @@ impl Telemetry {
     /// configured expression reads them and the proxy has not.
     pub fn start(&self, headers: &HeaderMap, log: &mut RequestLog) {
         let policy = self.policy.load();
-        if policy.capture.request_headers && log.request_headers.is_empty() {
+        if self.capture().request_headers && log.request_headers.is_empty() {
             log.request_headers = headers
                 .iter()
                 .filter(|(k, _)| !redact::is_sensitive(k.as_str()))
