@@ -223,3 +223,56 @@ def test_metric_labels_are_chosen_by_config(sim, gateway_factory):
 def test_bad_metric_label_is_a_load_error(tmp_path):
     err = load_error(tmp_path, "config: {metrics: {fields: {add: {route: 'apiKey.team'}}}}\nbinds: []\n")
     assert "config.metrics.fields.add.route" in err, err
+
+
+LLM_SHORTHAND = """
+config:
+  readinessAddr: 127.0.0.1:{ready_port}
+  statsAddr: 127.0.0.1:{stats_port}
+  adminAddr: 127.0.0.1:{admin_port}
+llm:
+  port: {port}
+  policies:
+    apiKey:
+      mode: strict
+      keys:
+      - {key: "{team_key}", metadata: {team: red}}
+      - {key: "{mini_key}", metadata: {team: blue}, allowedModels: [gpt-4o-mini]}
+    authorization:
+      rules: [{deny: 'request.headers["x-block"] == "1"'}]
+    localRateLimit:
+    - {maxTokens: 2, tokensPerFill: 2, fillInterval: 1h, descriptors: [{key: k, value: apiKey.id}]}
+    budgets:
+    - {name: per-team, tokens: 1000000, window: day, descriptors: [{key: team, value: apiKey.team}]}
+  models:
+  - name: gpt-4o-mini
+    provider: openAI
+    params: {hostOverride: "{sim}", apiKey: "sk-test-secret"}
+  - name: gpt-4o
+    provider: openAI
+    params: {hostOverride: "{sim}", apiKey: "sk-test-secret"}
+"""
+
+
+def test_llm_shorthand_takes_identity_and_limit_policies(sim, gateway_factory):
+    gw = gateway_factory(LLM_SHORTHAND, team_key=TEAM_KEY, mini_key=MINI_KEY)
+    red = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=TEAM_KEY, max_retries=0)
+    blue = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MINI_KEY, max_retries=0)
+    raw = red.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSG)
+    assert raw.headers["x-ratelimit-remaining"] == "1"
+    assert raw.headers["x-gateway-budget-remaining"] == "per-team=1000000"
+    with pytest.raises(openai.PermissionDeniedError):
+        red.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={"x-block": "1"})
+    red.chat.completions.create(model="gpt-4o", messages=MSG)
+    with pytest.raises(openai.RateLimitError):
+        red.chat.completions.create(model="gpt-4o", messages=MSG)
+    # Blue has its own bucket, and only the model its key allows.
+    blue.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        blue.chat.completions.create(model="gpt-4o", messages=MSG)
+    assert "gpt-4o" in e.value.body["message"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-nobody", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=MSG)
+    for r in sim.requests():
+        assert TEAM_KEY not in str(r["headers"]) and MINI_KEY not in str(r["headers"])

@@ -478,6 +478,14 @@ pub struct RawLlm {
 pub struct RawLlmPolicies {
     /// Guards applied to every model (a model's own `guardrails` replaces them).
     pub guardrails: Option<crate::guard::config::RawPromptGuard>,
+    /// Caller identity and limits, as on a route (see `RawPolicies`).
+    pub api_key: Option<yaml_serde::Value>,
+    pub jwt_auth: Option<yaml_serde::Value>,
+    pub basic_auth: Option<yaml_serde::Value>,
+    pub authorization: Option<yaml_serde::Value>,
+    pub local_rate_limit: Option<yaml_serde::Value>,
+    pub global_rate_limit: Option<yaml_serde::Value>,
+    pub budgets: Option<yaml_serde::Value>,
     #[serde(flatten)]
     pub unsupported: BTreeMap<String, yaml_serde::Value>,
 }

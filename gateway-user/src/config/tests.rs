@@ -275,9 +275,24 @@ fn llm_guardrails_and_unimplemented_llm_policies() {
     assert_eq!((a.request.len(), a.response.len()), (1, 0));
     let b = models[1].backend.prompt_guard.as_ref().expect("own guard");
     assert_eq!((b.request.len(), b.response.len()), (0, 1));
-    let e = errs("llm:\n  policies:\n    localRateLimit: []\n  models: []\n");
+    let e = errs("llm:\n  policies:\n    extAuthz: {}\n  models: []\n");
     assert!(
-        e[0].contains("llm.policies.localRateLimit: ") && e[0].contains("not supported"),
+        e[0].contains("llm.policies.extAuthz: ") && e[0].contains("not supported"),
+        "{e:?}"
+    );
+    // Identity and limits compile onto the model router, errors under `llm.policies`.
+    let snap = load_str(
+        "llm:\n  policies:\n    apiKey: {mode: strict, keys: [{key: k}]}\n    localRateLimit: [{maxTokens: 1, fillInterval: 1s}]\n  models: []\n",
+        Source::Embedded,
+    )
+    .expect("valid");
+    let p = &snap.binds[0].listeners[0].routes[0].backends[0].policies;
+    assert!(p.api_key.is_some() && p.local_rate_limit.is_some());
+    let e = errs(
+        "llm:\n  policies:\n    localRateLimit: [{maxTokens: 1, fillInterval: 0s}]\n  models: []\n",
+    );
+    assert!(
+        e[0].contains("llm.policies.localRateLimit[0].fillInterval: "),
         "{e:?}"
     );
     let e = errs(

@@ -96,28 +96,39 @@ fn compile_model(
 /// agentgateway's `LocalLLMPolicy` keys this gateway does not implement yet.
 const LLM_POLICIES_NOT_YET: &[&str] = &[
     "oidc",
-    "jwtAuth",
-    "authorization",
     "extAuthz",
     "extProc",
     "cors",
     "transformations",
-    "basicAuth",
-    "apiKey",
-    "localRateLimit",
     "remoteRateLimit",
 ];
 
 pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
     let mut shared_guard = None;
+    let mut policies = Policies::default();
     if let Some(p) = &llm.policies {
+        // Identity and limits: the route policies of the same names, on the model router.
+        let raw = RawPolicies {
+            api_key: p.api_key.clone(),
+            jwt_auth: p.jwt_auth.clone(),
+            basic_auth: p.basic_auth.clone(),
+            authorization: p.authorization.clone(),
+            local_rate_limit: p.local_rate_limit.clone(),
+            global_rate_limit: p.global_rate_limit.clone(),
+            budgets: p.budgets.clone(),
+            ..RawPolicies::default()
+        };
+        policies = compile_policies(cx, Some(&raw), "llm.policies", &Policies::default());
         for key in p.unsupported.keys() {
             let msg = if LLM_POLICIES_NOT_YET.contains(&key.as_str()) {
                 format!(
                     "{key} is not supported by this gateway yet; remove it (it would otherwise be ignored)"
                 )
             } else {
-                format!("unknown field `{key}` (supported: guardrails)")
+                format!(
+                    "unknown field `{key}` (supported: guardrails, apiKey, jwtAuth, basicAuth, \
+                     authorization, localRateLimit, globalRateLimit, budgets)"
+                )
             };
             cx.err(format!("llm.policies.{key}"), msg);
         }
@@ -144,7 +155,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
         backends: vec![Backend {
             weight: 1,
             kind: BackendKind::Models(Arc::new(entries)),
-            policies: Policies::default(),
+            policies,
         }],
         policies: Policies::default(),
     };
