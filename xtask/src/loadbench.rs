@@ -19,7 +19,9 @@
 //! 7. optionally (`--with-litellm`) the LiteLLM proxy on the same upstream and load;
 //! 8. in process: the seeds' CEL `fields` blocks evaluated per request (`celbench.rs`), the
 //!    viewer's ring: cost per recorded request, memory per kept request, and prompt guards
-//!    on a 4 KB prompt and per stream event (`guardbench.rs`).
+//!    on a 4 KB prompt and per stream event (`guardbench.rs`), cost, rate limits and budgets
+//!    per request, and a Redis-backed limit's round trips against a real `redis-server`
+//!    (`spendbench.rs`).
 //!
 //! Prints a markdown section; `--write BENCHMARKS.md` replaces the gateway section of that file
 //! (between `<!-- bench-gateway:start -->` and `<!-- bench-gateway:end -->`), leaving the rest.
@@ -30,6 +32,7 @@ mod litellm;
 mod openloop;
 mod procs;
 mod report;
+pub mod spendbench;
 mod sse;
 mod viewer;
 mod wrk;
@@ -710,6 +713,10 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let g = guardbench::micro()?;
     println!("    {g:?}");
     rep.guard = Some(g);
+    println!("==> cost, limits and budgets in process; a Redis-backed limit against redis-server");
+    let sp = spendbench::micro()?;
+    println!("    {sp:?}");
+    rep.spend = Some(sp);
     rep.finish();
 
     let md = rep.markdown();

@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         "__openloop" => loadbench::openloop_main(rest),
         "__celbench" => loadbench::celbench::main(),
         "__guardbench" => loadbench::guardbench::main(),
+        "__spendbench" => loadbench::spendbench::main(),
         "bench-ebpf" => bench::run(rest),
         "__bench-client" => bench::client_main(rest),
         "node-sim" => nodesim::run(rest),

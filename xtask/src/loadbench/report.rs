@@ -216,6 +216,7 @@ pub struct Report {
     pub rotel_cpu: Option<Duration>,
     pub viewer: Option<Micro>,
     pub guard: Option<super::guardbench::GuardMicro>,
+    pub spend: Option<super::spendbench::SpendMicro>,
     pub cel: Vec<CelRow>,
     load_start: f64,
     load_end: f64,
@@ -276,6 +277,7 @@ impl Report {
             rotel_cpu: None,
             viewer: None,
             guard: None,
+            spend: None,
             cel: Vec::new(),
             load_start: super::procs::loadavg(),
             load_end: f64::NAN,
@@ -599,6 +601,7 @@ impl Report {
         self.cel_section(&mut line);
         self.viewer_section(&mut line);
         self.guard_section(&mut line);
+        self.spend_section(&mut line);
         line("");
         line("**Targets.**");
         line("");
@@ -677,6 +680,50 @@ impl Report {
             g.held_events * 100.0,
             g.max_held_bytes
         ));
+    }
+
+    /// What cost, limits and budgets add per request.
+    fn spend_section(&self, line: &mut impl FnMut(&str)) {
+        let Some(s) = &self.spend else { return };
+        line("");
+        line(
+            "**Cost, limits and budgets.** In process, one thread (`loadbench/spendbench.rs`; `target/release/xtask __spendbench` runs it alone), 200,000 requests each: pricing a finished request (1,200 input and 300 output tokens) against an inline catalog; a route's `localRateLimit` with a request bucket and a token bucket (charged with the estimate, settled with the usage), plain and keyed by `apiKey.id` over 1,000 callers; a per-process token budget checked and settled. Redis: a real `redis-server` on loopback; one `globalRateLimit` charge of a request's token buckets against a bare `PING` from the same client thread, 4,000 each; script calls counted by Redis (`INFO commandstats`).",
+        );
+        line("");
+        line("| case | measured |\n|---|---|");
+        line(&format!(
+            "| cost (price one request) | {:.2} µs |",
+            s.cost_us
+        ));
+        line(&format!(
+            "| localRateLimit, request + token bucket, charged and settled | {:.2} µs |",
+            s.local_limit_us
+        ));
+        line(&format!(
+            "| **cost + local limit per request** (target ≤ 5 µs) | **{:.2} µs** |",
+            s.cost_us + s.local_limit_us
+        ));
+        line(&format!(
+            "| the same limits keyed by `apiKey.id` (1,000 callers) | {:.2} µs |",
+            s.keyed_limit_us
+        ));
+        line(&format!(
+            "| per-process token budget, checked and settled | {:.2} µs |",
+            s.budget_us
+        ));
+        match &s.redis {
+            Some(r) => {
+                line(&format!(
+                    "| globalRateLimit charge vs a bare PING, one client | {:.1} µs vs {:.1} µs |",
+                    r.charge_us, r.ping_us
+                ));
+                line(&format!(
+                    "| **Redis round trips per request** (target ≤ 1 on the request path) | **{:.2}** on the path, {:.2} after the response (token settlement) |",
+                    r.calls_per_request, r.settle_calls_per_request
+                ));
+            }
+            None => line("| Redis | not measured (no `redis-server`) |"),
+        }
     }
 
     /// What the built-in viewer costs: its ring on the request path and in memory, and a page
@@ -811,6 +858,15 @@ impl Report {
                 "event_mean_us": g.event_mean_us,
                 "held_events": g.held_events,
                 "max_held_bytes": g.max_held_bytes,
+            })),
+            "spend": self.spend.as_ref().map(|s| json!({
+                "cost_us": s.cost_us, "local_limit_us": s.local_limit_us,
+                "keyed_limit_us": s.keyed_limit_us, "budget_us": s.budget_us,
+                "redis": s.redis.as_ref().map(|r| json!({
+                    "charge_us": r.charge_us, "ping_us": r.ping_us,
+                    "calls_per_request": r.calls_per_request,
+                    "settle_calls_per_request": r.settle_calls_per_request,
+                })),
             })),
             "viewer": self.viewer.as_ref().map(|v| json!({
                 "record_ns": v.record_ns, "rss_bytes_per_record": v.rss_bytes_per_record,
