@@ -9,6 +9,7 @@ simulator; screenshots land in ``target/test-reports/``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import anthropic
@@ -73,6 +75,16 @@ RECORD_TEXT = """  logging:
         prompt: llm.prompt
         completion: llm.completion
         headers: request.headers
+"""
+
+
+CATALOG = """  modelCatalog:
+  - inline:
+      providers:
+        openai:
+          models:
+            gpt-4o-mini: {rates: {input: "0.15", output: "0.60"}}
+            gpt-4o: {rates: {input: "2.5", output: "10"}}
 """
 
 
@@ -268,10 +280,11 @@ def test_ring_stays_bounded_under_load(gateway_factory):
 
 def test_viewer_in_a_real_browser(gateway_factory):
     assert (NPM / "node_modules" / "playwright-core").is_dir(), "run tests/scripts/install-deps.sh"
-    gw = start(gateway_factory, RECORD_TEXT)
+    gw = start(gateway_factory, RECORD_TEXT + CATALOG)
     send_traffic(gw)
     rows = wait_rows(gw, 3, kind="llm")
     streamed = next(r for r in rows if r.get("streaming"))
+    assert streamed["costUsd"], streamed
     REPORTS.mkdir(parents=True, exist_ok=True)
     args = {"admin": f"http://127.0.0.1:{gw.admin_port}", "filterRoute": "openai",
             "detailId": streamed["id"], "screenshots": str(REPORTS), "chromium": CHROMIUM}
@@ -305,6 +318,7 @@ def test_viewer_in_a_real_browser(gateway_factory):
     assert s["response model"] == streamed["responseModel"]
     assert s["input tokens"] == str(streamed["inputTokens"]) and s["output tokens"] == str(streamed["outputTokens"])
     assert "not sampled" in s["trace id"]
+    assert s["cost (USD)"] == streamed["costUsd"]
     kinds = [sp["kind"] for sp in seen["spans"]]
     assert kinds == ["SERVER", "CLIENT"], kinds
     server, client = seen["spans"]
@@ -316,6 +330,7 @@ def test_viewer_in_a_real_browser(gateway_factory):
 
     ov = seen["overview"]
     assert any(c.startswith("eBPF") for c in ov["cards"])
+    assert any(c.startswith("cost (USD)") and c != "cost (USD)0" for c in ov["cards"]), ov["cards"]
     assert sum(int(r[2]) for r in ov["traffic"] if r[0] == "openai") == 3
     assert [r[1] for r in ov["routes"]] == ["openai", "anthropic", "tools"]
     assert ov["mcp"][0][0] == "tools" and ov["tools"][0][1] == "echo"
@@ -368,3 +383,43 @@ def test_spans_are_the_ones_exported_over_otlp(gateway_factory, rotel):
         assert set(got.attributes) == set(attrs), set(got.attributes) ^ set(attrs)
     server = next(s for s in det["spans"] if s["kind"] == "SERVER")
     assert server["attributes"]["team"] == "platform" and server["attributes"]["gen_ai.system"] == "openai"
+
+
+IDENTITY = """
+config:
+  readinessAddr: 127.0.0.1:{ready_port}
+  statsAddr: 127.0.0.1:{stats_port}
+  adminAddr: 127.0.0.1:{admin_port}
+""" + CATALOG + """
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - name: openai
+      backends: [{ai: {name: openai, provider: {openAI: {}}, hostOverride: "{sim}"}}]
+      policies:
+        backendAuth: {key: "sk-upstream-secret"}
+        apiKey: {mode: strict, keys: [{key: "{client_key}", metadata: {team: red}}]}
+        localRateLimit: [{maxTokens: 100, tokensPerFill: 100, fillInterval: 1h}]
+        budgets: [{name: daily, usd: "10", window: day}]
+"""
+
+
+def test_rows_show_the_caller_cost_and_limits_never_the_key(gateway_factory):
+    gw = gateway_factory(IDENTITY, client_key=CLIENT_KEY)
+    oa = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=CLIENT_KEY, max_retries=0)
+    for _ in range(2):
+        oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "what does this cost"}])
+    rows = wait_rows(gw, 2)
+    key_id = "sha256:" + hashlib.sha256(CLIENT_KEY.encode()).hexdigest()[:12]
+    assert {r["caller"] for r in rows} == {f"key:{key_id}"}
+    newest = rows[0]
+    assert Decimal(newest["costUsd"]) > 0
+    assert newest["rateLimitRemaining"] == 98
+    assert newest["budget"].startswith("daily=")
+    _, d = api(gw, "/api/requests", caller=key_id)
+    assert len(d["requests"]) == 2
+    _, o = api(gw, "/api/overview", minutes=5)
+    assert Decimal(o["traffic"]["totals"]["costUsd"]) == sum(Decimal(r["costUsd"]) for r in rows)
+    everything = json.dumps([d, o] + [api(gw, f"/api/requests/{r['id']}")[1] for r in rows])
+    assert CLIENT_KEY not in everything and "sk-upstream-secret" not in everything

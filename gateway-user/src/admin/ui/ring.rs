@@ -34,6 +34,9 @@ pub struct Totals {
     pub client_errors: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// USD of the priced requests (exact), and how many were priced.
+    pub cost_usd: rust_decimal::Decimal,
+    pub priced: u64,
     pub duration_ms: f64,
 }
 
@@ -44,18 +47,23 @@ impl Totals {
         self.client_errors += o.client_errors;
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
+        self.cost_usd += o.cost_usd;
+        self.priced += o.priced;
         self.duration_ms += o.duration_ms;
     }
 
     fn of(log: &RequestLog) -> Totals {
         let status = log.status.unwrap_or(0);
         let llm = log.llm.as_ref();
+        let cost = llm.and_then(|l| l.cost.as_ref()).and_then(|c| c.total());
         Totals {
             requests: 1,
             errors: u64::from(is_error(log)),
             client_errors: u64::from((400..500).contains(&status)),
             input_tokens: llm.and_then(|l| l.input_tokens).unwrap_or(0),
             output_tokens: llm.and_then(|l| l.output_tokens).unwrap_or(0),
+            cost_usd: cost.unwrap_or_default(),
+            priced: u64::from(cost.is_some()),
             duration_ms: log.duration().as_secs_f64() * 1000.0,
         }
     }

@@ -32,8 +32,23 @@ pub fn kind(log: &RequestLog) -> &'static str {
     }
 }
 
-/// Who sent the request: the client's address until caller identity (API keys, JWT) exists.
+/// Who sent the request: the authenticated caller (a JWT's `sub`, a basic-auth user, an API
+/// key's id, never the key), else the client's address.
 pub fn caller(log: &RequestLog) -> String {
+    if let Some(sub) = log
+        .jwt
+        .as_ref()
+        .and_then(|j| j.get("sub"))
+        .and_then(Value::as_str)
+    {
+        return format!("jwt:{sub}");
+    }
+    if let Some(u) = &log.basic_user {
+        return format!("user:{u}");
+    }
+    if let Some(i) = &log.identity {
+        return format!("key:{}", i.key_id);
+    }
     log.src_addr.map(|a| a.ip().to_string()).unwrap_or_default()
 }
 
@@ -74,6 +89,19 @@ pub fn row(e: &Entry) -> Value {
         m.insert("outputTokens".into(), json!(l.output_tokens));
         m.insert("streaming".into(), json!(l.streaming));
         m.insert("ttftMs".into(), json!(l.first_token.map(ms)));
+        // A decimal string, as in the access log (exact, no float rounding).
+        if let Some(c) = l.cost.as_ref().and_then(|c| c.total()) {
+            m.insert("costUsd".into(), json!(c.normalize().to_string()));
+        }
+    }
+    if let Some(r) = &log.rate_limit {
+        m.insert("rateLimitRemaining".into(), json!(r.remaining));
+    }
+    if let Some(b) = &log.budget {
+        m.insert("budget".into(), json!(b.tightest));
+        if !b.exceeded.is_empty() {
+            m.insert("budgetExceeded".into(), json!(b.exceeded));
+        }
     }
     if let Some(g) = &log.guard {
         // Outcomes only (rule types and counts): matched text is never kept.
@@ -508,6 +536,8 @@ fn totals(t: &Totals) -> Value {
         "clientErrors": t.client_errors,
         "inputTokens": t.input_tokens,
         "outputTokens": t.output_tokens,
+        // `null` when nothing in the group was priced (no catalog entry), not a false zero.
+        "costUsd": (t.priced > 0).then(|| t.cost_usd.normalize().to_string()),
         "avgDurationMs": if t.requests > 0 { (t.duration_ms / t.requests as f64 * 1000.0).round() / 1000.0 } else { 0.0 },
     })
 }

@@ -102,6 +102,7 @@ function rowEl(r) {
     el("td", { class: "num" }, fmtMs(r.durationMs)),
     el("td", { class: "num" }, fmtMs(r.ttftMs)),
     el("td", { class: "num tokens" }, tokens(r)),
+    el("td", { class: "num cost" }, r.costUsd ?? ""),
     el("td", { class: "guard" }, guardCell(r)),
     el("td", {}, r.caller || ""));
 }
@@ -246,6 +247,10 @@ async function showDetail(id) {
     ["time to first token", fmtMs(d.ttftMs)],
     ["input tokens", d.inputTokens],
     ["output tokens", d.outputTokens],
+    ["cost (USD)", d.costUsd],
+    ["rate limit remaining", d.rateLimitRemaining],
+    ["budget remaining", d.budget],
+    ["budget exceeded", d.budgetExceeded ? d.budgetExceeded.join(", ") : undefined],
     ["streaming", d.streaming === undefined ? undefined : String(d.streaming)],
     ["finish reasons", d.finishReasons && d.finishReasons.length ? d.finishReasons.join(", ") : undefined],
     ["guard (request)", d.guard ? guardText(d.guard.request) : undefined],
@@ -298,6 +303,7 @@ async function showOverview() {
     card("requests (15 min)", t ? t.requests : "–"),
     card("errors", t ? t.errors : "–"),
     card("tokens in / out", t ? t.inputTokens + " / " + t.outputTokens : "–"),
+    card("cost (USD)", t && t.costUsd !== null ? t.costUsd : "–"),
     card("eBPF", o.ebpf.enabled ? "on" : "off: " + o.ebpf.reason, !o.ebpf.enabled),
     card("tracing (OTLP)", o.tracing ? "on" : "off", !o.tracing),
     card("kept requests", o.ring.recording ? o.ring.kept + " / " + o.ring.capacity + " (~" + Math.round(o.ring.approxBytes / 1024) + " KiB)" : "recording off"),
@@ -308,7 +314,7 @@ async function showOverview() {
     el("tr", {}, el("td", {}, r.route), el("td", {}, r.model), el("td", { class: "num" }, r.requests),
       el("td", { class: "num" }, r.errors), el("td", { class: "num" }, r.clientErrors),
       el("td", { class: "num" }, r.inputTokens), el("td", { class: "num" }, r.outputTokens),
-      el("td", { class: "num" }, fmtMs(r.avgDurationMs)))));
+      el("td", { class: "num" }, r.costUsd ?? "–"), el("td", { class: "num" }, fmtMs(r.avgDurationMs)))));
   const per = o.traffic ? o.traffic.perMinute : [];
   const max = Math.max(1, ...per.map((m) => m.totals.requests));
   $("o-minutes").replaceChildren(...per.map((m) => {
