@@ -100,6 +100,17 @@ ROUTES = """
           window: week
           descriptors: [{key: team, value: 'request.headers["x-team"]'}]
         - {name: watch, tokens: 1, window: month, onExceeded: audit}
+    - name: both
+      matches: [{path: {pathPrefix: /both}}]
+      backends: [{ai: {name: oa-both, provider: {openAI: {}}, hostOverride: "{sim}"}}]
+      policies:
+        backendAuth: {key: "sk-test-secret"}
+        globalRateLimit:
+          limits:
+          - {maxTokens: 3, tokensPerFill: 3, fillInterval: 1h}
+          - {maxTokens: 100000, tokensPerFill: 100000, fillInterval: 1h, type: tokens}
+        budgets:
+        - {name: both-daily, tokens: 100000, window: day}
     - name: anthropic
       matches: [{path: {pathPrefix: /anthropic}}]
       backends: [{ai: {name: an, provider: {anthropic: {}}, hostOverride: "{sim}"}}]
@@ -326,3 +337,33 @@ binds:
 def test_bad_redis_url_is_a_load_error(tmp_path):
     err = load_error(tmp_path, 'config: {redis: {url: "http://:pw@x"}}\nbinds: []\n')
     assert "config.redis.url" in err and "pw" not in err.replace("<redacted>", ""), err
+
+
+def test_limit_and_budget_share_one_batch_and_both_hold(pair):
+    (a, b), redis = pair
+    raw = ask(a, "both")
+    # The most constrained bucket is the request one (3), charged together with the tokens.
+    assert (raw.headers["x-ratelimit-limit"], raw.headers["x-ratelimit-remaining"]) == ("3", "2")
+    assert raw.headers["x-gateway-budget-remaining"] == "both-daily=100000"
+    spent = settled(redis, "agw:budget*both-daily*")
+    raw = ask(b, "both")
+    assert raw.headers["x-ratelimit-remaining"] == "1"
+    assert raw.headers["x-gateway-budget-remaining"] == f"both-daily={100000 - spent}"
+    ask(a, "both")
+    with pytest.raises(openai.RateLimitError):
+        ask(b, "both")
+    # Token buckets are settled with the real usage after each response: what the bucket lost
+    # is exactly the tokens the three answered requests used (the refused one took none).
+    served = [l for gw in (a, b) for l in gw.access_log()
+              if l.get("route") == "both" and l["http.status"] == 200]
+    assert len(served) == 3
+    used = sum(l["llm.request.tokens"] + l["llm.response.tokens"] for l in served)
+
+    def token_bucket_left():
+        for k in bucket_keys(redis):
+            avail = redis.cli("HGET", k, "a")
+            if avail and int(float(avail)) > 3:
+                return int(float(avail))
+        return None
+    wait_until(lambda: token_bucket_left() == 100000 - used, 5,
+               what=f"token bucket at {100000 - used} (settled with the real usage)")

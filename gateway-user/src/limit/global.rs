@@ -59,17 +59,18 @@ impl FailureMode {
 }
 
 /// Token bucket over a Redis hash (`a` = available, `r` = next refill, ms on Redis's clock).
-/// ARGV: mode (1 take, 2 adjust), n, then max, per-fill, interval-ms per key. Returns
-/// `ok, available, ms-to-refill` per key, stopping after the first refusal.
+/// ARGV: mode (1 take, 2 adjust), then per key: max, per-fill, interval-ms, n (the units to
+/// take, or the correction). Returns `ok, available, ms-to-refill` per key, stopping after the
+/// first refusal.
 const BUCKET_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mode = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local b = 3 + (i - 1) * 3
+  local b = 2 + (i - 1) * 4
   local max, per, iv = tonumber(ARGV[b]), tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local n = tonumber(ARGV[b + 3])
   local s = redis.call('HMGET', key, 'a', 'r')
   local avail, nr = tonumber(s[1]), tonumber(s[2])
   if avail == nil or nr == nil then
@@ -100,7 +101,7 @@ end
 return out
 ";
 
-static SCRIPT: std::sync::LazyLock<redis::Script> =
+pub static SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(BUCKET_LUA));
 
 #[derive(Debug)]
@@ -175,15 +176,16 @@ impl GlobalLimits {
             .fold(crate::cel::Refs::default(), |r, s| r.union(s.references()))
     }
 
-    /// Charges the specs of `kind` charged in `phase` `n` units, in one script call.
-    pub async fn take(
+    /// The script call that charges this request: one unit to every request bucket charged
+    /// in one of `phases`, and `tokens` (when given) to every token bucket. `None` when no
+    /// bucket applies.
+    pub fn prepare(
         &self,
-        store: &Arc<Shared>,
-        kind: Kind,
-        phase: Phase,
-        n: u64,
+        prefix: &str,
+        phases: &[Phase],
+        tokens: Option<u64>,
         log: &RequestLog,
-    ) -> Result<GlobalTaken, Refused> {
+    ) -> Option<Charge> {
         let exec = spec::executor(self.specs.iter(), log);
         let chosen = self.conditional.then(|| {
             self.specs.iter().position(|s| match &s.condition {
@@ -191,19 +193,24 @@ impl GlobalLimits {
                 Some(c) => exec.as_ref().is_some_and(|e| e.eval_bool(c)),
             })
         });
-        let mine: Vec<&Spec> = self
-            .specs
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| {
-                s.kind == kind && s.phase() == phase && chosen.is_none_or(|c| c == Some(*i))
-            })
-            .map(|(_, s)| s)
-            .collect();
-        let prefix = store.key_prefix().unwrap_or_default();
-        let mut keys = Vec::with_capacity(mine.len());
-        let mut args = vec![1, i64::try_from(n).unwrap_or(i64::MAX)];
-        for s in mine {
+        let mut c = Charge {
+            keys: Vec::new(),
+            args: vec![1],
+            estimate: tokens.unwrap_or(0),
+            tokens: Vec::new(),
+        };
+        for (i, s) in self.specs.iter().enumerate() {
+            if chosen.is_some_and(|c| c != Some(i)) {
+                continue;
+            }
+            let n = match s.kind {
+                Kind::Requests if phases.contains(&s.phase()) => 1,
+                Kind::Tokens => match tokens {
+                    Some(n) => n,
+                    None => continue,
+                },
+                Kind::Requests => continue,
+            };
             let values = if s.descriptors.is_empty() {
                 Vec::new()
             } else {
@@ -214,13 +221,21 @@ impl GlobalLimits {
             };
             let mut parts: Vec<&str> = vec![s.id.as_str()];
             parts.extend(values.iter().map(String::as_str));
-            keys.push(crate::store::key(&prefix, "rl", &parts));
-            push_params(&mut args, s);
+            c.keys.push(crate::store::key(prefix, "rl", &parts));
+            push_params(&mut c.args, s, n);
+            c.tokens.push(s.kind == Kind::Tokens);
         }
-        if keys.is_empty() {
-            return Ok(GlobalTaken::default());
-        }
-        let out: Vec<i64> = match store.run("rate_limit", &SCRIPT, &keys, &args).await {
+        (!c.keys.is_empty()).then_some(c)
+    }
+
+    /// What the script answered for `charge` (or the store's failure), as the policy decides.
+    pub fn finish(
+        &self,
+        store: &Arc<Shared>,
+        charge: Charge,
+        result: Result<Vec<i64>, Failure>,
+    ) -> Result<GlobalTaken, Refused> {
+        let out = match result {
             Ok(v) => v,
             Err(f) => {
                 return match self.failure_mode {
@@ -234,7 +249,7 @@ impl GlobalLimits {
         };
         let mut taken = GlobalTaken::default();
         for (i, c) in out.chunks_exact(3).enumerate() {
-            let max = u64::try_from(args[2 + i * 3]).unwrap_or(0);
+            let max = u64::try_from(charge.args[1 + i * 4]).unwrap_or(0);
             let status = Status {
                 limit: max,
                 remaining: u64::try_from(c[1]).unwrap_or(0),
@@ -247,23 +262,60 @@ impl GlobalLimits {
                 taken.status = Some(status);
             }
         }
-        if kind == Kind::Tokens {
+        if out.len() != charge.keys.len() * 3 {
+            // Stopped early without a refusal: nothing this script returns.
+            return match self.failure_mode {
+                FailureMode::FailOpen => Ok(GlobalTaken {
+                    failed_open: Some(Failure::Error),
+                    ..GlobalTaken::default()
+                }),
+                FailureMode::FailClosed => Err(Refused::Unavailable(Failure::Error)),
+            };
+        }
+        if charge.tokens.iter().any(|t| *t) {
             taken.settle = Some(GlobalSettle {
                 store: store.clone(),
-                keys,
-                args,
-                estimate: n,
+                charge,
             });
         }
         Ok(taken)
     }
+
+    /// `prepare`, one script call, `finish`.
+    pub async fn take(
+        &self,
+        store: &Arc<Shared>,
+        phases: &[Phase],
+        tokens: Option<u64>,
+        log: &RequestLog,
+    ) -> Result<GlobalTaken, Refused> {
+        let prefix = store.key_prefix().unwrap_or_default();
+        let Some(charge) = self.prepare(&prefix, phases, tokens, log) else {
+            return Ok(GlobalTaken::default());
+        };
+        let r = store
+            .run("rate_limit", &SCRIPT, &charge.keys, &charge.args)
+            .await;
+        self.finish(store, charge, r)
+    }
 }
 
-fn push_params(args: &mut Vec<i64>, s: &Spec) {
+/// One request's charge: the buckets' keys and the script's arguments.
+#[derive(Debug)]
+pub struct Charge {
+    pub keys: Vec<String>,
+    pub args: Vec<i64>,
+    estimate: u64,
+    /// Per key: a token bucket (settled later).
+    tokens: Vec<bool>,
+}
+
+fn push_params(args: &mut Vec<i64>, s: &Spec, n: u64) {
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     args.push(clamp(s.max));
     args.push(clamp(s.per_fill));
     args.push(i64::try_from(s.interval.as_millis().max(1)).unwrap_or(i64::MAX));
+    args.push(clamp(n));
 }
 
 impl GlobalTaken {
@@ -276,25 +328,29 @@ impl GlobalTaken {
 #[derive(Debug)]
 struct GlobalSettle {
     store: Arc<Shared>,
-    keys: Vec<String>,
-    args: Vec<i64>,
-    estimate: u64,
+    charge: Charge,
 }
 
 impl Settle for GlobalSettle {
     fn settle(&self, llm: Option<&LlmInfo>) {
-        let delta = super::settle_delta(llm, self.estimate);
+        let delta = super::settle_delta(llm, self.charge.estimate);
         if delta == 0 {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // Only the token buckets, corrected by the difference.
+        let mut keys = Vec::new();
+        let mut args = vec![2];
+        for (i, k) in self.charge.keys.iter().enumerate() {
+            if self.charge.tokens[i] {
+                keys.push(k.clone());
+                args.extend_from_slice(&self.charge.args[1 + i * 4..4 + i * 4]);
+                args.push(delta);
+            }
+        }
         let store = self.store.clone();
-        let keys = self.keys.clone();
-        let mut args = self.args.clone();
-        args[0] = 2;
-        args[1] = delta;
         rt.spawn(async move {
             let _: Result<Vec<i64>, _> =
                 store.run("rate_limit_settle", &SCRIPT, &keys, &args).await;
@@ -348,14 +404,14 @@ mod tests {
         let open =
             GlobalLimits::parse(&json!({"limits": spec, "failureMode": "FailOpen"}), "p").unwrap();
         let t = open
-            .take(&store, Kind::Requests, Phase::Route, 1, &log)
+            .take(&store, &[Phase::Route], None, &log)
             .await
             .unwrap();
         assert_eq!(t.failed_open, Some(Failure::Unavailable));
         let closed = GlobalLimits::parse(&json!({"limits": spec}), "p").unwrap();
         assert_eq!(closed.failure_mode, FailureMode::FailClosed, "the default");
         let r = closed
-            .take(&store, Kind::Requests, Phase::Route, 1, &log)
+            .take(&store, &[Phase::Route], None, &log)
             .await
             .unwrap_err();
         assert_eq!(r, Refused::Unavailable(Failure::Unavailable));

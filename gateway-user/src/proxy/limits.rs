@@ -28,9 +28,8 @@ pub(crate) fn references(policies: &Policies) -> crate::cel::Refs {
     r
 }
 
-/// Charges `n` units of `kind` against the local, then the global limits charged in `phase`.
-async fn charge(
-    px: &Proxy,
+/// Charges `n` units of `kind` against the local limits charged in `phase`.
+fn charge_local(
     policies: &Policies,
     kind: Kind,
     phase: Phase,
@@ -50,28 +49,37 @@ async fn charge(
             log.settle.push(s);
         }
     }
-    if let Some(g) = policies
-        .global_rate_limit
-        .as_ref()
-        .filter(|g| g.has(kind, phase))
-    {
-        let taken = match g.take(&px.store, kind, phase, n, log).await {
-            Ok(t) => t,
-            Err(Refused::Exceeded(Exceeded(s))) => return Err(ProxyError::RateLimited(s)),
-            Err(Refused::Unavailable(f)) => {
-                log.store_failure = Some(f.as_str());
-                return Err(ProxyError::LimitUnavailable(f.as_str()));
-            }
-        };
-        if let Some(f) = taken.failed_open {
+    Ok(())
+}
+
+/// Records a global charge's outcome.
+fn global_outcome(
+    log: &mut RequestLog,
+    r: Result<crate::limit::global::GlobalTaken, Refused>,
+) -> Result<(), ProxyError> {
+    let taken = match r {
+        Ok(t) => t,
+        Err(Refused::Exceeded(Exceeded(s))) => return Err(ProxyError::RateLimited(s)),
+        Err(Refused::Unavailable(f)) => {
             log.store_failure = Some(f.as_str());
+            return Err(ProxyError::LimitUnavailable(f.as_str()));
         }
-        note(log, taken.status);
-        if let Some(s) = taken.settlement() {
-            log.settle.push(s);
-        }
+    };
+    if let Some(f) = taken.failed_open {
+        log.store_failure = Some(f.as_str());
+    }
+    note(log, taken.status);
+    if let Some(s) = taken.settlement() {
+        log.settle.push(s);
     }
     Ok(())
+}
+
+fn budget_outcome(r: Result<(), crate::spend::budget::Refused>) -> Result<(), ProxyError> {
+    r.map_err(|r| match r {
+        crate::spend::budget::Refused::Exceeded(name) => ProxyError::BudgetExceeded(name),
+        crate::spend::budget::Refused::Unavailable(f) => ProxyError::LimitUnavailable(f.as_str()),
+    })
 }
 
 /// Keeps the most constrained bucket for the `x-ratelimit-*` headers and the span.
@@ -83,33 +91,76 @@ fn note(log: &mut RequestLog, s: Option<crate::ctx::RateLimitStatus>) {
     }
 }
 
-/// The route phase: one request against the request limits that need no LLM facts.
+/// The route phase: one request against the request limits that need no LLM facts. On an
+/// LLM route (`llm_route`) the shared (Redis) ones wait for the LLM phase, so a request
+/// makes one round trip to Redis in all.
 pub(crate) async fn route_phase(
     px: &Proxy,
     policies: &Policies,
+    llm_route: bool,
     log: &mut RequestLog,
 ) -> Result<(), ProxyError> {
-    charge(px, policies, Kind::Requests, Phase::Route, 1, log).await
+    charge_local(policies, Kind::Requests, Phase::Route, 1, log)?;
+    if llm_route {
+        return Ok(());
+    }
+    if let Some(g) = &policies.global_rate_limit {
+        let r = g.take(&px.store, &[Phase::Route], None, log).await;
+        global_outcome(log, r)?;
+    }
+    Ok(())
 }
 
-/// The LLM phase: model-keyed request limits, token limits (an estimate of the prompt from
-/// its size, settled later), then budgets.
+/// The LLM phase: local model-keyed request limits and token limits (an estimate of the
+/// prompt from its size, settled later), then every shared limit and budget of the request in
+/// one pipelined Redis round trip.
 pub(crate) async fn llm_phase(
     px: &Proxy,
     policies: &Policies,
     body_len: usize,
     log: &mut RequestLog,
 ) -> Result<(), ProxyError> {
-    charge(px, policies, Kind::Requests, Phase::Llm, 1, log).await?;
     let estimate = crate::limit::estimate_tokens(body_len);
-    charge(px, policies, Kind::Tokens, Phase::Llm, estimate, log).await?;
-    if let Some(b) = &policies.budgets {
-        px.ledger.check(b, log).await.map_err(|r| match r {
-            crate::spend::budget::Refused::Exceeded(name) => ProxyError::BudgetExceeded(name),
-            crate::spend::budget::Refused::Unavailable(f) => {
-                ProxyError::LimitUnavailable(f.as_str())
-            }
-        })?;
+    charge_local(policies, Kind::Requests, Phase::Llm, 1, log)?;
+    charge_local(policies, Kind::Tokens, Phase::Llm, estimate, log)?;
+    let prefix = px.store.key_prefix().unwrap_or_default();
+    let charge = policies.global_rate_limit.as_ref().and_then(|g| {
+        g.prepare(&prefix, &[Phase::Route, Phase::Llm], Some(estimate), log)
+            .map(|c| (g, c))
+    });
+    let check = policies
+        .budgets
+        .as_ref()
+        .and_then(|b| px.ledger.prepare(b, log));
+    let mut calls = Vec::with_capacity(2);
+    if let Some((_, c)) = &charge {
+        calls.push(crate::store::Call {
+            script: &crate::limit::global::SCRIPT,
+            keys: &c.keys,
+            args: &c.args,
+        });
+    }
+    if let Some(call) = check.as_ref().and_then(|c| c.call()) {
+        calls.push(call);
+    }
+    let mut answers = if calls.is_empty() {
+        Ok(Vec::new())
+    } else {
+        px.store.run_batch("rate_limit", &calls).await
+    };
+    drop(calls);
+    let mut next = || match &mut answers {
+        Ok(v) if !v.is_empty() => Ok(v.remove(0)),
+        Ok(_) => Err(crate::store::Failure::Error),
+        Err(f) => Err(*f),
+    };
+    if let Some((g, c)) = charge {
+        let r = g.finish(&px.store, c, next());
+        global_outcome(log, r)?;
+    }
+    if let Some(c) = check {
+        let result = c.call().is_some().then(&mut next);
+        budget_outcome(px.ledger.finish(c, result, log))?;
     }
     Ok(())
 }

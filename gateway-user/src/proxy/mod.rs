@@ -208,7 +208,8 @@ impl Proxy {
         {
             return Err((ProxyError::Denied, wire));
         }
-        limits::route_phase(self, policies, log)
+        let llm_route = matches!(backend.kind, BackendKind::Ai(_) | BackendKind::Models(_));
+        limits::route_phase(self, policies, llm_route, log)
             .await
             .map_err(|e| (e, wire))?;
         if let Some(cors) = &policies.cors

@@ -307,6 +307,27 @@ pub enum Refused {
     Unavailable(Failure),
 }
 
+/// The budgets that apply to one request, prepared by `Ledger::prepare`.
+#[derive(Debug)]
+pub struct BudgetCheck {
+    budgets: Arc<Budgets>,
+    applied: Vec<Applied>,
+    shared: bool,
+    keys: Vec<String>,
+    args: Vec<i64>,
+}
+
+impl BudgetCheck {
+    /// The script call that reads the spend, when the budgets live in Redis.
+    pub fn call(&self) -> Option<crate::store::Call<'_>> {
+        self.shared.then(|| crate::store::Call {
+            script: &SCRIPT,
+            keys: &self.keys,
+            args: &self.args,
+        })
+    }
+}
+
 /// One budget that applies to a request: where its state is and what it had left.
 #[derive(Debug)]
 struct Applied {
@@ -337,13 +358,9 @@ impl Ledger {
             .unwrap_or(0)
     }
 
-    /// Checks every budget of `budgets` that applies to the request in `log`. `Ok` carries
-    /// what to record and the settlement that adds the request's real spend at the end.
-    pub async fn check(
-        self: &Arc<Self>,
-        budgets: &Arc<Budgets>,
-        log: &mut RequestLog,
-    ) -> Result<(), Refused> {
+    /// The budgets of `budgets` that apply to the request in `log`, and, when they live in
+    /// Redis, the script call that reads what they spent. `None` when none applies.
+    pub fn prepare(&self, budgets: &Arc<Budgets>, log: &RequestLog) -> Option<BudgetCheck> {
         let refs = budgets.references();
         let exec = (refs != Refs::default()).then(|| Executor::new(log, refs));
         let mut applied = Vec::new();
@@ -363,12 +380,43 @@ impl Ledger {
             });
         }
         if applied.is_empty() {
-            return Ok(());
+            return None;
         }
         let shared = self.store.configured();
-        let spent = match self.spent(budgets, &applied, shared).await {
-            Ok(s) => s,
-            Err(f) => {
+        let (keys, args) = if shared {
+            self.script_args(budgets, &applied, 1, |_| 0)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Some(BudgetCheck {
+            budgets: budgets.clone(),
+            applied,
+            shared,
+            keys,
+            args,
+        })
+    }
+
+    /// Decides with what the budgets spent: `result` is the script's answer when they live
+    /// in Redis (`None`: this process's windows are read). On success the request's spend is
+    /// added when it ends (`log.settle`).
+    pub fn finish(
+        self: &Arc<Self>,
+        check: BudgetCheck,
+        result: Option<Result<Vec<i64>, Failure>>,
+        log: &mut RequestLog,
+    ) -> Result<(), Refused> {
+        let BudgetCheck {
+            budgets,
+            mut applied,
+            shared,
+            ..
+        } = check;
+        let spent = match result {
+            None => self.local_spent(&budgets, &applied),
+            Some(Ok(s)) if s.len() == applied.len() => s,
+            Some(r) => {
+                let f = r.err().unwrap_or(Failure::Error);
                 log.store_failure = Some(f.as_str());
                 if applied
                     .iter()
@@ -413,27 +461,38 @@ impl Ledger {
         log.budget = Some(Box::new(status));
         log.settle.push(Arc::new(BudgetSettle {
             ledger: self.clone(),
-            budgets: budgets.clone(),
+            budgets,
             applied,
             shared,
         }));
         Ok(())
     }
 
-    /// What each applied budget has spent in its window.
-    async fn spent(
-        &self,
-        budgets: &Budgets,
-        applied: &[Applied],
-        shared: bool,
-    ) -> Result<Vec<i64>, Failure> {
-        if shared {
-            let (keys, args) = self.script_args(budgets, applied, 1, |_| 0);
-            return self.store.run("budget", &SCRIPT, &keys, &args).await;
-        }
+    /// `prepare`, one script call when shared, `finish`.
+    pub async fn check(
+        self: &Arc<Self>,
+        budgets: &Arc<Budgets>,
+        log: &mut RequestLog,
+    ) -> Result<(), Refused> {
+        let Some(c) = self.prepare(budgets, log) else {
+            return Ok(());
+        };
+        let result = match c.call() {
+            Some(call) => Some(
+                self.store
+                    .run("budget", call.script, call.keys, call.args)
+                    .await,
+            ),
+            None => None,
+        };
+        self.finish(c, result, log)
+    }
+
+    /// What each applied budget spent in its window, in this process.
+    fn local_spent(&self, budgets: &Budgets, applied: &[Applied]) -> Vec<i64> {
         let now = self.now_ms();
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(applied
+        applied
             .iter()
             .map(|a| {
                 let b = &budgets.list[a.index];
@@ -442,7 +501,7 @@ impl Ledger {
                     .get_mut(&local_key(b, &a.key))
                     .map_or(0, |w| w.spent(idx))
             })
-            .collect())
+            .collect()
     }
 
     fn script_args(

@@ -245,6 +245,67 @@ impl Shared {
         r
     }
 
+    /// Runs several scripts in one round trip (a pipeline); each answers a list of integers.
+    /// A script Redis does not know yet (a restarted server) is loaded and the batch retried
+    /// once. A failure is counted under `operation` before it is returned.
+    pub async fn run_batch(
+        &self,
+        operation: &'static str,
+        calls: &[Call<'_>],
+    ) -> Result<Vec<Vec<i64>>, Failure> {
+        let r = self.try_batch(calls).await;
+        if let Err(f) = r.as_ref() {
+            self.failures
+                .with_label_values(&[operation, f.as_str()])
+                .inc();
+        }
+        r
+    }
+
+    async fn try_batch(&self, calls: &[Call<'_>]) -> Result<Vec<Vec<i64>>, Failure> {
+        let conn = self.conn.load_full().ok_or(Failure::NotConfigured)?;
+        let manager = conn.manager.load_full().ok_or(Failure::Unavailable)?;
+        let mut m = (*manager).clone();
+        let invocations: Vec<redis::ScriptInvocation<'_>> = calls
+            .iter()
+            .map(|c| {
+                let mut inv = c.script.prepare_invoke();
+                for k in c.keys {
+                    inv.key(k);
+                }
+                for a in c.args {
+                    inv.arg(*a);
+                }
+                inv
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        for inv in &invocations {
+            pipe.invoke_script(inv);
+        }
+        let attempt = async {
+            match pipe.query_async::<Vec<Vec<i64>>>(&mut m).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let mut load = redis::pipe();
+                    for c in calls {
+                        load.load_script(c.script);
+                    }
+                    load.query_async::<Vec<String>>(&mut m).await?;
+                    pipe.query_async::<Vec<Vec<i64>>>(&mut m).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(conn.config.timeout, attempt).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Ok(v)) if v.len() == calls.len() => Ok(v),
+            Ok(Ok(_)) => Err(Failure::Error),
+            Ok(Err(e)) => Err(classify(&e)),
+        }
+    }
+
     async fn try_run<T: redis::FromRedisValue>(
         &self,
         script: &redis::Script,
@@ -264,17 +325,26 @@ impl Shared {
         match tokio::time::timeout(conn.config.timeout, inv.invoke_async::<T>(&mut m)).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.is_timeout() => Err(Failure::Timeout),
-            Ok(Err(e))
-                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
-            {
-                Err(Failure::Unavailable)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(target: "redis", error = %e, "redis: script failed");
-                Err(Failure::Error)
-            }
+            Ok(Err(e)) => Err(classify(&e)),
         }
+    }
+}
+
+/// One script call of a batch.
+pub struct Call<'a> {
+    pub script: &'a redis::Script,
+    pub keys: &'a [String],
+    pub args: &'a [i64],
+}
+
+fn classify(e: &redis::RedisError) -> Failure {
+    if e.is_timeout() {
+        Failure::Timeout
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        Failure::Unavailable
+    } else {
+        tracing::debug!(target: "redis", error = %e, "redis: script failed");
+        Failure::Error
     }
 }
 

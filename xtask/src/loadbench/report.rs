@@ -718,8 +718,12 @@ impl Report {
                     r.charge_us, r.ping_us
                 ));
                 line(&format!(
-                    "| **Redis round trips per request** (target ≤ 1 on the request path) | **{:.2}** on the path, {:.2} after the response (token settlement) |",
+                    "| **Redis round trips per request** (target ≤ 1 on the request path) | **{:.2}** script call on the path (request and token buckets together), {:.2} after the response (token settlement, off the path) |",
                     r.calls_per_request, r.settle_calls_per_request
+                ));
+                line(&format!(
+                    "| with a Redis-backed budget too, both scripts in one pipelined batch (one round trip) | {:.1} µs; {:.2} script calls per request |",
+                    r.with_budget_us, r.with_budget_calls
                 ));
             }
             None => line("| Redis | not measured (no `redis-server`) |"),
@@ -866,6 +870,7 @@ impl Report {
                     "charge_us": r.charge_us, "ping_us": r.ping_us,
                     "calls_per_request": r.calls_per_request,
                     "settle_calls_per_request": r.settle_calls_per_request,
+                    "with_budget_us": r.with_budget_us, "with_budget_calls": r.with_budget_calls,
                 })),
             })),
             "viewer": self.viewer.as_ref().map(|v| json!({

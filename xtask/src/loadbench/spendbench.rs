@@ -40,6 +40,10 @@ pub struct RedisFigures {
     pub calls_per_request: f64,
     /// And after the response (token settlement), per request.
     pub settle_calls_per_request: f64,
+    /// With a Redis-backed budget too (both scripts in one pipelined batch): µs per request
+    /// and script calls Redis counted per request.
+    pub with_budget_us: f64,
+    pub with_budget_calls: f64,
 }
 
 fn llm(model: &str) -> LlmInfo {
@@ -246,7 +250,7 @@ fn redis_figures() -> anyhow::Result<Option<RedisFigures>> {
         // Connected once the first charge succeeds.
         loop {
             if limits
-                .take(&store, Kind::Requests, Phase::Route, 1, &log)
+                .take(&store, &[Phase::Route], None, &log)
                 .await
                 .is_ok_and(|t| t.failed_open.is_none())
             {
@@ -265,9 +269,9 @@ fn redis_figures() -> anyhow::Result<Option<RedisFigures>> {
         let mut settlements = Vec::with_capacity(N);
         let t = Instant::now();
         for _ in 0..N {
-            // A request's token buckets (the LLM phase's list): one script call for all.
+            // The proxy's LLM phase: a request's request and token buckets, one script call.
             let taken = limits
-                .take(&store, Kind::Tokens, Phase::Llm, 1000, &log)
+                .take(&store, &[Phase::Route, Phase::Llm], Some(1000), &log)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             settlements.extend(taken.settlement());
@@ -280,6 +284,54 @@ fn redis_figures() -> anyhow::Result<Option<RedisFigures>> {
         // The settlements are spawned: let them land before counting.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let settled = count()?;
+
+        // The same with a Redis-backed budget: both scripts in one pipelined batch, as
+        // `proxy::limits::llm_phase` sends them.
+        let ledger = gateway::spend::budget::Ledger::new(
+            store.clone(),
+            metrics.budget_remaining.clone(),
+            metrics.budget_exceeded.clone(),
+        );
+        let budgets = Arc::new(
+            gateway::spend::budget::Budgets::parse(
+                &json!([{"name": "bench", "tokens": 1u64 << 50, "window": "day"}]),
+                "bench",
+            )
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+        let before_b = count()?;
+        let t = Instant::now();
+        for _ in 0..N {
+            let mut log = RequestLog::new("gw".into(), "l".into());
+            let charge = limits
+                .prepare("agw:", &[Phase::Route, Phase::Llm], Some(1000), &log)
+                .ok_or_else(|| anyhow::anyhow!("no buckets"))?;
+            let check = ledger
+                .prepare(&budgets, &log)
+                .ok_or_else(|| anyhow::anyhow!("no budget"))?;
+            let calls = [
+                gateway::store::Call {
+                    script: &gateway::limit::global::SCRIPT,
+                    keys: &charge.keys,
+                    args: &charge.args,
+                },
+                check.call().ok_or_else(|| anyhow::anyhow!("budget not in Redis"))?,
+            ];
+            let mut out = store
+                .run_batch("bench", &calls)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let budget = out.pop();
+            let rl = out.pop().ok_or_else(|| anyhow::anyhow!("short batch"))?;
+            limits
+                .finish(&store, charge, Ok(rl))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            ledger
+                .finish(check, budget.map(Ok), &mut log)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        let with_budget_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+        let with_budget_calls = count()?.saturating_sub(before_b) as f64 / N as f64;
         let t = Instant::now();
         for _ in 0..N {
             let _: String = redis::cmd("PING").query_async(&mut conn).await?;
@@ -290,6 +342,8 @@ fn redis_figures() -> anyhow::Result<Option<RedisFigures>> {
             ping_us,
             calls_per_request: charged.saturating_sub(before) as f64 / N as f64,
             settle_calls_per_request: settled.saturating_sub(charged) as f64 / N as f64,
+            with_budget_us,
+            with_budget_calls,
         }))
     })
 }
@@ -317,8 +371,13 @@ pub fn main() -> anyhow::Result<()> {
     );
     if let Some(r) = &m.redis {
         println!(
-            "redis: globalRateLimit charge {:.1} µs vs PING {:.1} µs; {:.2} script calls per request on the path, {:.2} after it (settlement)",
-            r.charge_us, r.ping_us, r.calls_per_request, r.settle_calls_per_request
+            "redis: globalRateLimit charge {:.1} µs vs PING {:.1} µs; {:.2} script calls per request on the path, {:.2} after it (settlement); with a budget, pipelined: {:.1} µs, {:.2} script calls per request",
+            r.charge_us,
+            r.ping_us,
+            r.calls_per_request,
+            r.settle_calls_per_request,
+            r.with_budget_us,
+            r.with_budget_calls
         );
     }
     Ok(())
