@@ -286,8 +286,8 @@ def test_anthropic_sdk_gets_its_rate_limit_error_for_a_budget(pair):
 
 
 def test_budget_without_redis_is_per_process(gateway_factory):
-    cfg = (HEAD + ROUTES).replace('  redis: {url: "{redis}", timeout: 200ms}\n', "")
-    cfg = cfg[: cfg.index("    - name: shared")] + cfg[cfg.index("    - name: tokens"):]
+    routes = ROUTES[ROUTES.index("    - name: tokens"):ROUTES.index("    - name: usd")]
+    cfg = HEAD.replace('  redis: {url: "{redis}", timeout: 200ms}\n', "") + routes
     gw = gateway_factory(cfg)
     ask(gw, "tokens")
     wait_until(lambda: _blocked(gw), 5, what="budget spent in this process")
