@@ -687,7 +687,7 @@ impl Report {
         let Some(s) = &self.spend else { return };
         line("");
         line(
-            "**Cost, limits and budgets.** In process, one thread (`loadbench/spendbench.rs`; `target/release/xtask __spendbench` runs it alone), 200,000 requests each: pricing a finished request (1,200 input and 300 output tokens) against an inline catalog; a route's `localRateLimit` with a request bucket and a token bucket (charged with the estimate, settled with the usage), plain and keyed by `apiKey.id` over 1,000 callers; a per-process token budget checked and settled. Redis: a real `redis-server` on loopback; one `globalRateLimit` charge of a request's token buckets against a bare `PING` from the same client thread, 4,000 each; script calls counted by Redis (`INFO commandstats`).",
+            "**Cost, limits and budgets.** In process, one thread (`loadbench/spendbench.rs`; `target/release/xtask __spendbench` runs it alone), 200,000 requests each: pricing a finished request (1,200 input and 300 output tokens) against an inline catalog; a route's `localRateLimit` with a request bucket and a token bucket (charged with the estimate, settled with the usage), plain and keyed by `apiKey.id` over 1,000 callers; a per-process token budget checked and settled. Redis: a real `redis-server` on loopback; one `globalRateLimit` charge of a request's request and token buckets (one script call, as the proxy's LLM phase sends it) against a bare `PING` from the same client thread, 4,000 each, then the same with a Redis-backed budget pipelined with it; script calls counted by Redis (`INFO commandstats`).",
         );
         line("");
         line("| case | measured |\n|---|---|");
