@@ -31,13 +31,15 @@ mod spans;
 #[cfg(test)]
 mod tests;
 pub mod traceparent;
+pub mod wire;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::KeyValue;
+pub use opentelemetry_proto::tonic::trace::v1::Span;
 
 use arc_swap::ArcSwap;
 
@@ -122,7 +124,6 @@ pub struct Telemetry {
     worker: Option<SyncSender<Job>>,
     /// The viewer's ring, when the admin server serves `/ui` and its ring is not size 0.
     sink: OnceLock<Arc<dyn RequestSink>>,
-    scope: InstrumentationScope,
 }
 
 /// Finished requests that may wait for the `telemetry` thread; past this, `submit` does the
@@ -190,9 +191,6 @@ impl Telemetry {
             metrics,
             worker,
             sink: OnceLock::new(),
-            scope: InstrumentationScope::builder("gateway")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
         }))
     }
 
@@ -427,7 +425,11 @@ impl Telemetry {
         if let (Some(t), Some(q)) = (&p.tracer, &self.queue)
             && let Some(spans) = self.make_spans(t, q, log, &exec, base)
         {
-            out.spans.extend(spans);
+            // Encoded once, here; the exporter only frames the batch.
+            for s in &spans {
+                wire::append_span(s, &mut out.spans);
+            }
+            out.span_count += spans.len();
         }
     }
 
@@ -442,9 +444,10 @@ impl Telemetry {
             out.lines = 0;
         }
         if let Some(q) = &self.queue
-            && !out.spans.is_empty()
+            && out.span_count > 0
         {
-            q.push(std::mem::take(&mut out.spans));
+            q.push(std::mem::take(&mut out.spans), out.span_count);
+            out.span_count = 0;
         }
     }
 
@@ -456,7 +459,7 @@ impl Telemetry {
         log: &RequestLog,
         exec: &Executor,
         base: Attrs,
-    ) -> Option<Vec<opentelemetry_sdk::trace::SpanData>> {
+    ) -> Option<Vec<Span>> {
         if !log.trace.sampled
             || log.trace.trace_id == [0; 16]
             || t.filter.as_ref().is_some_and(|f| !exec.eval_bool(f))
@@ -480,7 +483,7 @@ impl Telemetry {
         log: &RequestLog,
         exec: &Executor,
         base: Attrs,
-    ) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    ) -> Vec<Span> {
         let mut a: Attrs = base.into_iter().filter(|(k, _)| !fields.drops(k)).collect();
         let mut genai = Attrs::new();
         if let Some(l) = &log.llm {
@@ -497,13 +500,13 @@ impl Telemetry {
                 AttrValue::Str(s) => s.as_str().to_owned(),
                 other => other.to_string(),
             });
-        spans::build(log, &self.scope, a, &genai, name)
+        spans::build(log, a, &genai, name)
     }
 
     /// The spans of a finished request exactly as they are (or, for a request that was not
     /// sampled, would be) exported over OTLP, custom `fields` included: for the viewer, built
     /// on demand from the kept record rather than kept for every request.
-    pub fn view_spans(&self, log: &RequestLog) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    pub fn view_spans(&self, log: &RequestLog) -> Vec<Span> {
         let p = self.policy.load();
         let exec = Executor::new(log, p.refs);
         let none = Fields::default();
@@ -613,7 +616,9 @@ struct Batch {
     /// Access-log lines, `\n`-separated.
     text: String,
     lines: u64,
-    spans: Vec<opentelemetry_sdk::trace::SpanData>,
+    /// Encoded `ScopeSpans.spans` entries (`wire::append_span`), and how many.
+    spans: Vec<u8>,
+    span_count: usize,
 }
 
 /// Most requests the `telemetry` thread handles before writing out.

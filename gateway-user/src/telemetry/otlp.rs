@@ -1,25 +1,31 @@
 //! OTLP span export through a bounded queue.
 //!
-//! `finish()` hands spans to `SpanQueue::push`, which never waits: when the queue is full the
-//! spans are dropped and counted (`agentgateway_tracing_spans_dropped_total{reason="queue_full"}`).
-//! One background task, on its own thread, batches spans (up to `MAX_BATCH`, or every `FLUSH_EVERY`) and calls
-//! opentelemetry-otlp's exporter (gRPC through tonic, or protobuf over HTTP through our
-//! hyper-rustls client) with a deadline; failed batches are counted as `export_failed`. A slow
-//! or dead collector therefore only ever costs dropped spans, never request latency.
+//! `finish()` hands encoded spans to `SpanQueue::push`, which never waits: when the queue is
+//! full the spans are dropped and counted (`agentgateway_tracing_spans_dropped_total{reason="queue_full"}`).
+//! One background task, on its own thread, gathers them (up to `MAX_BATCH` spans, or every
+//! `FLUSH_EVERY`), frames the batch as an `ExportTraceServiceRequest` (`wire::Envelope`, a
+//! reused buffer) and sends it: gRPC through tonic (`TraceService/Export`, the bytes passed
+//! through a codec that does not re-encode them) or protobuf over HTTP through our
+//! hyper-rustls client, with a deadline. Failed batches are counted as `export_failed`, spans
+//! a collector reports as rejected (`partial_success`) as `rejected`. A slow or dead collector
+//! therefore only ever costs dropped spans, never request latency.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes};
+use http_body_util::BodyExt;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use super::TelemetryError;
 use super::settings::Export;
+use super::wire::Envelope;
 use crate::config::telemetry::RawProtocol;
 use crate::metrics::Metrics;
 
@@ -28,9 +34,11 @@ pub const QUEUE: usize = 8192;
 const MAX_BATCH: usize = 512;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 enum Msg {
-    Spans(Vec<SpanData>),
+    /// Encoded `ScopeSpans.spans` entries and how many spans they hold.
+    Spans(Vec<u8>, usize),
     Flush(oneshot::Sender<()>),
 }
 
@@ -50,11 +58,72 @@ impl std::fmt::Debug for Msg {
     }
 }
 
+/// gRPC codec for a request already encoded: its bytes go out as they are; the response is
+/// decoded for `partial_success`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Preencoded;
+
+struct RawEncoder;
+struct ResponseDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        ExportTraceServiceResponse::decode(bytes)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Codec for Preencoded {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
 /// Either transport, behind one `export` call.
-#[derive(Debug)]
 enum Exporter {
-    Grpc(opentelemetry_otlp::SpanExporter),
-    Http(opentelemetry_otlp::SpanExporter),
+    Grpc {
+        grpc: Box<tonic::client::Grpc<tonic::transport::Channel>>,
+        metadata: tonic::metadata::MetadataMap,
+    },
+    Http(Box<HttpTarget>),
+}
+
+struct HttpTarget {
+    client: HttpClient,
+    url: http::Uri,
+    headers: http::HeaderMap,
 }
 
 fn build_exporter(export: &Export, timeout: Duration) -> Result<Exporter, TelemetryError> {
@@ -62,28 +131,27 @@ fn build_exporter(export: &Export, timeout: Duration) -> Result<Exporter, Teleme
         endpoint: export.url.clone(),
         msg: e.to_string(),
     };
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &export.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| err(&e))?;
+        let value = http::HeaderValue::from_str(v).map_err(|e| err(&e))?;
+        headers.append(name, value);
+    }
     match export.protocol {
         RawProtocol::Grpc => {
-            let mut headers = http::HeaderMap::new();
-            for (k, v) in &export.headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| err(&e))?;
-                let value = http::HeaderValue::from_str(v).map_err(|e| err(&e))?;
-                headers.append(name, value);
-            }
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(export.url.clone())
-                .with_timeout(timeout)
-                .with_metadata(
-                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-                );
+            let mut endpoint = tonic::transport::Endpoint::from_shared(export.url.clone())
+                .map_err(|e| err(&e))?
+                .timeout(timeout)
+                .connect_timeout(timeout);
             if export.url.starts_with("https://") {
-                b = b.with_tls_config(
-                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                        .with_webpki_roots(),
-                );
+                endpoint = endpoint
+                    .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                    .map_err(|e| err(&e))?;
             }
-            b.build().map(Exporter::Grpc).map_err(|e| err(&e))
+            Ok(Exporter::Grpc {
+                grpc: Box::new(tonic::client::Grpc::new(endpoint.connect_lazy())),
+                metadata: tonic::metadata::MetadataMap::from_headers(headers),
+            })
         }
         RawProtocol::Http => {
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -91,32 +159,67 @@ fn build_exporter(export: &Export, timeout: Duration) -> Result<Exporter, Teleme
                 .https_or_http()
                 .enable_http1()
                 .build();
-            let client = opentelemetry_http::hyper::HyperClient::new(connector, timeout, None);
-            let headers: HashMap<String, String> = export.headers.iter().cloned().collect();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(export.url.clone())
-                .with_timeout(timeout)
-                .with_headers(headers)
-                .build()
-                .map(Exporter::Http)
-                .map_err(|e| err(&e))
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build(connector);
+            let url: http::Uri = export.url.parse().map_err(|e| err(&e))?;
+            Ok(Exporter::Http(Box::new(HttpTarget {
+                client,
+                url,
+                headers,
+            })))
         }
     }
 }
 
 impl Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
-        let r = match self {
-            Exporter::Grpc(e) | Exporter::Http(e) => e.export(batch).await,
-        };
-        r.map_err(|e| e.to_string())
-    }
-    fn set_resource(&mut self, r: &Resource) {
+    /// Sends one framed request; `Ok` carries the spans the collector says it rejected.
+    async fn export(&mut self, body: Bytes) -> Result<i64, String> {
         match self {
-            Exporter::Grpc(e) | Exporter::Http(e) => e.set_resource(r),
+            Exporter::Grpc { grpc, metadata } => {
+                grpc.ready().await.map_err(|e| e.to_string())?;
+                let mut req = tonic::Request::new(body);
+                *req.metadata_mut() = metadata.clone();
+                let path = http::uri::PathAndQuery::from_static(GRPC_PATH);
+                let resp = grpc
+                    .unary(req, path, Preencoded)
+                    .await
+                    .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+                Ok(resp
+                    .into_inner()
+                    .partial_success
+                    .map_or(0, |p| p.rejected_spans))
+            }
+            Exporter::Http(h) => {
+                let HttpTarget {
+                    client,
+                    url,
+                    headers,
+                } = &**h;
+                let mut req = http::Request::post(url.clone())
+                    .body(http_body_util::Full::new(body))
+                    .map_err(|e| e.to_string())?;
+                *req.headers_mut() = headers.clone();
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-protobuf"),
+                );
+                let resp = client.request(req).await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}"));
+                }
+                Ok(ExportTraceServiceResponse::decode(body)
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map_or(0, |p| p.rejected_spans))
+            }
         }
     }
 }
@@ -125,7 +228,7 @@ impl Exporter {
 
 impl SpanQueue {
     /// Builds the exporter and starts the export task on its own thread (`otlp`, a
-    /// single-threaded tokio runtime): encoding and sending batches never takes a turn on the
+    /// single-threaded tokio runtime): framing and sending batches never takes a turn on the
     /// proxy's workers.
     pub fn start(
         export: &Export,
@@ -141,11 +244,16 @@ impl SpanQueue {
             .build()
             .map_err(|e| fail(format!("starting the export runtime: {e}")))?;
         // gRPC's lazy channel needs the runtime entered while it is built.
-        let mut exporter = {
+        let exporter = {
             let _guard = rt.enter();
             build_exporter(export, EXPORT_TIMEOUT)?
         };
-        exporter.set_resource(&resource);
+        let scope = InstrumentationScope {
+            name: "gateway".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..InstrumentationScope::default()
+        };
+        let envelope = Envelope::new(&super::wire::resource(&resource), &scope);
         let (tx, rx) = mpsc::channel(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let (m, url, q) = (metrics.clone(), export.url.clone(), queued.clone());
@@ -153,7 +261,7 @@ impl SpanQueue {
             .name("otlp".into())
             .spawn(move || {
                 super::lower_thread_priority();
-                rt.block_on(run(exporter, rx, q, m, url))
+                rt.block_on(run(exporter, envelope, rx, q, m, url))
             })
             .map_err(|e| fail(format!("starting the export thread: {e}")))?;
         Ok(SpanQueue {
@@ -163,10 +271,9 @@ impl SpanQueue {
         })
     }
 
-    /// Enqueues spans (one or more requests'). Never waits: what does not fit is dropped and
-    /// counted.
-    pub fn push(&self, spans: Vec<SpanData>) {
-        let n = spans.len();
+    /// Enqueues `n` encoded spans (one or more requests'). Never waits: what does not fit is
+    /// dropped and counted.
+    pub fn push(&self, spans: Vec<u8>, n: usize) {
         if n == 0 {
             return;
         }
@@ -179,7 +286,7 @@ impl SpanQueue {
         if !fits {
             return self.dropped(n);
         }
-        if self.tx.try_send(Msg::Spans(spans)).is_err() {
+        if self.tx.try_send(Msg::Spans(spans, n)).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             self.dropped(n);
         }
@@ -210,77 +317,104 @@ impl SpanQueue {
     }
 }
 
+/// The export task's state between batches.
+struct Batcher {
+    exporter: Exporter,
+    envelope: Envelope,
+    /// Encoded spans gathered so far, and how many.
+    spans: Vec<u8>,
+    count: usize,
+    /// The framed request, reused.
+    out: Vec<u8>,
+    metrics: Arc<Metrics>,
+    url: String,
+    failing: bool,
+}
+
 async fn run(
     exporter: Exporter,
+    envelope: Envelope,
     mut rx: mpsc::Receiver<Msg>,
     queued: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     url: String,
 ) {
-    let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
+    let mut b = Batcher {
+        exporter,
+        envelope,
+        spans: Vec::with_capacity(1 << 20),
+        count: 0,
+        out: Vec::with_capacity(1 << 20),
+        metrics,
+        url,
+        failing: false,
+    };
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
             _ = tick.tick() => {
-                if !batch.is_empty() {
-                    send(&exporter, &mut batch, &metrics, &url, &mut failing).await;
-                }
+                b.send().await;
                 continue;
             }
         };
         match msg {
-            Some(Msg::Spans(spans)) => {
-                queued.fetch_sub(spans.len(), Ordering::AcqRel);
-                batch.extend(spans);
-                if batch.len() >= MAX_BATCH {
-                    send(&exporter, &mut batch, &metrics, &url, &mut failing).await;
+            Some(Msg::Spans(spans, n)) => {
+                queued.fetch_sub(n, Ordering::AcqRel);
+                b.spans.extend_from_slice(&spans);
+                b.count += n;
+                if b.count >= MAX_BATCH {
+                    b.send().await;
                 }
             }
             Some(Msg::Flush(ack)) => {
-                send(&exporter, &mut batch, &metrics, &url, &mut failing).await;
+                b.send().await;
                 let _ = ack.send(());
             }
             None => {
-                send(&exporter, &mut batch, &metrics, &url, &mut failing).await;
+                b.send().await;
                 return;
             }
         }
     }
 }
 
-async fn send(
-    exporter: &Exporter,
-    batch: &mut Vec<SpanData>,
-    metrics: &Metrics,
-    url: &str,
-    failing: &mut bool,
-) {
-    while !batch.is_empty() {
-        let chunk: Vec<SpanData> = batch.drain(..batch.len().min(MAX_BATCH)).collect();
-        let n = chunk.len() as u64;
-        let result = match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(chunk)).await {
+impl Batcher {
+    async fn send(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let n = std::mem::take(&mut self.count) as u64;
+        self.envelope.request(&self.spans, &mut self.out);
+        self.spans.clear();
+        let body = Bytes::copy_from_slice(&self.out);
+        let result = match tokio::time::timeout(EXPORT_TIMEOUT, self.exporter.export(body)).await {
             Ok(r) => r,
             Err(_) => Err("timed out".to_owned()),
         };
         match result {
-            Ok(()) => {
-                if *failing {
-                    tracing::info!(endpoint = url, "span export recovered");
-                    *failing = false;
+            Ok(rejected) => {
+                if rejected > 0 {
+                    self.metrics
+                        .spans_dropped
+                        .with_label_values(&["rejected"])
+                        .inc_by(u64::try_from(rejected).unwrap_or(0));
+                }
+                if self.failing {
+                    tracing::info!(endpoint = self.url, "span export recovered");
+                    self.failing = false;
                 }
             }
             Err(e) => {
-                metrics
+                self.metrics
                     .spans_dropped
                     .with_label_values(&["export_failed"])
                     .inc_by(n);
                 // Log the transition only, not every failed batch.
-                if !*failing {
-                    tracing::warn!(endpoint = url, error = %e, "span export failed; dropping spans");
-                    *failing = true;
+                if !self.failing {
+                    tracing::warn!(endpoint = self.url, error = %e, "span export failed; dropping spans");
+                    self.failing = true;
                 }
             }
         }

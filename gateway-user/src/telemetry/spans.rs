@@ -1,14 +1,13 @@
-//! Turns a finished `RequestLog` into OTLP `SpanData`: one SERVER span for the request, one
-//! CLIENT span for the upstream call, and one CLIENT span per MCP target call.
+//! Turns a finished `RequestLog` into OTLP spans (the wire types of `opentelemetry-proto`,
+//! see `wire`): one SERVER span for the request, one CLIENT span for the upstream call, one
+//! CLIENT span per MCP target call, and one span per guard that ran.
 
 use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 
 use super::attrs;
 use super::fields::{AttrValue, Attrs};
@@ -51,7 +50,17 @@ struct Spec {
     status: Status,
 }
 
-fn span(log: &RequestLog, scope: &InstrumentationScope, spec: Spec) -> SpanData {
+/// OTLP `SpanFlags`: the W3C trace flags in the low byte, then "whether the parent is remote
+/// is known" and "the parent is remote" (as opentelemetry-otlp sets them).
+const HAS_IS_REMOTE: u32 = 0x100;
+const IS_REMOTE: u32 = 0x200;
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn span(log: &RequestLog, spec: Spec) -> Span {
     let Spec {
         id,
         parent,
@@ -62,35 +71,45 @@ fn span(log: &RequestLog, scope: &InstrumentationScope, spec: Spec) -> SpanData 
         attrs,
         status,
     } = spec;
-    let flags = if log.trace.sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
+    let mut flags = u32::from(log.trace.sampled) | HAS_IS_REMOTE;
+    if parent.is_some_and(|(_, remote)| remote) {
+        flags |= IS_REMOTE;
+    }
+    let kind = match kind {
+        SpanKind::Server => span::SpanKind::Server,
+        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Internal => span::SpanKind::Internal,
+        SpanKind::Producer => span::SpanKind::Producer,
+        SpanKind::Consumer => span::SpanKind::Consumer,
     };
-    let (parent_span_id, parent_span_is_remote) = parent
-        .map_or((SpanId::INVALID, false), |(p, remote)| {
-            (SpanId::from_bytes(p), remote)
-        });
-    SpanData {
-        span_context: SpanContext::new(
-            TraceId::from_bytes(log.trace.trace_id),
-            SpanId::from_bytes(id),
-            flags,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id,
-        parent_span_is_remote,
-        span_kind: kind,
-        name: Cow::Owned(name),
-        start_time: start,
-        end_time: end.max(start),
-        attributes: attrs.into_iter().map(|(k, v)| to_kv(k, v)).collect(),
+    let (code, message) = match status {
+        Status::Unset => (status::StatusCode::Unset, String::new()),
+        Status::Ok => (status::StatusCode::Ok, String::new()),
+        Status::Error { description } => (status::StatusCode::Error, description.into_owned()),
+    };
+    Span {
+        trace_id: log.trace.trace_id.to_vec(),
+        span_id: id.to_vec(),
+        trace_state: String::new(),
+        parent_span_id: parent.map(|(p, _)| p.to_vec()).unwrap_or_default(),
+        flags,
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: nanos(start),
+        end_time_unix_nano: nanos(end.max(start)),
+        attributes: attrs
+            .into_iter()
+            .map(|(k, v)| super::wire::kv(k, v))
+            .collect(),
         dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Some(opentelemetry_proto::tonic::trace::v1::Status {
+            message,
+            code: code as i32,
+        }),
     }
 }
 
@@ -127,18 +146,16 @@ pub fn count(log: &RequestLog) -> usize {
 /// `tools/call echo`).
 pub fn build(
     log: &RequestLog,
-    scope: &InstrumentationScope,
     server_attrs: Attrs,
     genai: &Attrs,
     name: Option<String>,
-) -> Vec<SpanData> {
+) -> Vec<Span> {
     let end = log.end.unwrap_or_else(Instant::now);
     let mut out = Vec::with_capacity(count(log));
     let name = name.unwrap_or_else(|| server_span_name(log));
     let status = server_failed(log).map_or(Status::Unset, Status::error);
     out.push(span(
         log,
-        scope,
         Spec {
             id: log.trace.span_id,
             parent: log.trace.parent_span_id.map(|p| (p, true)),
@@ -151,23 +168,23 @@ pub fn build(
         },
     ));
     if let Some(id) = log.upstream_span_id {
-        out.push(upstream_span(log, scope, genai, id, end));
+        out.push(upstream_span(log, genai, id, end));
     }
     if let Some(m) = &log.mcp {
         for call in &m.target_calls {
-            out.push(target_call_span(log, scope, m, call, end));
+            out.push(target_call_span(log, m, call, end));
         }
     }
     if let Some(g) = &log.guard {
         for c in &g.checks {
-            out.push(guard_span(log, scope, c));
+            out.push(guard_span(log, c));
         }
     }
     out
 }
 
 /// One guard that ran: INTERNAL for a regex pass, CLIENT for a webhook or moderation call.
-fn guard_span(log: &RequestLog, scope: &InstrumentationScope, c: &GuardCheck) -> SpanData {
+fn guard_span(log: &RequestLog, c: &GuardCheck) -> Span {
     let mut a: Attrs = vec![
         ("guardrail.phase".into(), c.phase.as_str().into()),
         ("guardrail.type".into(), c.kind.into()),
@@ -222,7 +239,6 @@ fn guard_span(log: &RequestLog, scope: &InstrumentationScope, c: &GuardCheck) ->
     };
     span(
         log,
-        scope,
         Spec {
             id: c.span_id,
             parent: Some((log.trace.span_id, false)),
@@ -255,13 +271,7 @@ fn server_span_name(log: &RequestLog) -> String {
 }
 
 /// The CLIENT span of the call to the upstream (the provider, or the host backend).
-fn upstream_span(
-    log: &RequestLog,
-    scope: &InstrumentationScope,
-    genai: &Attrs,
-    id: [u8; 8],
-    end: Instant,
-) -> SpanData {
+fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> Span {
     let mut a = Attrs::new();
     if !log.method.is_empty() {
         a.push(("http.request.method".into(), attrs::method(&log.method)));
@@ -311,7 +321,6 @@ fn upstream_span(
     let stop = wall(log, log.upstream_end.unwrap_or(end));
     span(
         log,
-        scope,
         Spec {
             id,
             parent: Some((log.trace.span_id, false)),
@@ -326,13 +335,7 @@ fn upstream_span(
 }
 
 /// The CLIENT span of one call to an MCP target.
-fn target_call_span(
-    log: &RequestLog,
-    scope: &InstrumentationScope,
-    m: &McpInfo,
-    call: &TargetCall,
-    end: Instant,
-) -> SpanData {
+fn target_call_span(log: &RequestLog, m: &McpInfo, call: &TargetCall, end: Instant) -> Span {
     let mut a = Attrs::new();
     if let Some(method) = &m.method {
         a.push(("mcp.method.name".into(), method.as_str().into()));
@@ -354,7 +357,6 @@ fn target_call_span(
     };
     span(
         log,
-        scope,
         Spec {
             id: call.span_id,
             parent: Some((log.trace.span_id, false)),

@@ -5,9 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Array, Value as OtelValue};
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use serde_json::{Map, Value, json};
 
 use super::ring::{Entry, MINUTES, Minute, ToolCalls, Totals, is_error, route_of};
@@ -322,57 +321,71 @@ impl Filter {
 
 // === detail ===
 
-fn otel_value(v: &OtelValue) -> Value {
-    match v {
-        OtelValue::Bool(b) => json!(b),
-        OtelValue::I64(i) => json!(i),
-        OtelValue::F64(f) => json!(f),
-        OtelValue::String(s) => json!(s.as_str()),
-        OtelValue::Array(a) => match a {
-            Array::Bool(v) => json!(v),
-            Array::I64(v) => json!(v),
-            Array::F64(v) => json!(v),
-            Array::String(v) => Value::Array(v.iter().map(|s| json!(s.as_str())).collect()),
-            _ => json!(a.to_string()),
-        },
-        other => json!(other.to_string()),
+/// An OTLP attribute value as JSON.
+fn any_value(v: Option<&AnyValue>) -> Value {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    match v.and_then(|v| v.value.as_ref()) {
+        None => Value::Null,
+        Some(V::BoolValue(b)) => json!(b),
+        Some(V::IntValue(i)) => json!(i),
+        Some(V::DoubleValue(f)) => json!(f),
+        Some(V::StringValue(s)) => json!(s),
+        Some(V::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| any_value(Some(v))).collect())
+        }
+        Some(V::KvlistValue(l)) => Value::Object(
+            l.values
+                .iter()
+                .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
+                .collect(),
+        ),
+        Some(V::BytesValue(b)) => json!(format!("{} bytes", b.len())),
+        Some(other) => json!(format!("{other:?}")),
     }
 }
 
-fn kind_name(k: &SpanKind) -> &'static str {
-    match k {
-        SpanKind::Server => "SERVER",
-        SpanKind::Client => "CLIENT",
-        SpanKind::Internal => "INTERNAL",
-        SpanKind::Producer => "PRODUCER",
-        SpanKind::Consumer => "CONSUMER",
+fn kind_name(k: i32) -> &'static str {
+    match span::SpanKind::try_from(k) {
+        Ok(span::SpanKind::Server) => "SERVER",
+        Ok(span::SpanKind::Client) => "CLIENT",
+        Ok(span::SpanKind::Internal) => "INTERNAL",
+        Ok(span::SpanKind::Producer) => "PRODUCER",
+        Ok(span::SpanKind::Consumer) => "CONSUMER",
+        _ => "UNSPECIFIED",
     }
 }
 
-/// A span as the viewer draws it: times relative to the request's start.
-pub fn span(s: &SpanData, origin: SystemTime) -> Value {
-    let rel = |t: SystemTime| t.duration_since(origin).map_or(0.0, ms);
-    let (code, message) = match &s.status {
-        Status::Unset => ("UNSET", None),
-        Status::Ok => ("OK", None),
-        Status::Error { description } => ("ERROR", Some(description.to_string())),
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A span as the viewer draws it (the OTLP span exactly as exported): times relative to the
+/// request's start.
+pub fn span(s: &Span, origin: SystemTime) -> Value {
+    let origin_ns = origin
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let rel = |t: u64| t.saturating_sub(origin_ns) as f64 / 1e6;
+    let (code, message) = match s.status.as_ref().map(|st| (st.code, st.message.as_str())) {
+        Some((c, m)) if c == status::StatusCode::Error as i32 => ("ERROR", Some(m.to_owned())),
+        Some((c, _)) if c == status::StatusCode::Ok as i32 => ("OK", None),
+        _ => ("UNSET", None),
     };
     let attrs: Map<String, Value> = s
         .attributes
         .iter()
-        .map(|kv| (kv.key.as_str().to_owned(), otel_value(&kv.value)))
+        .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
         .collect();
-    let parent = (s.parent_span_id != opentelemetry::trace::SpanId::INVALID)
-        .then(|| s.parent_span_id.to_string());
+    let parent = (!s.parent_span_id.is_empty()).then(|| hex(&s.parent_span_id));
     json!({
-        "spanId": s.span_context.span_id().to_string(),
+        "spanId": hex(&s.span_id),
         "parentSpanId": parent,
-        "parentIsRemote": s.parent_span_is_remote,
+        "parentIsRemote": s.flags & 0x200 != 0,
         "name": s.name,
-        "kind": kind_name(&s.span_kind),
-        "startMs": rel(s.start_time),
-        "endMs": rel(s.end_time),
-        "durationMs": s.end_time.duration_since(s.start_time).map_or(0.0, ms),
+        "kind": kind_name(s.kind),
+        "startMs": rel(s.start_time_unix_nano),
+        "endMs": rel(s.end_time_unix_nano),
+        "durationMs": s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) as f64 / 1e6,
         "status": {"code": code, "message": message},
         "attributes": attrs,
     })
@@ -380,7 +393,7 @@ pub fn span(s: &SpanData, origin: SystemTime) -> Value {
 
 /// A request's detail: its row, its spans, and the prompt and completion when the config
 /// records them (they are in the record only then).
-pub fn detail(e: &Entry, spans: &[SpanData]) -> Value {
+pub fn detail(e: &Entry, spans: &[Span]) -> Value {
     let log = &e.log;
     let mut d = row(e);
     if let Value::Object(m) = &mut d {
