@@ -62,6 +62,12 @@ fn telemetry_config(snap: &Snapshot) -> TelemetryConfig<'_> {
     let g = snap.raw.config.as_ref();
     TelemetryConfig {
         tracing: g.and_then(|c| c.tracing.as_ref()),
+        otlp_logs: snap
+            .raw
+            .frontend_policies
+            .as_ref()
+            .and_then(|f| f.access_log.as_ref().or(f.logging.as_ref()))
+            .and_then(|l| l.otlp.as_ref()),
         logging: snap.logging.as_ref(),
         frontend_tracing: snap
             .raw

@@ -475,6 +475,16 @@ def rotel_binary() -> Path:
 
 @pytest.fixture
 def rotel(tmp_path: Path) -> Iterable[Rotel]:
+    yield from _rotel(tmp_path, ["traces"])
+
+
+@pytest.fixture
+def rotel_logs(tmp_path: Path) -> Iterable[Rotel]:
+    """rotel printing log records as well as spans."""
+    yield from _rotel(tmp_path, ["traces", "logs"])
+
+
+def _rotel(tmp_path: Path, signals: list[str]) -> Iterable[Rotel]:
     grpc_port, http_port = free_port(), free_port()
     log = tmp_path / "rotel.log"
     with open(log, "wb") as out:
@@ -483,7 +493,7 @@ def rotel(tmp_path: Path) -> Iterable[Rotel]:
              "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
              "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
              "--exporter", "blackhole",
-             "--debug-log", "traces", "--debug-log-verbosity", "detailed",
+             *[a for sig in signals for a in ("--debug-log", sig)], "--debug-log-verbosity", "detailed",
              # Its default pid file is shared by every rotel on the machine.
              "--pid-file", str(tmp_path / "rotel.pid")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -145,11 +145,6 @@ fn merged_logging(raw: &RawRoot) -> Option<crate::config::telemetry::RawLogging>
         .as_ref()
         .and_then(|f| f.access_log.clone().or_else(|| f.logging.clone()));
     let Some(p) = policy else { return base };
-    if p.otlp.is_some() {
-        tracing::warn!(
-            "frontendPolicies.accessLog.otlp is not supported; access logs go to stdout"
-        );
-    }
     let mut merged = base.unwrap_or_default();
     if p.filter.is_some() {
         merged.filter = p.filter;

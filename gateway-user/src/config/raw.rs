@@ -134,8 +134,8 @@ pub struct RawAccessLog {
     /// Default field names to drop.
     #[serde(default)]
     pub remove: Vec<String>,
-    /// Accepted for compatibility; OTLP log export is not implemented (a warning is logged).
-    pub otlp: Option<yaml_serde::Value>,
+    /// Access-log records over OTLP as well (see `telemetry::logs`).
+    pub otlp: Option<super::telemetry::RawOtlpLogging>,
 }
 
 /// `frontendPolicies.http`.

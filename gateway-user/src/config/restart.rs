@@ -10,6 +10,7 @@
 //! | `config.ebpf` | the kernel programs are loaded and attached once |
 //! | `config.logging.format` | the process log's formatter is installed once (the access log follows it) |
 //! | `config.ui.recentRequests` | the viewer's ring is allocated once |
+//! | `frontendPolicies.accessLog.otlp` | its exporter is built once, like the tracing one |
 //! | `config.metrics` (`remove`, `fields.add`) | metric families and their label names are registered once |
 //! | the tracing exporter (`otlpEndpoint`, protocol, headers, path, resources) | the OTLP exporter and its connection are built once; `telemetry::Telemetry::prepare` reports it |
 //!
@@ -70,6 +71,15 @@ fn startup_settings(snap: &Snapshot) -> Vec<(&'static str, String)> {
         ("config.ebpf", ebpf),
         ("config.logging.format", logging_format),
         ("config.ui.recentRequests", g.ui_recent_requests.to_string()),
+        (
+            "frontendPolicies.accessLog.otlp",
+            snap.raw
+                .frontend_policies
+                .as_ref()
+                .and_then(|f| f.access_log.as_ref().or(f.logging.as_ref()))
+                .and_then(|l| l.otlp.as_ref())
+                .map_or_else(|| "off".into(), |o| format!("{o:?}")),
+        ),
         (
             "config.metrics",
             raw.and_then(|c| c.metrics.as_ref())

@@ -63,6 +63,28 @@ pub struct RawFields {
     pub add: OrderedExprMap,
 }
 
+/// `frontendPolicies.accessLog.otlp` (agentgateway's `OtlpLoggingConfig`): every access-log
+/// record also goes to an OTLP logs endpoint.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawOtlpLogging {
+    /// `host:port` (or a URL) of the collector.
+    pub host: Option<String>,
+    /// agentgateway's `service` / `backend` targets: refused (use `host`).
+    pub service: Option<yaml_serde::Value>,
+    pub backend: Option<yaml_serde::Value>,
+    /// agentgateway's backend policies for the connection: refused.
+    pub policies: Option<yaml_serde::Value>,
+    /// CEL: only requests where it is `true` are exported.
+    pub filter: Option<String>,
+    /// Fields of the OTLP records; the access log's when unset.
+    pub fields: Option<RawFields>,
+    /// `grpc` (default) or `http`.
+    pub protocol: Option<RawProtocol>,
+    /// HTTP path (default `/v1/logs`).
+    pub path: Option<String>,
+}
+
 /// A sampling knob: YAML bool, YAML number (ratio 0..1), or a CEL expression string.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]

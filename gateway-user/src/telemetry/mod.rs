@@ -23,6 +23,7 @@
 pub mod accesslog;
 pub mod attrs;
 pub mod fields;
+pub mod logs;
 mod otlp;
 mod policy;
 pub mod sampling;
@@ -79,6 +80,8 @@ pub enum TelemetryError {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TelemetryConfig<'a> {
     pub tracing: Option<&'a RawTracing>,
+    /// `frontendPolicies.accessLog.otlp`.
+    pub otlp_logs: Option<&'a crate::config::telemetry::RawOtlpLogging>,
     pub logging: Option<&'a RawLogging>,
     pub frontend_tracing: Option<&'a RawFrontendTracing>,
     pub gateway_name: &'a str,
@@ -120,6 +123,8 @@ pub struct Telemetry {
     format: Format,
     log_sink: Sink,
     metrics: Arc<Metrics>,
+    /// Access-log records over OTLP (start-up only).
+    log_export: Option<logs::LogExport>,
     /// The `telemetry` thread's queue; `None` in unit tests, which finish inline.
     worker: Option<SyncSender<Job>>,
     /// The viewer's ring, when the admin server serves `/ui` and its ring is not size 0.
@@ -174,6 +179,10 @@ impl Telemetry {
         let settings = settings::resolve(cfg.tracing, cfg.frontend_tracing, env)?;
         let tracer = settings.as_ref().map(TracePolicy::compile).transpose()?;
         let policy = Policy::compile(cfg.logging, tracer)?;
+        let log_export = cfg
+            .otlp_logs
+            .map(|raw| logs::LogExport::start(raw, otlp::resource(Vec::new()), metrics.clone()))
+            .transpose()?;
         let (queue, exporter) = match &settings {
             Some(s) => (
                 Some(Self::start_exporter(s, metrics.clone())?),
@@ -189,6 +198,7 @@ impl Telemetry {
             format,
             log_sink: sink,
             metrics,
+            log_export,
             worker,
             sink: OnceLock::new(),
         }))
@@ -258,13 +268,21 @@ impl Telemetry {
                 res.push(spans::to_kv(name.clone().into(), a));
             }
         }
-        otlp::SpanQueue::start(&s.export, otlp::resource(res), metrics)
+        otlp::SpanQueue::start(
+            otlp::Signal::Traces,
+            &s.export,
+            otlp::resource(res),
+            metrics,
+        )
     }
 
     /// Which optional request data the config needs captured.
     pub fn capture(&self) -> Capture {
         let mut c = self.policy.load().capture;
-        let m = self.metrics.references();
+        let mut m = self.metrics.references();
+        if let Some(e) = &self.log_export {
+            m = m.union(e.references());
+        }
         c.request_headers |= m.request_headers;
         c.response_headers |= m.response_headers;
         c.prompt |= m.llm_prompt;
@@ -417,10 +435,24 @@ impl Telemetry {
     /// The access log line and the spans of a finished request, added to `out`.
     fn emit_into(&self, log: &RequestLog, out: &mut Batch) {
         let p = self.policy.load();
-        let exec = Executor::new(log, p.refs);
+        let refs = match &self.log_export {
+            Some(e) => p.refs.union(e.references()),
+            None => p.refs,
+        };
+        let exec = Executor::new(log, refs);
         let base = attrs::base(log);
         if p.log.enabled && p.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
             self.write_log(&p.log.fields, log, &exec, &base, out);
+        }
+        if let Some(e) = &self.log_export
+            && logs::keeps(e, &exec)
+        {
+            let fields = e.fields.as_ref().unwrap_or(&p.log.fields);
+            let a = self.log_fields(fields, log, &exec, &base);
+            let line = accesslog::format_text(log_time(log), &a);
+            let rec = logs::record(log, a, line);
+            wire::append_record(&rec, &mut out.logs);
+            out.log_count += 1;
         }
         if let (Some(t), Some(q)) = (&p.tracer, &self.queue)
             && let Some(spans) = self.make_spans(t, q, log, &exec, base)
@@ -442,6 +474,12 @@ impl Telemetry {
                 self.metrics.access_log_dropped.inc_by(out.lines);
             }
             out.lines = 0;
+        }
+        if let Some(e) = &self.log_export
+            && out.log_count > 0
+        {
+            e.queue.push(std::mem::take(&mut out.logs), out.log_count);
+            out.log_count = 0;
         }
         if let Some(q) = &self.queue
             && out.span_count > 0
@@ -529,22 +567,14 @@ impl Telemetry {
         base: &Attrs,
         out: &mut Batch,
     ) {
-        let ts = log
-            .start_time
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            + log
-                .end
-                .map_or(Duration::ZERO, |e| e.saturating_duration_since(log.start));
-        let mut extra = Attrs::new();
-        attrs::log_extra(log, &mut extra);
+        let ts = log_time(log);
         let line = if f.is_empty() && self.format == Format::Text {
             // The default line: written straight from the shared fields, no copy of them.
+            let mut extra = Attrs::new();
+            attrs::log_extra(log, &mut extra);
             accesslog::format_text_iter(ts, base.iter().chain(&extra).map(|(k, v)| (k.as_ref(), v)))
         } else {
-            let mut a: Attrs = base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect();
-            a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
-            f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
+            let a = self.log_fields(f, log, exec, base);
             match self.format {
                 Format::Text => accesslog::format_text(ts, &a),
                 Format::Json => accesslog::format_json(ts, &a),
@@ -557,6 +587,16 @@ impl Telemetry {
         out.lines += 1;
     }
 
+    /// An access-log record's fields: the defaults less `remove`, then `add`.
+    fn log_fields(&self, f: &Fields, log: &RequestLog, exec: &Executor, base: &Attrs) -> Attrs {
+        let mut extra = Attrs::new();
+        attrs::log_extra(log, &mut extra);
+        let mut a: Attrs = base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect();
+        a.extend(extra.into_iter().filter(|(k, _)| !f.drops(k)));
+        f.eval_into(exec, &mut a, |_, o| self.count(o, "logging"));
+        a
+    }
+
     /// Flush queued log lines and spans on shutdown (bounded by a deadline).
     pub async fn shutdown(&self) {
         if let Some(tx) = &self.worker {
@@ -564,6 +604,9 @@ impl Telemetry {
         }
         if let Some(q) = &self.queue {
             q.flush(Duration::from_secs(5)).await;
+        }
+        if let Some(e) = &self.log_export {
+            e.queue.flush(Duration::from_secs(5)).await;
         }
         self.log_sink.flush(Duration::from_secs(1)).await;
     }
@@ -619,6 +662,19 @@ struct Batch {
     /// Encoded `ScopeSpans.spans` entries (`wire::append_span`), and how many.
     spans: Vec<u8>,
     span_count: usize,
+    /// Encoded `ScopeLogs.log_records` entries, and how many.
+    logs: Vec<u8>,
+    log_count: usize,
+}
+
+/// When a request's access-log record is stamped: its end.
+fn log_time(log: &RequestLog) -> Duration {
+    log.start_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        + log
+            .end
+            .map_or(Duration::ZERO, |e| e.saturating_duration_since(log.start))
 }
 
 /// Most requests the `telemetry` thread handles before writing out.

@@ -34,7 +34,32 @@ pub const QUEUE: usize = 8192;
 const MAX_BATCH: usize = 512;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// What a queue exports: spans, or access-log records (`frontendPolicies.accessLog.otlp`).
+/// Both requests have the same shape (resource, scope, entries under field 2 of field 2 of
+/// field 1), so one framing serves both; the service path and the drop counter differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        }
+    }
+
+    /// Counts `n` entries that never reached the collector.
+    fn drop(self, metrics: &Metrics, reason: &str, n: u64) {
+        match self {
+            Signal::Traces => metrics.spans_dropped.with_label_values(&[reason]).inc_by(n),
+            Signal::Logs => metrics.access_log_dropped.inc_by(n),
+        }
+    }
+}
 
 enum Msg {
     /// Encoded `ScopeSpans.spans` entries and how many spans they hold.
@@ -45,7 +70,10 @@ enum Msg {
 /// Handle to the export task.
 #[derive(Debug)]
 pub struct SpanQueue {
+    signal: Signal,
     tx: mpsc::Sender<Msg>,
+    /// The export thread.
+    thread: std::thread::JoinHandle<()>,
     /// Spans sent to the export task and not yet taken into a batch. Messages carry a whole
     /// batch of requests' spans, so the bound is kept in spans, not messages.
     queued: Arc<AtomicUsize>,
@@ -80,22 +108,28 @@ impl tonic::codec::Encoder for RawEncoder {
 }
 
 impl tonic::codec::Decoder for ResponseDecoder {
-    type Item = ExportTraceServiceResponse;
+    type Item = Bytes;
     type Error = tonic::Status;
     fn decode(
         &mut self,
         src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        ExportTraceServiceResponse::decode(bytes)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(e.to_string()))
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
+}
+
+/// `partial_success.rejected_*` of an export response. The trace and logs responses have the
+/// same layout, so the trace type reads both.
+fn rejected(body: Bytes) -> i64 {
+    ExportTraceServiceResponse::decode(body)
+        .ok()
+        .and_then(|r| r.partial_success)
+        .map_or(0, |p| p.rejected_spans)
 }
 
 impl tonic::codec::Codec for Preencoded {
     type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
+    type Decode = Bytes;
     type Encoder = RawEncoder;
     type Decoder = ResponseDecoder;
     fn encoder(&mut self) -> RawEncoder {
@@ -116,6 +150,7 @@ enum Exporter {
     Grpc {
         grpc: Box<tonic::client::Grpc<tonic::transport::Channel>>,
         metadata: tonic::metadata::MetadataMap,
+        path: &'static str,
     },
     Http(Box<HttpTarget>),
 }
@@ -126,7 +161,11 @@ struct HttpTarget {
     headers: http::HeaderMap,
 }
 
-fn build_exporter(export: &Export, timeout: Duration) -> Result<Exporter, TelemetryError> {
+fn build_exporter(
+    signal: Signal,
+    export: &Export,
+    timeout: Duration,
+) -> Result<Exporter, TelemetryError> {
     let err = |e: &dyn std::fmt::Display| TelemetryError::Exporter {
         endpoint: export.url.clone(),
         msg: e.to_string(),
@@ -151,6 +190,7 @@ fn build_exporter(export: &Export, timeout: Duration) -> Result<Exporter, Teleme
             Ok(Exporter::Grpc {
                 grpc: Box::new(tonic::client::Grpc::new(endpoint.connect_lazy())),
                 metadata: tonic::metadata::MetadataMap::from_headers(headers),
+                path: signal.grpc_path(),
             })
         }
         RawProtocol::Http => {
@@ -176,19 +216,20 @@ impl Exporter {
     /// Sends one framed request; `Ok` carries the spans the collector says it rejected.
     async fn export(&mut self, body: Bytes) -> Result<i64, String> {
         match self {
-            Exporter::Grpc { grpc, metadata } => {
+            Exporter::Grpc {
+                grpc,
+                metadata,
+                path,
+            } => {
                 grpc.ready().await.map_err(|e| e.to_string())?;
                 let mut req = tonic::Request::new(body);
                 *req.metadata_mut() = metadata.clone();
-                let path = http::uri::PathAndQuery::from_static(GRPC_PATH);
+                let path = http::uri::PathAndQuery::from_static(path);
                 let resp = grpc
                     .unary(req, path, Preencoded)
                     .await
                     .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
-                Ok(resp
-                    .into_inner()
-                    .partial_success
-                    .map_or(0, |p| p.rejected_spans))
+                Ok(rejected(resp.into_inner()))
             }
             Exporter::Http(h) => {
                 let HttpTarget {
@@ -215,10 +256,7 @@ impl Exporter {
                 if !status.is_success() {
                     return Err(format!("HTTP {status}"));
                 }
-                Ok(ExportTraceServiceResponse::decode(body)
-                    .ok()
-                    .and_then(|r| r.partial_success)
-                    .map_or(0, |p| p.rejected_spans))
+                Ok(rejected(body))
             }
         }
     }
@@ -231,6 +269,7 @@ impl SpanQueue {
     /// single-threaded tokio runtime): framing and sending batches never takes a turn on the
     /// proxy's workers.
     pub fn start(
+        signal: Signal,
         export: &Export,
         resource: Resource,
         metrics: Arc<Metrics>,
@@ -246,7 +285,7 @@ impl SpanQueue {
         // gRPC's lazy channel needs the runtime entered while it is built.
         let exporter = {
             let _guard = rt.enter();
-            build_exporter(export, EXPORT_TIMEOUT)?
+            build_exporter(signal, export, EXPORT_TIMEOUT)?
         };
         let scope = InstrumentationScope {
             name: "gateway".into(),
@@ -257,15 +296,21 @@ impl SpanQueue {
         let (tx, rx) = mpsc::channel(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let (m, url, q) = (metrics.clone(), export.url.clone(), queued.clone());
-        std::thread::Builder::new()
-            .name("otlp".into())
+        let name = match signal {
+            Signal::Traces => "otlp",
+            Signal::Logs => "otlp-logs",
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.into())
             .spawn(move || {
                 super::lower_thread_priority();
-                rt.block_on(run(exporter, envelope, rx, q, m, url))
+                rt.block_on(run(signal, exporter, envelope, rx, q, m, url))
             })
             .map_err(|e| fail(format!("starting the export thread: {e}")))?;
         Ok(SpanQueue {
+            signal,
             tx,
+            thread,
             queued,
             metrics,
         })
@@ -292,6 +337,13 @@ impl SpanQueue {
         }
     }
 
+    /// The export thread's name, while it runs.
+    pub fn thread(&self) -> Option<&str> {
+        (!self.thread.is_finished())
+            .then(|| self.thread.thread().name())
+            .flatten()
+    }
+
     /// Whether `n` more spans would fit now. Lets the caller skip building spans that `push`
     /// would drop: when the exporter falls behind, that work is shed first.
     pub fn has_room(&self, n: usize) -> bool {
@@ -299,10 +351,7 @@ impl SpanQueue {
     }
 
     pub fn dropped(&self, n: usize) {
-        self.metrics
-            .spans_dropped
-            .with_label_values(&["queue_full"])
-            .inc_by(n as u64);
+        self.signal.drop(&self.metrics, "queue_full", n as u64);
     }
 
     /// Exports everything queued so far, waiting at most `deadline`.
@@ -319,6 +368,7 @@ impl SpanQueue {
 
 /// The export task's state between batches.
 struct Batcher {
+    signal: Signal,
     exporter: Exporter,
     envelope: Envelope,
     /// Encoded spans gathered so far, and how many.
@@ -332,6 +382,7 @@ struct Batcher {
 }
 
 async fn run(
+    signal: Signal,
     exporter: Exporter,
     envelope: Envelope,
     mut rx: mpsc::Receiver<Msg>,
@@ -340,6 +391,7 @@ async fn run(
     url: String,
 ) {
     let mut b = Batcher {
+        signal,
         exporter,
         envelope,
         spans: Vec::with_capacity(1 << 20),
@@ -396,24 +448,22 @@ impl Batcher {
         match result {
             Ok(rejected) => {
                 if rejected > 0 {
-                    self.metrics
-                        .spans_dropped
-                        .with_label_values(&["rejected"])
-                        .inc_by(u64::try_from(rejected).unwrap_or(0));
+                    self.signal.drop(
+                        &self.metrics,
+                        "rejected",
+                        u64::try_from(rejected).unwrap_or(0),
+                    );
                 }
                 if self.failing {
-                    tracing::info!(endpoint = self.url, "span export recovered");
+                    tracing::info!(endpoint = self.url, "OTLP export recovered");
                     self.failing = false;
                 }
             }
             Err(e) => {
-                self.metrics
-                    .spans_dropped
-                    .with_label_values(&["export_failed"])
-                    .inc_by(n);
+                self.signal.drop(&self.metrics, "export_failed", n);
                 // Log the transition only, not every failed batch.
                 if !self.failing {
-                    tracing::warn!(endpoint = self.url, error = %e, "span export failed; dropping spans");
+                    tracing::warn!(endpoint = self.url, error = %e, "OTLP export failed; dropping what it carried");
                     self.failing = true;
                 }
             }

@@ -103,6 +103,12 @@ pub fn append_span(span: &Span, buf: &mut Vec<u8>) {
     prost::encoding::message::encode(SPANS, span, buf);
 }
 
+/// Appends `record` to `buf` as one `ScopeLogs.log_records` entry (the logs request has the
+/// traces request's layout: the same field numbers down to the entries).
+pub fn append_record(record: &opentelemetry_proto::tonic::logs::v1::LogRecord, buf: &mut Vec<u8>) {
+    prost::encoding::message::encode(SPANS, record, buf);
+}
+
 /// The envelope every batch is framed in: resource and scope, encoded once.
 #[derive(Debug, Clone)]
 pub struct Envelope {

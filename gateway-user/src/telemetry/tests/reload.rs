@@ -14,6 +14,7 @@ fn cfg<'a>(
 ) -> TelemetryConfig<'a> {
     TelemetryConfig {
         tracing,
+        otlp_logs: None,
         logging,
         frontend_tracing: None,
         gateway_name: "default/agentgateway",
