@@ -34,7 +34,10 @@ enum Hash {
 
 impl Hash {
     fn parse(h: &str) -> Result<Hash, String> {
-        if h.starts_with("$2y$") || h.starts_with("$2b$") || h.starts_with("$2a$") {
+        if ["$2y$", "$2b$", "$2a$", "$2x$"]
+            .iter()
+            .any(|p| h.starts_with(p))
+        {
             return Ok(Hash::Bcrypt(h.to_owned()));
         }
         if let Some(rest) = h.strip_prefix("$apr1$") {

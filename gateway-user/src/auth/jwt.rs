@@ -12,7 +12,8 @@
 //!
 //! A verified token is removed from the request before it goes upstream and its claims are
 //! the caller: CEL reads them as `jwt.<claim>` (`jwt.sub`, `jwt.team`); the span and the log
-//! carry `jwt.sub` and `jwt.iss`, never the token. Failures are 401 in the client's shape.
+//! carry `jwt.sub` and `jwt.iss`, never the token. Failures are 401 in the client's shape with
+//! agentgateway's message (`authentication failure: no bearer token found`, ...).
 //! Remote JWKS (`jwks: {url}`) are not fetched yet: a load error.
 
 use std::collections::HashMap;
@@ -84,7 +85,8 @@ impl Refused {
             Refused::UnknownKey(k) => format!("token uses the unknown key {k:?}"),
             Refused::Invalid(e) => format!("the token is invalid or malformed: {e}"),
         };
-        format!("jwt authentication failure: {why}")
+        // agentgateway's wording, so clients that match on it keep working.
+        format!("authentication failure: {why}")
     }
 }
 
