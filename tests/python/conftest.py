@@ -252,8 +252,20 @@ class Gateway:
         return self.stdout() + self.stderr()
 
     def log_mark(self) -> int:
-        """Current size of stdout; pass to ``access_log(since=...)`` to see only newer lines."""
-        return self.stdout_path.stat().st_size
+        """Size of stdout once it has stopped growing for 100 ms (a request that just returned
+        may still have its access-log line on the way: the line is written after the response,
+        by the telemetry and writer threads); pass to ``access_log(since=...)`` to see only
+        newer lines."""
+        size, since = self.stdout_path.stat().st_size, time.monotonic()
+        deadline = since + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            now = self.stdout_path.stat().st_size
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= 0.1:
+                break
+        return size
 
     def access_log(self, since: int = 0) -> list[dict]:
         with open(self.stdout_path, "rb") as f:
