@@ -320,7 +320,6 @@ pub struct BudgetStatus {
     pub remaining: Vec<String>,
     /// The budget with the smallest share left, as `name=remaining`.
     pub tightest: Option<String>,
-    pub tightest_fraction: f64,
     /// Budgets already spent (blocked, or only audited).
     pub exceeded: Vec<String>,
 }

@@ -80,10 +80,6 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 type Problem = (String, String);
 
 impl ApiKeys {
@@ -151,7 +147,7 @@ impl ApiKeys {
                 )),
             };
             let metadata = ko.get("metadata").cloned().unwrap_or(Value::Null);
-            let id = format!("sha256:{}", &hex(&digest)[..12]);
+            let id = format!("sha256:{}", &crate::ctx::hex(&digest)[..12]);
             keys.insert(
                 digest,
                 Key {
@@ -374,7 +370,7 @@ mod tests {
 
     #[test]
     fn keys_hashes_modes_and_removal() {
-        let digest = hex(&sha256(b"k2"));
+        let digest = crate::ctx::hex(&sha256(b"k2"));
         let k = ApiKeys::parse(
             &json!({"mode": "strict", "keys": [
                 {"key": "k1", "metadata": {"team": "red"}, "allowedModels": ["gpt-4o*"]},

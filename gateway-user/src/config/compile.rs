@@ -14,6 +14,8 @@ use crate::llm::RouteType;
 use crate::llm::provider::{AZURE_API_VERSION, Provider, find_preset};
 use crate::time::parse_duration;
 
+mod access;
+use access::json_policy;
 mod llm;
 use llm::compile_llm;
 
@@ -609,76 +611,7 @@ fn compile_policies(
             }
         }
     }
-    if let Some(v) = &raw.api_key {
-        p.api_key = json_policy(
-            cx,
-            v,
-            &format!("{path}.apiKey"),
-            crate::auth::ApiKeys::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.jwt_auth {
-        p.jwt_auth = json_policy(
-            cx,
-            v,
-            &format!("{path}.jwtAuth"),
-            crate::auth::jwt::JwtAuth::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.basic_auth {
-        p.basic_auth = json_policy(
-            cx,
-            v,
-            &format!("{path}.basicAuth"),
-            crate::auth::basic::BasicAuth::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.authorization {
-        p.authorization = json_policy(
-            cx,
-            v,
-            &format!("{path}.authorization"),
-            crate::auth::authz::Rules::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.local_rate_limit {
-        p.local_rate_limit = json_policy(
-            cx,
-            v,
-            &format!("{path}.localRateLimit"),
-            crate::limit::LocalLimits::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.global_rate_limit {
-        if !cx.has_redis {
-            cx.err(
-                format!("{path}.globalRateLimit"),
-                "needs a shared store: set `config.redis.url` (use localRateLimit for a \
-                 per-gateway limit)",
-            );
-        }
-        p.global_rate_limit = json_policy(
-            cx,
-            v,
-            &format!("{path}.globalRateLimit"),
-            crate::limit::global::GlobalLimits::parse,
-        )
-        .map(Arc::new);
-    }
-    if let Some(v) = &raw.budgets {
-        p.budgets = json_policy(
-            cx,
-            v,
-            &format!("{path}.budgets"),
-            crate::spend::budget::Budgets::parse,
-        )
-        .map(Arc::new);
-    }
+    access::compile(cx, raw, path, &mut p);
     if let Some(m) = &raw.request_header_modifier {
         check_header_names(cx, m, &format!("{path}.requestHeaderModifier"));
         p.request_headers = Some(m.clone());
@@ -735,22 +668,6 @@ fn compile_policies(
         }));
     }
     p
-}
-
-/// Parses a policy from JSON at a YAML path; errors carry the path they are at.
-type JsonParser<T> = fn(&serde_json::Value, &str) -> Result<T, (String, String)>;
-
-/// A policy whose parser reads JSON and names its own error paths.
-fn json_policy<T>(
-    cx: &mut Ctx,
-    v: &yaml_serde::Value,
-    at: &str,
-    parse: JsonParser<T>,
-) -> Option<T> {
-    let parsed = serde_json::to_value(v)
-        .map_err(|e| (at.to_owned(), e.to_string()))
-        .and_then(|j| parse(&j, at));
-    parsed.map_err(|(path, msg)| cx.err(path, msg)).ok()
 }
 
 fn check_header_names(cx: &mut Ctx, m: &RawHeaderModifier, path: &str) {

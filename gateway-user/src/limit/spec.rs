@@ -146,7 +146,7 @@ impl Spec {
         };
         let id = {
             let d = ring::digest::digest(&ring::digest::SHA256, format!("{p}\0{spec}").as_bytes());
-            d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+            crate::ctx::hex(&d.as_ref()[..8])
         };
         Ok(Spec {
             kind,

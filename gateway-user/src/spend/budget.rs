@@ -289,7 +289,6 @@ pub struct Ledger {
     gauge: prometheus::GaugeVec,
     /// `agentgateway_budget_exceeded_total{budget, action}`.
     exceeded: prometheus::IntCounterVec,
-    epoch: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -347,13 +346,12 @@ impl Ledger {
             store,
             gauge,
             exceeded,
-            epoch: std::time::SystemTime::UNIX_EPOCH,
         })
     }
 
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
-            .duration_since(self.epoch)
+            .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
     }
@@ -429,6 +427,7 @@ impl Ledger {
             }
         };
         let mut status = BudgetStatus::default();
+        let mut tightest = f64::INFINITY;
         for (a, s) in applied.iter_mut().zip(spent) {
             let b = &budgets.list[a.index];
             a.remaining = (b.limit - s).max(0);
@@ -439,10 +438,9 @@ impl Ledger {
                     Unit::Tokens => a.remaining as f64,
                 });
             let shown = format!("{}={}", b.name, b.show(a.remaining));
-            if status.tightest.is_none()
-                || a.remaining as f64 / (b.limit as f64) < status.tightest_fraction
-            {
-                status.tightest_fraction = a.remaining as f64 / b.limit as f64;
+            let share = a.remaining as f64 / b.limit as f64;
+            if share < tightest {
+                tightest = share;
                 status.tightest = Some(shown.clone());
             }
             status.remaining.push(shown);

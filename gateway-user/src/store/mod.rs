@@ -227,22 +227,18 @@ impl Shared {
             .map(|c| c.config.key_prefix.clone())
     }
 
-    /// Runs `script` once over `keys` and `args`, within the timeout. A failure is counted
-    /// under `operation` before it is returned.
-    pub async fn run<T: redis::FromRedisValue>(
+    /// Runs `script` once over `keys` and `args` (a batch of one), within the timeout. A
+    /// failure is counted under `operation` before it is returned.
+    pub async fn run(
         &self,
         operation: &'static str,
         script: &redis::Script,
         keys: &[String],
         args: &[i64],
-    ) -> Result<T, Failure> {
-        let r = self.try_run(script, keys, args).await;
-        if let Err(f) = r.as_ref() {
-            self.failures
-                .with_label_values(&[operation, f.as_str()])
-                .inc();
-        }
-        r
+    ) -> Result<Vec<i64>, Failure> {
+        let call = Call { script, keys, args };
+        let mut out = self.run_batch(operation, &[call]).await?;
+        out.pop().ok_or(Failure::Error)
     }
 
     /// Runs several scripts in one round trip (a pipeline); each answers a list of integers.
@@ -302,29 +298,6 @@ impl Shared {
             Err(_) => Err(Failure::Timeout),
             Ok(Ok(v)) if v.len() == calls.len() => Ok(v),
             Ok(Ok(_)) => Err(Failure::Error),
-            Ok(Err(e)) => Err(classify(&e)),
-        }
-    }
-
-    async fn try_run<T: redis::FromRedisValue>(
-        &self,
-        script: &redis::Script,
-        keys: &[String],
-        args: &[i64],
-    ) -> Result<T, Failure> {
-        let conn = self.conn.load_full().ok_or(Failure::NotConfigured)?;
-        let manager = conn.manager.load_full().ok_or(Failure::Unavailable)?;
-        let mut m = (*manager).clone();
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k);
-        }
-        for a in args {
-            inv.arg(*a);
-        }
-        match tokio::time::timeout(conn.config.timeout, inv.invoke_async::<T>(&mut m)).await {
-            Err(_) => Err(Failure::Timeout),
-            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e)),
         }
     }
@@ -407,7 +380,7 @@ mod tests {
         .unwrap();
         let s = Shared::new(failures.clone());
         let script = redis::Script::new("return 1");
-        let r: Result<i64, _> = s.run("test", &script, &[], &[]).await;
+        let r = s.run("test", &script, &[], &[]).await;
         assert_eq!(r, Err(Failure::NotConfigured));
         // Port 1 on loopback: nothing listens.
         s.configure(Some(&RedisConfig {
@@ -416,7 +389,7 @@ mod tests {
             key_prefix: "agw:".into(),
         }));
         let t = std::time::Instant::now();
-        let r: Result<i64, _> = s.run("test", &script, &[], &[]).await;
+        let r = s.run("test", &script, &[], &[]).await;
         assert_eq!(r, Err(Failure::Unavailable));
         assert!(t.elapsed() < Duration::from_millis(50));
         assert_eq!(

@@ -355,10 +355,6 @@ fn kind_name(k: i32) -> &'static str {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// A span as the viewer draws it (the OTLP span exactly as exported): times relative to the
 /// request's start.
 pub fn span(s: &Span, origin: SystemTime) -> Value {
@@ -376,9 +372,9 @@ pub fn span(s: &Span, origin: SystemTime) -> Value {
         .iter()
         .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
         .collect();
-    let parent = (!s.parent_span_id.is_empty()).then(|| hex(&s.parent_span_id));
+    let parent = (!s.parent_span_id.is_empty()).then(|| crate::ctx::hex(&s.parent_span_id));
     json!({
-        "spanId": hex(&s.span_id),
+        "spanId": crate::ctx::hex(&s.span_id),
         "parentSpanId": parent,
         "parentIsRemote": s.flags & 0x200 != 0,
         "name": s.name,
