@@ -624,6 +624,23 @@ def assert_no_leaks(recorded: list[dict]) -> None:
         assert CLIENT_KEY not in (r.get("query") or ""), "client key leaked upstream in the query"
 
 
+AI_BACKEND = "{ai: {name: oa, provider: {openAI: {}}}}"
+
+
+def one_route(policy: str, backend: str = "{host: 127.0.0.1:1}") -> str:
+    """A config of one route to ``backend`` whose ``policies`` block is the one-line ``policy``
+    (``name: value``), for load-error tests."""
+    return f"""
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - backends: [{backend}]
+      policies:
+        {policy}
+"""
+
+
 def load_error(tmp_path: Path, yaml_text: str) -> str:
     """Runs ``gateway --validate-only`` on ``yaml_text``: asserts it is refused without a panic
     and returns what it printed (which must name the YAML path)."""

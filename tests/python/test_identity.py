@@ -16,7 +16,7 @@ import openai
 import pytest
 import requests
 
-from conftest import load_error
+from conftest import AI_BACKEND, load_error, one_route
 from opskit import metric, metrics_text
 
 TEAM_KEY = "sk-team-red-0123456789"
@@ -139,15 +139,7 @@ def test_allowed_models(sim, gw):
     ("{keys: [{key: a}], mode: lenient}", "apiKey.mode"),
 ])
 def test_bad_api_key_config_names_the_path(tmp_path, block, path):
-    err = load_error(tmp_path, f"""
-binds:
-- port: 1
-  listeners:
-  - routes:
-    - backends: [{{ai: {{name: oa, provider: {{openAI: {{}}}}}}}}]
-      policies:
-        apiKey: {block}
-""")
+    err = load_error(tmp_path, one_route(f"apiKey: {block}", AI_BACKEND))
     assert path in err, err
 
 

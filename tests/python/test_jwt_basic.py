@@ -20,7 +20,7 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import load_error
+from conftest import load_error, one_route
 
 ISSUER = "https://idp.example"
 
@@ -215,13 +215,5 @@ def test_basic_auth_failures_challenge_with_the_realm(sim, gw):
     ("basicAuth: {htpasswd: {file: /nonexistent/htpasswd}}", "policies.basicAuth.htpasswd.file"),
 ])
 def test_bad_auth_config_is_a_load_error_naming_the_path(tmp_path, policy, path):
-    err = load_error(tmp_path, f"""
-binds:
-- port: 1
-  listeners:
-  - routes:
-    - backends: [{{host: 127.0.0.1:1}}]
-      policies:
-        {policy}
-""")
+    err = load_error(tmp_path, one_route(policy))
     assert path in err, err

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import CLIENT_KEY, load_error
+from conftest import AI_BACKEND, CLIENT_KEY, load_error, one_route
 
 CONFIG = """
 config:
@@ -134,15 +134,7 @@ def test_token_limit_charges_an_estimate_and_settles_real_usage(sim, gw):
     ("{maxTokens: 1, fillInterval: 1s, type: bytes}", "localRateLimit[0].type"),
 ])
 def test_bad_limit_is_a_load_error_naming_the_path(tmp_path, spec, path):
-    err = load_error(tmp_path, f"""
-binds:
-- port: 1
-  listeners:
-  - routes:
-    - backends: [{{ai: {{name: oa, provider: {{openAI: {{}}}}}}}}]
-      policies:
-        localRateLimit: [{spec}]
-""")
+    err = load_error(tmp_path, one_route(f"localRateLimit: [{spec}]", AI_BACKEND))
     assert path in err, err
 
 

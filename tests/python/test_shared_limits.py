@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import CLIENT_KEY, load_error, wait_until
+from conftest import CLIENT_KEY, load_error, one_route, wait_until
 from opskit import metric, metrics_text
 
 HEAD = """
@@ -322,15 +322,7 @@ def test_unreachable_redis_at_start_up(gateway_factory):
      "policies.localRateLimit[0].descriptors[0].value"),
 ])
 def test_bad_limits_are_load_errors_naming_the_path(tmp_path, policy, path):
-    err = load_error(tmp_path, f"""
-binds:
-- port: 1
-  listeners:
-  - routes:
-    - backends: [{{host: 127.0.0.1:1}}]
-      policies:
-        {policy}
-""")
+    err = load_error(tmp_path, one_route(policy))
     assert path in err, err
 
 
