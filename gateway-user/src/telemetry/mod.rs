@@ -54,6 +54,7 @@ use crate::metrics::Metrics;
 use accesslog::{Format, Sink};
 use fields::{AttrValue, Attrs, FieldOutcome, Fields};
 use policy::{ExporterId, Policy, TracePolicy};
+use spans::SpanRec;
 
 /// Configuration errors. Each names the YAML path (or env var) and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -428,7 +429,7 @@ impl Telemetry {
     fn emit(&self, log: Box<RequestLog>) {
         let mut out = Batch::default();
         self.emit_into(&log, &mut out);
-        self.flush_batch(&mut out);
+        self.flush_batch(&mut out, true);
         self.keep(log);
     }
 
@@ -459,21 +460,25 @@ impl Telemetry {
         {
             // Encoded once, here; the exporter only frames the batch.
             for s in &spans {
-                wire::append_span(s, &mut out.spans);
+                wire::append_span(s, &mut out.spans, &mut out.scratch);
             }
             out.span_count += spans.len();
         }
     }
 
-    /// Hands a batch's lines to the access-log writer and its spans to the exporter: one
-    /// message (and at most one wake-up) each, however many requests it holds.
-    fn flush_batch(&self, out: &mut Batch) {
+    /// Hands a batch's lines to the access-log writer and, with `export`, its spans and OTLP
+    /// log records to their exporters: one message (and at most one wake-up) each, however
+    /// many requests it holds.
+    fn flush_batch(&self, out: &mut Batch, export: bool) {
         if out.lines > 0 {
             let text = std::mem::take(&mut out.text);
             if !self.log_sink.send(text) {
                 self.metrics.access_log_dropped.inc_by(out.lines);
             }
             out.lines = 0;
+        }
+        if !export {
+            return;
         }
         if let Some(e) = &self.log_export
             && out.log_count > 0
@@ -497,7 +502,7 @@ impl Telemetry {
         log: &RequestLog,
         exec: &Executor,
         base: Attrs,
-    ) -> Option<Vec<Span>> {
+    ) -> Option<Vec<SpanRec>> {
         if !log.trace.sampled
             || log.trace.trace_id == [0; 16]
             || t.filter.as_ref().is_some_and(|f| !exec.eval_bool(f))
@@ -521,7 +526,7 @@ impl Telemetry {
         log: &RequestLog,
         exec: &Executor,
         base: Attrs,
-    ) -> Vec<Span> {
+    ) -> Vec<SpanRec> {
         let mut a: Attrs = base.into_iter().filter(|(k, _)| !fields.drops(k)).collect();
         let mut genai = Attrs::new();
         if let Some(l) = &log.llm {
@@ -550,6 +555,9 @@ impl Telemetry {
         let none = Fields::default();
         let fields = p.tracer.as_ref().map_or(&none, |t| &t.fields);
         self.build_spans(fields, log, &exec, attrs::base(log))
+            .iter()
+            .map(SpanRec::to_proto)
+            .collect()
     }
 
     fn count(&self, o: FieldOutcome, source: &str) {
@@ -662,6 +670,8 @@ struct Batch {
     /// Encoded `ScopeSpans.spans` entries (`wire::append_span`), and how many.
     spans: Vec<u8>,
     span_count: usize,
+    /// One span's body while it is encoded (`wire::append_span`), reused.
+    scratch: Vec<u8>,
     /// Encoded `ScopeLogs.log_records` entries, and how many.
     logs: Vec<u8>,
     log_count: usize,
@@ -680,18 +690,39 @@ fn log_time(log: &RequestLog) -> Duration {
 /// Most requests the `telemetry` thread handles before writing out.
 const MAX_BATCH: usize = 512;
 /// After a batch, the `telemetry` thread lets the next requests gather for this long: under
-/// load it wakes (and wakes the writer and exporter) a few hundred times a second rather than
-/// once per request. Log lines and spans are this much later; responses are not.
-const BATCH_PAUSE: Duration = Duration::from_millis(2);
+/// load it wakes (and wakes the access-log writer) a couple of hundred times a second rather
+/// than once per request. Log lines are this much later; responses are not.
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// Spans and OTLP log records wait on the `telemetry` thread until this many are ready or the
+/// oldest has waited `EXPORT_HOLD`, so the exporters wake a few times a second at moderate
+/// load instead of after every batch (each wake-up costs more than framing the spans).
+const EXPORT_PUSH: usize = 512;
+const EXPORT_HOLD: Duration = Duration::from_millis(200);
 
 /// The `telemetry` thread: emits finished requests' log lines and spans in batches, at a
 /// lower CPU priority than the proxy's workers. Ends when its `Telemetry` is dropped.
 fn work_loop(t: Weak<Telemetry>, rx: std::sync::mpsc::Receiver<Job>) {
+    use std::sync::mpsc::RecvTimeoutError;
     lower_thread_priority();
     let mut out = Batch::default();
     let mut acks = Vec::new();
-    while let Ok(first) = rx.recv() {
+    // When the oldest span or log record not yet handed to an exporter was made.
+    let mut held: Option<Instant> = None;
+    loop {
+        let first = match held {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => rx.recv_timeout(EXPORT_HOLD.saturating_sub(since.elapsed())),
+        };
         let Some(t) = t.upgrade() else { return };
+        let first = match first {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                t.flush_batch(&mut out, true);
+                held = None;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return t.flush_batch(&mut out, true),
+        };
         let mut next = Some(first);
         let mut n = 0;
         while let Some(job) = next.take() {
@@ -707,7 +738,17 @@ fn work_loop(t: Weak<Telemetry>, rx: std::sync::mpsc::Receiver<Job>) {
                 next = rx.try_recv().ok();
             }
         }
-        t.flush_batch(&mut out);
+        let pending = out.span_count + out.log_count;
+        if pending > 0 && held.is_none() {
+            held = Some(Instant::now());
+        }
+        let export = !acks.is_empty()
+            || pending >= EXPORT_PUSH
+            || held.is_some_and(|h| h.elapsed() >= EXPORT_HOLD);
+        t.flush_batch(&mut out, export);
+        if export {
+            held = None;
+        }
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }

@@ -1,14 +1,17 @@
-//! OTLP span export through a bounded queue.
+//! OTLP export through a bounded queue.
 //!
-//! `finish()` hands encoded spans to `SpanQueue::push`, which never waits: when the queue is
-//! full the spans are dropped and counted (`agentgateway_tracing_spans_dropped_total{reason="queue_full"}`).
-//! One background task, on its own thread, gathers them (up to `MAX_BATCH` spans, or every
-//! `FLUSH_EVERY`), frames the batch as an `ExportTraceServiceRequest` (`wire::Envelope`, a
-//! reused buffer) and sends it: gRPC through tonic (`TraceService/Export`, the bytes passed
-//! through a codec that does not re-encode them) or protobuf over HTTP through our
-//! hyper-rustls client, with a deadline. Failed batches are counted as `export_failed`, spans
-//! a collector reports as rejected (`partial_success`) as `rejected`. A slow or dead collector
-//! therefore only ever costs dropped spans, never request latency.
+//! The `telemetry` thread hands encoded spans (or log records) to `SpanQueue::push`, which
+//! never waits: what does not fit in the queue is dropped and counted
+//! (`agentgateway_tracing_spans_dropped_total{reason="queue_full"}`). One background task, on
+//! its own thread, gathers them into batches (`MAX_BATCH` spans, or whatever is there every
+//! `FLUSH_EVERY`), frames each as an `ExportTraceServiceRequest` (`wire::Envelope`) and sends
+//! it: gRPC through tonic (`TraceService/Export`, the bytes passed through a codec that does not
+//! re-encode them) or protobuf over HTTP through our hyper-rustls client, with a deadline. Up
+//! to `IN_FLIGHT` exports are on their way at once, so the collector's round trips do not
+//! hold up the queue; only a collector slower than the gateway (or down) makes it overflow.
+//! Failed batches are counted as `export_failed`, spans a collector reports as rejected
+//! (`partial_success`) as `rejected`. A slow or dead collector therefore only ever costs
+//! dropped spans, never request latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +25,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_sdk::Resource;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::TelemetryError;
 use super::settings::Export;
@@ -31,7 +35,10 @@ use crate::metrics::Metrics;
 
 /// Spans that may wait for export before new ones are dropped (about 4,000 requests' worth).
 pub const QUEUE: usize = 8192;
-const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
+/// Export requests on their way at once: a collector's round trip does not hold up the next
+/// batch (the same connection carries them, multiplexed over HTTP/2 for gRPC).
+pub(crate) const IN_FLIGHT: usize = 4;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,7 +152,8 @@ type HttpClient = hyper_util::client::legacy::Client<
     http_body_util::Full<Bytes>,
 >;
 
-/// Either transport, behind one `export` call.
+/// Either transport, behind one `export` call. Cloning shares the connection.
+#[derive(Clone)]
 enum Exporter {
     Grpc {
         grpc: Box<tonic::client::Grpc<tonic::transport::Channel>>,
@@ -155,6 +163,7 @@ enum Exporter {
     Http(Box<HttpTarget>),
 }
 
+#[derive(Clone)]
 struct HttpTarget {
     client: HttpClient,
     url: http::Uri,
@@ -374,8 +383,8 @@ struct Batcher {
     /// Encoded spans gathered so far, and how many.
     spans: Vec<u8>,
     count: usize,
-    /// The framed request, reused.
-    out: Vec<u8>,
+    /// Exports on their way, each with the number of spans it carries.
+    inflight: JoinSet<(u64, Result<i64, String>)>,
     metrics: Arc<Metrics>,
     url: String,
     failing: bool,
@@ -396,7 +405,7 @@ async fn run(
         envelope,
         spans: Vec::with_capacity(1 << 20),
         count: 0,
-        out: Vec::with_capacity(1 << 20),
+        inflight: JoinSet::new(),
         metrics,
         url,
         failing: false,
@@ -404,10 +413,24 @@ async fn run(
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A full batch waits for a free export slot; meanwhile new spans stay in the queue
+        // (where, if the collector stays slower than the gateway, they are dropped and counted).
+        let full = b.count >= MAX_BATCH;
+        if full && b.inflight.len() < IN_FLIGHT {
+            b.send();
+            continue;
+        }
         let msg = tokio::select! {
-            m = rx.recv() => m,
+            biased;
+            Some(done) = b.inflight.join_next(), if !b.inflight.is_empty() => {
+                b.settle(done);
+                continue;
+            }
+            m = rx.recv(), if !full => m,
             _ = tick.tick() => {
-                b.send().await;
+                if b.inflight.len() < IN_FLIGHT {
+                    b.send();
+                }
                 continue;
             }
         };
@@ -416,16 +439,13 @@ async fn run(
                 queued.fetch_sub(n, Ordering::AcqRel);
                 b.spans.extend_from_slice(&spans);
                 b.count += n;
-                if b.count >= MAX_BATCH {
-                    b.send().await;
-                }
             }
             Some(Msg::Flush(ack)) => {
-                b.send().await;
+                b.drain().await;
                 let _ = ack.send(());
             }
             None => {
-                b.send().await;
+                b.drain().await;
                 return;
             }
         }
@@ -433,17 +453,40 @@ async fn run(
 }
 
 impl Batcher {
-    async fn send(&mut self) {
+    /// Frames the gathered spans as one request and starts exporting it.
+    fn send(&mut self) {
         if self.count == 0 {
             return;
         }
         let n = std::mem::take(&mut self.count) as u64;
-        self.envelope.request(&self.spans, &mut self.out);
+        let mut out = Vec::with_capacity(self.spans.len() + 256);
+        self.envelope.request(&self.spans, &mut out);
         self.spans.clear();
-        let body = Bytes::copy_from_slice(&self.out);
-        let result = match tokio::time::timeout(EXPORT_TIMEOUT, self.exporter.export(body)).await {
-            Ok(r) => r,
-            Err(_) => Err("timed out".to_owned()),
+        let mut exporter = self.exporter.clone();
+        self.inflight.spawn(async move {
+            let r = match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(Bytes::from(out)))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err("timed out".to_owned()),
+            };
+            (n, r)
+        });
+    }
+
+    /// Sends what is gathered and waits for every export on its way (flush and shutdown).
+    async fn drain(&mut self) {
+        self.send();
+        while let Some(done) = self.inflight.join_next().await {
+            self.settle(done);
+        }
+    }
+
+    /// Counts a finished export's outcome.
+    fn settle(&mut self, done: Result<(u64, Result<i64, String>), tokio::task::JoinError>) {
+        let (n, result) = match done {
+            Ok(d) => d,
+            Err(e) => (0, Err(e.to_string())),
         };
         match result {
             Ok(rejected) => {

@@ -60,7 +60,56 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn span(log: &RequestLog, spec: Spec) -> Span {
+/// One span of a request, ready to encode: the OTLP `Span` fields the gateway sets. The
+/// exporter writes it straight to the wire (`wire::append_span`); the viewer turns it into the
+/// proto message (`to_proto`). Both give the same bytes (a `wire` test checks).
+#[derive(Clone, Debug)]
+pub struct SpanRec {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub flags: u32,
+    pub name: String,
+    pub kind: span::SpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub attrs: Attrs,
+    pub status: status::StatusCode,
+    pub status_message: String,
+}
+
+impl SpanRec {
+    /// The `opentelemetry-proto` message.
+    pub fn to_proto(&self) -> Span {
+        Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: self.span_id.to_vec(),
+            trace_state: String::new(),
+            parent_span_id: self.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+            flags: self.flags,
+            name: self.name.clone(),
+            kind: self.kind as i32,
+            start_time_unix_nano: self.start_unix_nano,
+            end_time_unix_nano: self.end_unix_nano,
+            attributes: self
+                .attrs
+                .iter()
+                .map(|(k, v)| super::wire::kv(k.clone(), v.clone()))
+                .collect(),
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Some(opentelemetry_proto::tonic::trace::v1::Status {
+                message: self.status_message.clone(),
+                code: self.status as i32,
+            }),
+        }
+    }
+}
+
+fn span(log: &RequestLog, spec: Spec) -> SpanRec {
     let Spec {
         id,
         parent,
@@ -82,34 +131,23 @@ fn span(log: &RequestLog, spec: Spec) -> Span {
         SpanKind::Producer => span::SpanKind::Producer,
         SpanKind::Consumer => span::SpanKind::Consumer,
     };
-    let (code, message) = match status {
+    let (status, status_message) = match status {
         Status::Unset => (status::StatusCode::Unset, String::new()),
         Status::Ok => (status::StatusCode::Ok, String::new()),
         Status::Error { description } => (status::StatusCode::Error, description.into_owned()),
     };
-    Span {
-        trace_id: log.trace.trace_id.to_vec(),
-        span_id: id.to_vec(),
-        trace_state: String::new(),
-        parent_span_id: parent.map(|(p, _)| p.to_vec()).unwrap_or_default(),
+    SpanRec {
+        trace_id: log.trace.trace_id,
+        span_id: id,
+        parent_span_id: parent.map(|(p, _)| p),
         flags,
         name,
-        kind: kind as i32,
-        start_time_unix_nano: nanos(start),
-        end_time_unix_nano: nanos(end.max(start)),
-        attributes: attrs
-            .into_iter()
-            .map(|(k, v)| super::wire::kv(k, v))
-            .collect(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        dropped_links_count: 0,
-        status: Some(opentelemetry_proto::tonic::trace::v1::Status {
-            message,
-            code: code as i32,
-        }),
+        kind,
+        start_unix_nano: nanos(start),
+        end_unix_nano: nanos(end.max(start)),
+        attrs,
+        status,
+        status_message,
     }
 }
 
@@ -149,7 +187,7 @@ pub fn build(
     server_attrs: Attrs,
     genai: &Attrs,
     name: Option<String>,
-) -> Vec<Span> {
+) -> Vec<SpanRec> {
     let end = log.end.unwrap_or_else(Instant::now);
     let mut out = Vec::with_capacity(count(log));
     let name = name.unwrap_or_else(|| server_span_name(log));
@@ -184,7 +222,7 @@ pub fn build(
 }
 
 /// One guard that ran: INTERNAL for a regex pass, CLIENT for a webhook or moderation call.
-fn guard_span(log: &RequestLog, c: &GuardCheck) -> Span {
+fn guard_span(log: &RequestLog, c: &GuardCheck) -> SpanRec {
     let mut a: Attrs = vec![
         ("guardrail.phase".into(), c.phase.as_str().into()),
         ("guardrail.type".into(), c.kind.into()),
@@ -271,7 +309,7 @@ fn server_span_name(log: &RequestLog) -> String {
 }
 
 /// The CLIENT span of the call to the upstream (the provider, or the host backend).
-fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> Span {
+fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> SpanRec {
     let mut a = Attrs::new();
     if !log.method.is_empty() {
         a.push(("http.request.method".into(), attrs::method(&log.method)));
@@ -335,7 +373,7 @@ fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> 
 }
 
 /// The CLIENT span of one call to an MCP target.
-fn target_call_span(log: &RequestLog, m: &McpInfo, call: &TargetCall, end: Instant) -> Span {
+fn target_call_span(log: &RequestLog, m: &McpInfo, call: &TargetCall, end: Instant) -> SpanRec {
     let mut a = Attrs::new();
     if let Some(method) = &m.method {
         a.push(("mcp.method.name".into(), method.as_str().into()));

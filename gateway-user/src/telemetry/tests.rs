@@ -49,6 +49,7 @@ fn spans_of(t: &Telemetry, log: &RequestLog) -> Option<Vec<super::Span>> {
     let tracer = p.tracer.as_ref().expect("tracing on");
     let queue = t.queue.as_ref().expect("an exporter");
     t.make_spans(tracer, queue, log, &exec, attrs::base(log))
+        .map(|v| v.iter().map(super::SpanRec::to_proto).collect())
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
@@ -360,6 +361,80 @@ fn attr(s: &super::Span, k: &str) -> Option<opentelemetry::Value> {
 /// The span's status code (0 unset, 1 ok, 2 error).
 fn status_code(s: &super::Span) -> i32 {
     s.status.as_ref().map_or(0, |st| st.code)
+}
+
+/// Every span a rich request makes (SERVER with custom fields, upstream CLIENT, MCP target
+/// calls, guard checks, error statuses) goes on the wire exactly as prost would encode the
+/// `opentelemetry-proto` message.
+#[tokio::test]
+async fn request_spans_on_the_wire_are_prosts_encoding() {
+    use crate::ctx::{GuardAction, GuardCheck, GuardHttp, GuardInfo, GuardPhase};
+    let tracing: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{}\nrandomSampling: true\nfields:\n  add:\n    gen_ai.request: flatten(llm.params)\n    n: 1 + 2\n",
+        dead_port()
+    ));
+    let (t, _, _lines) = build_with(Some(&tracing), None, None, &no_env).expect("builds");
+    let mut log = fixture();
+    t.start(&headers(&[("traceparent", TRACEPARENT)]), &mut log);
+    t.inject_upstream(&mut log, &mut HeaderMap::new());
+    log.status = Some(502);
+    log.error = Some("upstream reset".into());
+    log.mcp = Some(McpInfo {
+        method: Some("tools/call".into()),
+        tool_name: Some("echo".into()),
+        target_calls: vec![TargetCall {
+            target: "everything".into(),
+            span_id: [7; 8],
+            start: log.start,
+            end: None,
+            error: Some("connection refused".into()),
+        }],
+        ..Default::default()
+    });
+    let check = |kind, http| GuardCheck {
+        phase: GuardPhase::Request,
+        kind,
+        index: 0,
+        span_id: [9; 8],
+        start: log.start,
+        end: log.start + Duration::from_millis(2),
+        busy: Duration::from_micros(40),
+        action: GuardAction::Reject,
+        rules: vec![("email".into(), 2)],
+        masked: 1,
+        error: None,
+        http,
+    };
+    log.guard = Some(Box::new(GuardInfo {
+        checks: vec![
+            check("regex", None),
+            check(
+                "webhook",
+                Some(GuardHttp {
+                    method: "POST",
+                    url: "http://127.0.0.1:9/check".into(),
+                    authority: "127.0.0.1:9".into(),
+                    status: Some(200),
+                }),
+            ),
+        ],
+        ..Default::default()
+    }));
+    let p = t.policy.load();
+    let exec = Executor::new(&log, p.refs);
+    let tracer = p.tracer.as_ref().expect("tracing on");
+    let recs = t.build_spans(&tracer.fields, &log, &exec, attrs::base(&log));
+    assert_eq!(
+        recs.len(),
+        5,
+        "SERVER, upstream CLIENT, target call, two guards"
+    );
+    let (mut scratch, mut direct, mut want) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &recs {
+        wire::append_span(r, &mut direct, &mut scratch);
+        prost::encoding::message::encode(2, &r.to_proto(), &mut want);
+    }
+    assert_eq!(direct, want);
 }
 
 #[tokio::test]
