@@ -343,7 +343,7 @@ def test_dead_collector_never_slows_requests(sim, gateway_factory):
 
     def dropped():
         for line in metrics_text(gw).splitlines():
-            if line.startswith('agentgateway_tracing_spans_dropped_total{reason="export_failed"}'):
+            if line.startswith('agentgateway_tracing_spans_dropped_total{destination="default",reason="export_failed"}'):
                 return float(line.rsplit(" ", 1)[1]) >= 5
         return False
 

@@ -33,6 +33,49 @@ pub struct RawTracing {
     pub client_sampling: Option<StringBoolFloat>,
     /// OTLP/HTTP path; default `/v1/traces` (appended to the endpoint's own path).
     pub path: Option<String>,
+    /// Our extension: more trace destinations, each with its own exporter and queue (a dead one
+    /// never slows or empties the others). `otlpEndpoint` may then be left out.
+    #[serde(default)]
+    pub destinations: Vec<RawDestination>,
+    /// Our extension: the attribute convention of the spans sent to `otlpEndpoint` (see
+    /// `RawDestination::convention`).
+    pub convention: Option<RawConvention>,
+}
+
+/// One entry of `config.tracing.destinations` (our extension; agentgateway exports to one
+/// collector). Requests are traced by the block's own sampling; a destination then keeps all
+/// of those traces or, with `sampling`, a share of them chosen by trace id (a trace's spans
+/// go together), and only the requests its `filter` keeps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawDestination {
+    /// Names the destination in metrics (`destination` label) and logs.
+    pub name: String,
+    pub otlp_endpoint: String,
+    pub otlp_protocol: Option<RawProtocol>,
+    /// OTLP/HTTP path; default `/v1/traces`.
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The destination's own span attributes instead of the block's `fields`.
+    pub fields: Option<RawFields>,
+    /// CEL with keep semantics, as `frontendPolicies.tracing.filter`.
+    pub filter: Option<String>,
+    /// Share of traced requests (0..1) this destination receives; default 1.
+    pub sampling: Option<f64>,
+    /// Attribute convention: `genai` (default: OpenTelemetry GenAI semantic conventions) or
+    /// `openinference` (adds the OpenInference names Phoenix and Arize read).
+    pub convention: Option<RawConvention>,
+}
+
+/// `config.tracing.destinations[].convention`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum RawConvention {
+    #[default]
+    #[serde(rename = "genai", alias = "GenAI")]
+    GenAi,
+    #[serde(rename = "openinference", alias = "OpenInference")]
+    OpenInference,
 }
 
 /// OTLP transport. Accepts agentgateway's lowercase and the CRD's uppercase spellings.

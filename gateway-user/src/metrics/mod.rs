@@ -369,8 +369,8 @@ impl Metrics {
             spans_dropped: counter(
                 &r,
                 "agentgateway_tracing_spans_dropped_total",
-                "Spans that were not exported, by reason",
-                &["reason"],
+                "Spans that were not exported, by trace destination and reason",
+                &["destination", "reason"],
             )?,
             cel_errors: counter(
                 &r,

@@ -78,7 +78,9 @@ fn mcp_requests_are_labelled_by_method_server_resource() {
 fn exposition_passes_promtool() {
     let m = Metrics::new();
     m.record(&llm_log(true));
-    m.spans_dropped.with_label_values(&["queue_full"]).inc();
+    m.spans_dropped
+        .with_label_values(&["default", "queue_full"])
+        .inc();
     m.cel_errors.with_label_values(&["tracing"]).inc();
     m.access_log_dropped.inc();
     let text = m.encode();

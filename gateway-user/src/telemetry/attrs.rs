@@ -393,3 +393,78 @@ pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
         ));
     }
 }
+
+/// The OpenInference attribute names (Arize Phoenix and Arize read them) for a request's
+/// SERVER span, added by `convention: openinference` on a trace destination: what the seeds'
+/// Phoenix `fields` block spells out by hand, and more (invocation parameters, cached and
+/// reasoning tokens). Message text appears only when the config already captures it (a field
+/// or filter that reads `llm.prompt` / `llm.completion`): the convention never turns on
+/// recording of prompts by itself.
+pub fn openinference(log: &RequestLog, out: &mut Attrs) {
+    let Some(l) = &log.llm else {
+        let kind = match &log.mcp {
+            Some(m) if m.tool_name.is_some() => "TOOL",
+            _ => "CHAIN",
+        };
+        push_static(out, "openinference.span.kind", kind);
+        if let Some(t) = log.mcp.as_ref().and_then(|m| m.tool_name.as_ref()) {
+            push(out, "tool.name", t.as_str());
+        }
+        return;
+    };
+    push_static(out, "openinference.span.kind", "LLM");
+    push(out, "llm.system", l.provider.as_str());
+    push(out, "llm.provider", l.provider.as_str());
+    if let Some(m) = l.response_model.as_ref().or(l.request_model.as_ref()) {
+        push(out, "llm.model_name", m.as_str());
+    }
+    for (k, v) in [
+        ("llm.token_count.prompt", l.input_tokens),
+        ("llm.token_count.completion", l.output_tokens),
+        ("llm.token_count.total", l.total_tokens),
+        (
+            "llm.token_count.prompt_details.cache_read",
+            l.cached_input_tokens,
+        ),
+        (
+            "llm.token_count.completion_details.reasoning",
+            l.reasoning_tokens,
+        ),
+    ] {
+        if let Some(v) = v {
+            push(out, k, v);
+        }
+    }
+    if !l.params.is_empty()
+        && let Ok(json) = serde_json::to_string(&l.params)
+    {
+        push(out, "llm.invocation_parameters", json);
+    }
+    if let Some(serde_json::Value::Array(msgs)) = &l.prompt {
+        for (i, m) in msgs.iter().enumerate() {
+            for part in ["role", "content"] {
+                let text = match m.get(part) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => continue,
+                    Some(other) => other.to_string(),
+                };
+                out.push((
+                    format!("llm.input_messages.{i}.message.{part}").into(),
+                    text.into(),
+                ));
+            }
+        }
+    }
+    if let Some(c) = &l.completion {
+        for (i, text) in c.iter().enumerate() {
+            out.push((
+                format!("llm.output_messages.{i}.message.role").into(),
+                AttrValue::static_str("assistant"),
+            ));
+            out.push((
+                format!("llm.output_messages.{i}.message.content").into(),
+                text.as_str().into(),
+            ));
+        }
+    }
+}

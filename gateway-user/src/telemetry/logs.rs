@@ -104,7 +104,7 @@ impl LogExport {
             url,
             headers: Vec::new(),
         };
-        let queue = SpanQueue::start(Signal::Logs, &export, resource, metrics)?;
+        let queue = SpanQueue::start(Signal::Logs, "logs", &export, resource, metrics)?;
         Ok(LogExport {
             queue,
             filter,

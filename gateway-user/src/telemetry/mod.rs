@@ -46,7 +46,7 @@ use arc_swap::ArcSwap;
 
 use crate::cel::{CelError, Executor, Expression};
 use crate::config::restart::Pending;
-use crate::config::telemetry::{RawFrontendTracing, RawLogging, RawTracing};
+use crate::config::telemetry::{RawConvention, RawFrontendTracing, RawLogging, RawTracing};
 use crate::ctx::redact;
 use crate::ctx::{RequestLog, TraceIds};
 use crate::metrics::Metrics;
@@ -117,8 +117,9 @@ pub struct Telemetry {
     gateway_name: String,
     /// Fields, filters and sampling: swapped whole by a reload.
     policy: ArcSwap<Policy>,
-    /// The span exporter and what it was built from (start-up only).
-    queue: Option<otlp::SpanQueue>,
+    /// One span exporter per trace destination, in `TracePolicy::dests` order, and what they
+    /// were built from (start-up only).
+    queues: Vec<otlp::SpanQueue>,
     exporter: Option<ExporterId>,
     /// The access log's format and writer (start-up only).
     format: Format,
@@ -145,7 +146,7 @@ impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
             .field("gateway", &self.gateway_name)
-            .field("tracing", &self.queue.is_some())
+            .field("tracing", &self.queues.len())
             .field("capture", &self.policy.load().capture)
             .finish_non_exhaustive()
     }
@@ -184,17 +185,17 @@ impl Telemetry {
             .otlp_logs
             .map(|raw| logs::LogExport::start(raw, otlp::resource(Vec::new()), metrics.clone()))
             .transpose()?;
-        let (queue, exporter) = match &settings {
+        let (queues, exporter) = match &settings {
             Some(s) => (
-                Some(Self::start_exporter(s, metrics.clone())?),
+                Self::start_exporters(s, metrics.clone())?,
                 Some(ExporterId::of(s)),
             ),
-            None => (None, None),
+            None => (Vec::new(), None),
         };
         Ok(Arc::new(Telemetry {
             gateway_name: cfg.gateway_name.to_owned(),
             policy: ArcSwap::from_pointee(policy),
-            queue,
+            queues,
             exporter,
             format,
             log_sink: sink,
@@ -242,10 +243,11 @@ impl Telemetry {
         self.policy.store(Arc::new(p.policy));
     }
 
-    fn start_exporter(
+    /// One exporter per destination, each with its own queue and thread.
+    fn start_exporters(
         s: &settings::TracingSettings,
         metrics: Arc<Metrics>,
-    ) -> Result<otlp::SpanQueue, TelemetryError> {
+    ) -> Result<Vec<otlp::SpanQueue>, TelemetryError> {
         // Resource: OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME < policy `resources`.
         let mut res: Vec<KeyValue> = s
             .env_resources
@@ -269,12 +271,19 @@ impl Telemetry {
                 res.push(spans::to_kv(name.clone().into(), a));
             }
         }
-        otlp::SpanQueue::start(
-            otlp::Signal::Traces,
-            &s.export,
-            otlp::resource(res),
-            metrics,
-        )
+        let resource = otlp::resource(res);
+        s.dests
+            .iter()
+            .map(|d| {
+                otlp::SpanQueue::start(
+                    otlp::Signal::Traces,
+                    &d.name,
+                    &d.export,
+                    resource.clone(),
+                    metrics.clone(),
+                )
+            })
+            .collect()
     }
 
     /// Which optional request data the config needs captured.
@@ -293,7 +302,7 @@ impl Telemetry {
 
     /// Whether spans are exported at all.
     pub fn tracing_enabled(&self) -> bool {
-        self.queue.is_some()
+        !self.queues.is_empty()
     }
 
     /// At request start: parse traceparent/tracestate from headers, decide sampling, assign ids
@@ -455,14 +464,54 @@ impl Telemetry {
             wire::append_record(&rec, &mut out.logs);
             out.log_count += 1;
         }
-        if let (Some(t), Some(q)) = (&p.tracer, &self.queue)
-            && let Some(spans) = self.make_spans(t, q, log, &exec, base)
+        if let Some(t) = &p.tracer
+            && !self.queues.is_empty()
+            && log.trace.sampled
+            && log.trace.trace_id != [0; 16]
+            && t.filter.as_ref().is_none_or(|f| exec.eval_bool(f))
         {
-            // Encoded once, here; the exporter only frames the batch.
-            for s in &spans {
-                wire::append_span(s, &mut out.spans, &mut out.scratch);
+            self.trace_into(t, log, &exec, &base, out);
+        }
+    }
+
+    /// Encodes the request's spans, once, for every destination that keeps them (the
+    /// exporters only frame batches). Destinations that send the block's own fields share one
+    /// encoding; one whose exporter is behind is skipped and its spans counted as dropped
+    /// (that work is shed first).
+    fn trace_into(
+        &self,
+        t: &TracePolicy,
+        log: &RequestLog,
+        exec: &Executor,
+        base: &Attrs,
+        out: &mut Batch,
+    ) {
+        let n = spans::count(log);
+        out.size_for(self.queues.len());
+        let plain = t.dests.iter().filter(|d| d.is_plain()).count();
+        out.shared.clear();
+        for (i, (d, q)) in t.dests.iter().zip(&self.queues).enumerate() {
+            if !d.keeps(&log.trace.trace_id, exec) {
+                continue;
             }
-            out.span_count += spans.len();
+            if !q.has_room(n) {
+                q.dropped(n);
+                continue;
+            }
+            if d.is_plain() && plain > 1 {
+                if out.shared.is_empty() {
+                    for s in self.build_spans(&t.fields, RawConvention::GenAi, log, exec, base) {
+                        wire::append_span(&s, &mut out.shared, &mut out.scratch);
+                    }
+                }
+                out.spans[i].extend_from_slice(&out.shared);
+            } else {
+                let fields = d.fields.as_ref().unwrap_or(&t.fields);
+                for s in self.build_spans(fields, d.convention, log, exec, base) {
+                    wire::append_span(&s, &mut out.spans[i], &mut out.scratch);
+                }
+            }
+            out.span_count[i] += n;
         }
     }
 
@@ -486,36 +535,14 @@ impl Telemetry {
             e.queue.push(std::mem::take(&mut out.logs), out.log_count);
             out.log_count = 0;
         }
-        if let Some(q) = &self.queue
-            && out.span_count > 0
-        {
-            q.push(std::mem::take(&mut out.spans), out.span_count);
-            out.span_count = 0;
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(n) = out.span_count.get_mut(i)
+                && *n > 0
+            {
+                q.push(std::mem::take(&mut out.spans[i]), *n);
+                *n = 0;
+            }
         }
-    }
-
-    /// The request's spans, or `None` when it is not sampled or the trace filter drops it.
-    fn make_spans(
-        &self,
-        t: &TracePolicy,
-        queue: &otlp::SpanQueue,
-        log: &RequestLog,
-        exec: &Executor,
-        base: Attrs,
-    ) -> Option<Vec<SpanRec>> {
-        if !log.trace.sampled
-            || log.trace.trace_id == [0; 16]
-            || t.filter.as_ref().is_some_and(|f| !exec.eval_bool(f))
-        {
-            return None;
-        }
-        let n = spans::count(log);
-        if !queue.has_room(n) {
-            // The exporter is behind and would drop them: count them now, skip building them.
-            queue.dropped(n);
-            return None;
-        }
-        Some(self.build_spans(&t.fields, log, exec, base))
     }
 
     /// Every span of the request with its attributes: the default set, minus `remove`, plus
@@ -523,11 +550,16 @@ impl Telemetry {
     fn build_spans(
         &self,
         fields: &Fields,
+        convention: RawConvention,
         log: &RequestLog,
         exec: &Executor,
-        base: Attrs,
+        base: &Attrs,
     ) -> Vec<SpanRec> {
-        let mut a: Attrs = base.into_iter().filter(|(k, _)| !fields.drops(k)).collect();
+        let mut a: Attrs = base
+            .iter()
+            .filter(|(k, _)| !fields.drops(k))
+            .cloned()
+            .collect();
         let mut genai = Attrs::new();
         if let Some(l) = &log.llm {
             attrs::genai(l, &mut genai);
@@ -535,6 +567,9 @@ impl Telemetry {
         let mut extra = Attrs::new();
         attrs::span_extra(log, &genai, &mut extra);
         a.extend(extra.into_iter().filter(|(k, _)| !fields.drops(k)));
+        if convention == RawConvention::OpenInference {
+            attrs::openinference(log, &mut a);
+        }
         fields.eval_into(exec, &mut a, |_, o| self.count(o, "tracing"));
         let name = a
             .iter()
@@ -554,7 +589,7 @@ impl Telemetry {
         let exec = Executor::new(log, p.refs);
         let none = Fields::default();
         let fields = p.tracer.as_ref().map_or(&none, |t| &t.fields);
-        self.build_spans(fields, log, &exec, attrs::base(log))
+        self.build_spans(fields, RawConvention::GenAi, log, &exec, &attrs::base(log))
             .iter()
             .map(SpanRec::to_proto)
             .collect()
@@ -610,9 +645,9 @@ impl Telemetry {
         if let Some(tx) = &self.worker {
             flush_channel(tx, Job::Flush, Duration::from_secs(2)).await;
         }
-        if let Some(q) = &self.queue {
-            q.flush(Duration::from_secs(5)).await;
-        }
+        // Every destination at once: a dead one costs its own deadline, not the others'.
+        futures_util::future::join_all(self.queues.iter().map(|q| q.flush(Duration::from_secs(5))))
+            .await;
         if let Some(e) = &self.log_export {
             e.queue.flush(Duration::from_secs(5)).await;
         }
@@ -667,14 +702,31 @@ struct Batch {
     /// Access-log lines, `\n`-separated.
     text: String,
     lines: u64,
-    /// Encoded `ScopeSpans.spans` entries (`wire::append_span`), and how many.
-    spans: Vec<u8>,
-    span_count: usize,
+    /// Per destination: encoded `ScopeSpans.spans` entries (`wire::append_span`), and how many.
+    spans: Vec<Vec<u8>>,
+    span_count: Vec<usize>,
+    /// One request's spans when several destinations send the same encoding.
+    shared: Vec<u8>,
     /// One span's body while it is encoded (`wire::append_span`), reused.
     scratch: Vec<u8>,
     /// Encoded `ScopeLogs.log_records` entries, and how many.
     logs: Vec<u8>,
     log_count: usize,
+}
+
+impl Batch {
+    /// Room for `n` destinations' spans.
+    fn size_for(&mut self, n: usize) {
+        if self.spans.len() < n {
+            self.spans.resize_with(n, Vec::new);
+            self.span_count.resize(n, 0);
+        }
+    }
+
+    /// Spans and OTLP log records not yet handed to an exporter.
+    fn pending(&self) -> usize {
+        self.span_count.iter().sum::<usize>() + self.log_count
+    }
 }
 
 /// When a request's access-log record is stamped: its end.
@@ -738,7 +790,7 @@ fn work_loop(t: Weak<Telemetry>, rx: std::sync::mpsc::Receiver<Job>) {
                 next = rx.try_recv().ok();
             }
         }
-        let pending = out.span_count + out.log_count;
+        let pending = out.pending();
         if pending > 0 && held.is_none() {
             held = Some(Instant::now());
         }

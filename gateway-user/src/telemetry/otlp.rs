@@ -59,10 +59,13 @@ impl Signal {
         }
     }
 
-    /// Counts `n` entries that never reached the collector.
-    fn drop(self, metrics: &Metrics, reason: &str, n: u64) {
+    /// Counts `n` entries that never reached the collector `dest`.
+    fn drop(self, metrics: &Metrics, dest: &str, reason: &str, n: u64) {
         match self {
-            Signal::Traces => metrics.spans_dropped.with_label_values(&[reason]).inc_by(n),
+            Signal::Traces => metrics
+                .spans_dropped
+                .with_label_values(&[dest, reason])
+                .inc_by(n),
             Signal::Logs => metrics.access_log_dropped.inc_by(n),
         }
     }
@@ -78,6 +81,8 @@ enum Msg {
 #[derive(Debug)]
 pub struct SpanQueue {
     signal: Signal,
+    /// The trace destination's name (`settings::PRIMARY` for the block's own collector).
+    dest: String,
     tx: mpsc::Sender<Msg>,
     /// The export thread.
     thread: std::thread::JoinHandle<()>,
@@ -279,6 +284,7 @@ impl SpanQueue {
     /// proxy's workers.
     pub fn start(
         signal: Signal,
+        dest: &str,
         export: &Export,
         resource: Resource,
         metrics: Arc<Metrics>,
@@ -305,6 +311,7 @@ impl SpanQueue {
         let (tx, rx) = mpsc::channel(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let (m, url, q) = (metrics.clone(), export.url.clone(), queued.clone());
+        let d = dest.to_owned();
         let name = match signal {
             Signal::Traces => "otlp",
             Signal::Logs => "otlp-logs",
@@ -313,11 +320,12 @@ impl SpanQueue {
             .name(name.into())
             .spawn(move || {
                 super::lower_thread_priority();
-                rt.block_on(run(signal, exporter, envelope, rx, q, m, url))
+                rt.block_on(run(signal, d, exporter, envelope, rx, q, m, url))
             })
             .map_err(|e| fail(format!("starting the export thread: {e}")))?;
         Ok(SpanQueue {
             signal,
+            dest: dest.to_owned(),
             tx,
             thread,
             queued,
@@ -360,7 +368,8 @@ impl SpanQueue {
     }
 
     pub fn dropped(&self, n: usize) {
-        self.signal.drop(&self.metrics, "queue_full", n as u64);
+        self.signal
+            .drop(&self.metrics, &self.dest, "queue_full", n as u64);
     }
 
     /// Exports everything queued so far, waiting at most `deadline`.
@@ -378,6 +387,7 @@ impl SpanQueue {
 /// The export task's state between batches.
 struct Batcher {
     signal: Signal,
+    dest: String,
     exporter: Exporter,
     envelope: Envelope,
     /// Encoded spans gathered so far, and how many.
@@ -390,8 +400,10 @@ struct Batcher {
     failing: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     signal: Signal,
+    dest: String,
     exporter: Exporter,
     envelope: Envelope,
     mut rx: mpsc::Receiver<Msg>,
@@ -401,6 +413,7 @@ async fn run(
 ) {
     let mut b = Batcher {
         signal,
+        dest,
         exporter,
         envelope,
         spans: Vec::with_capacity(1 << 20),
@@ -493,20 +506,26 @@ impl Batcher {
                 if rejected > 0 {
                     self.signal.drop(
                         &self.metrics,
+                        &self.dest,
                         "rejected",
                         u64::try_from(rejected).unwrap_or(0),
                     );
                 }
                 if self.failing {
-                    tracing::info!(endpoint = self.url, "OTLP export recovered");
+                    tracing::info!(
+                        destination = self.dest,
+                        endpoint = self.url,
+                        "OTLP export recovered"
+                    );
                     self.failing = false;
                 }
             }
             Err(e) => {
-                self.signal.drop(&self.metrics, "export_failed", n);
+                self.signal
+                    .drop(&self.metrics, &self.dest, "export_failed", n);
                 // Log the transition only, not every failed batch.
                 if !self.failing {
-                    tracing::warn!(endpoint = self.url, error = %e, "OTLP export failed; dropping what it carried");
+                    tracing::warn!(destination = self.dest, endpoint = self.url, error = %e, "OTLP export failed; dropping what it carried");
                     self.failing = true;
                 }
             }

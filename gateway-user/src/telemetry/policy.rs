@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::cel::{Expression, Refs};
-use crate::config::telemetry::RawLogging;
+use crate::config::telemetry::{RawConvention, RawLogging};
 
 use super::fields::Fields;
 use super::sampling::Sampler;
@@ -22,6 +22,38 @@ pub(super) struct TracePolicy {
     pub random: Sampler,
     pub client: Sampler,
     pub filter: Option<Expression>,
+    /// What each destination keeps, in the order of `Telemetry::queues`.
+    pub dests: Vec<DestPolicy>,
+}
+
+/// One destination's own choices (`config.tracing.destinations[]`).
+pub(super) struct DestPolicy {
+    /// Its own attributes, else the block's `fields`.
+    pub fields: Option<Fields>,
+    pub filter: Option<Expression>,
+    /// Keeps a traced request when the low 64 bits of its trace id are at most this (a share
+    /// of traces chosen by id, so every span of a trace goes or none does).
+    pub bound: Option<u64>,
+    pub convention: RawConvention,
+}
+
+impl DestPolicy {
+    /// Whether this destination takes the request's spans.
+    pub fn keeps(&self, trace_id: &[u8; 16], exec: &crate::cel::Executor) -> bool {
+        if let Some(b) = self.bound {
+            let mut low = [0u8; 8];
+            low.copy_from_slice(&trace_id[8..]);
+            if u64::from_be_bytes(low) > b {
+                return false;
+            }
+        }
+        self.filter.as_ref().is_none_or(|f| exec.eval_bool(f))
+    }
+
+    /// Whether it sends exactly what the block's fields make (so one encoding serves both).
+    pub fn is_plain(&self) -> bool {
+        self.fields.is_none() && self.convention == RawConvention::GenAi
+    }
 }
 
 /// The access log's per-request part.
@@ -43,10 +75,11 @@ pub(super) struct Policy {
     pub capture: Capture,
 }
 
-/// What makes one OTLP exporter: changing any of it needs a new exporter, so a restart.
+/// What makes the OTLP exporters: changing any of it needs new exporters, so a restart.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct ExporterId {
-    pub export: Export,
+    /// Each destination's name and target.
+    pub exports: Vec<(String, Export)>,
     pub resources: Vec<(String, String)>,
     pub service_name: Option<String>,
     pub env_resources: Vec<(String, String)>,
@@ -55,7 +88,11 @@ pub(super) struct ExporterId {
 impl ExporterId {
     pub fn of(s: &TracingSettings) -> ExporterId {
         ExporterId {
-            export: s.export.clone(),
+            exports: s
+                .dests
+                .iter()
+                .map(|d| (d.name.clone(), d.export.clone()))
+                .collect(),
             resources: s.resources.clone(),
             service_name: s.service_name.clone(),
             env_resources: s.env_resources.clone(),
@@ -67,12 +104,20 @@ impl ExporterId {
         let Some(id) = id else {
             return "off".into();
         };
-        let protocol = format!("{:?}", id.export.protocol).to_lowercase();
-        let mut s = format!("{protocol} {}", id.export.url);
-        if !id.export.headers.is_empty() {
-            let names: Vec<&str> = id.export.headers.iter().map(|(k, _)| k.as_str()).collect();
-            s.push_str(&format!(" (headers: {})", names.join(", ")));
+        let mut parts = Vec::new();
+        for (name, e) in &id.exports {
+            let protocol = format!("{:?}", e.protocol).to_lowercase();
+            let mut s = format!("{protocol} {}", e.url);
+            if name != super::settings::PRIMARY {
+                s = format!("{name}: {s}");
+            }
+            if !e.headers.is_empty() {
+                let names: Vec<&str> = e.headers.iter().map(|(k, _)| k.as_str()).collect();
+                s.push_str(&format!(" (headers: {})", names.join(", ")));
+            }
+            parts.push(s);
         }
+        let mut s = parts.join("; ");
         if !id.resources.is_empty() || id.service_name.is_some() {
             s.push_str(" (resource attributes)");
         }
@@ -124,6 +169,14 @@ impl Policy {
             if let Some(f) = &t.filter {
                 refs = refs.union(f.references());
             }
+            for d in &t.dests {
+                if let Some(f) = &d.fields {
+                    refs = refs.union(f.refs());
+                }
+                if let Some(f) = &d.filter {
+                    refs = refs.union(f.references());
+                }
+            }
             start_refs = t.random.refs().union(t.client.refs());
         }
         let all = refs.union(start_refs);
@@ -174,11 +227,33 @@ impl TracePolicy {
             Some((path, v)) => Sampler::compile(v, path)?,
             None => Sampler::Always(true),
         };
+        let dests = s
+            .dests
+            .iter()
+            .map(|d| {
+                let fields = d
+                    .fields
+                    .as_ref()
+                    .map(|(path, f)| Fields::compile(&f.add, &f.remove, path))
+                    .transpose()?;
+                Ok(DestPolicy {
+                    fields,
+                    filter: compile_opt(d.filter.as_ref())?,
+                    // `r` of the u64 range: 1.0 keeps every trace id.
+                    bound: d
+                        .sampling
+                        .filter(|r| *r < 1.0)
+                        .map(|r| (r * u64::MAX as f64) as u64),
+                    convention: d.convention,
+                })
+            })
+            .collect::<Result<Vec<_>, TelemetryError>>()?;
         Ok(Arc::new(TracePolicy {
             fields,
             random,
             client,
             filter: compile_opt(s.filter.as_ref())?,
+            dests,
         }))
     }
 }

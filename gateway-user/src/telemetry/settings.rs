@@ -7,7 +7,8 @@
 //! setups). Explicit config headers are merged over `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`.
 
 use crate::config::telemetry::{
-    OrderedExprMap, RawFrontendTracing, RawProtocol, RawTracing, StringBoolFloat,
+    OrderedExprMap, RawConvention, RawFields, RawFrontendTracing, RawProtocol, RawTracing,
+    StringBoolFloat,
 };
 
 use super::TelemetryError;
@@ -21,10 +22,29 @@ pub struct Export {
     pub headers: Vec<(String, String)>,
 }
 
+/// The name of the destination `otlpEndpoint` (or the environment) describes.
+pub const PRIMARY: &str = "default";
+
+/// One place spans go, with what it keeps of them.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// `default` for the block's own collector, else `destinations[].name`.
+    pub name: String,
+    pub export: Export,
+    /// `(yaml path of the add map, fields)`: the destination's own attributes.
+    pub fields: Option<(String, RawFields)>,
+    /// `(yaml path, CEL)`.
+    pub filter: Option<(String, String)>,
+    /// Share of traced requests kept, 0..=1.
+    pub sampling: Option<f64>,
+    pub convention: RawConvention,
+}
+
 /// Everything tracing needs, before CEL compilation.
 #[derive(Debug)]
 pub struct TracingSettings {
-    pub export: Export,
+    /// Where spans go: the block's collector first (when it has one), then `destinations`.
+    pub dests: Vec<Destination>,
     /// `(yaml path of the map, entries)`; compiled in order, later entries override.
     pub add: Vec<(String, OrderedExprMap)>,
     pub remove: Vec<String>,
@@ -277,8 +297,34 @@ pub fn resolve(
         filter = p.filter.clone().map(|f| (format!("{P}.filter"), f));
         resources = p.resources.0.clone();
     }
+    let mut dests: Vec<Destination> = export
+        .map(|e| Destination {
+            name: PRIMARY.into(),
+            export: Export { headers, ..e },
+            fields: None,
+            filter: None,
+            sampling: None,
+            convention: tracing.and_then(|t| t.convention).unwrap_or_default(),
+        })
+        .into_iter()
+        .collect();
+    if let Some(t) = tracing {
+        for (i, d) in t.destinations.iter().enumerate() {
+            let dest = destination(d, &format!("{T}.destinations[{i}]"))?;
+            if dests.iter().any(|x| x.name == dest.name) {
+                return Err(TelemetryError::Invalid {
+                    path: format!("{T}.destinations[{i}].name"),
+                    value: dest.name,
+                    msg: format!(
+                        "names must be unique (`{PRIMARY}` is the block's own otlpEndpoint)"
+                    ),
+                });
+            }
+            dests.push(dest);
+        }
+    }
     Ok(Some(TracingSettings {
-        export: Export { headers, ..export },
+        dests,
         add,
         remove,
         random,
@@ -295,12 +341,66 @@ pub fn resolve(
 /// Where spans go: `frontendPolicies.tracing`, else `config.tracing` (endpoint from the config
 /// or the environment), else the environment alone, which also samples every request (the
 /// returned default for `random`). `None` when none of them names a collector.
+/// One `config.tracing.destinations` entry, validated.
+fn destination(
+    d: &crate::config::telemetry::RawDestination,
+    base: &str,
+) -> Result<Destination, TelemetryError> {
+    let ok_name = !d.name.is_empty()
+        && d.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok_name {
+        return Err(TelemetryError::Invalid {
+            path: format!("{base}.name"),
+            value: d.name.clone(),
+            msg: "a name of letters, digits, `-`, `_` or `.` is required".into(),
+        });
+    }
+    if let Some(r) = d.sampling
+        && !(0.0..=1.0).contains(&r)
+    {
+        return Err(TelemetryError::Invalid {
+            path: format!("{base}.sampling"),
+            value: r.to_string(),
+            msg: "must be between 0 and 1".into(),
+        });
+    }
+    let protocol = d.otlp_protocol.unwrap_or_default();
+    let url = export_target(
+        &d.otlp_endpoint,
+        &format!("{base}.otlpEndpoint"),
+        protocol,
+        d.path.as_deref(),
+        false,
+    )?;
+    Ok(Destination {
+        name: d.name.clone(),
+        export: Export {
+            protocol,
+            url,
+            headers: d
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        fields: d.fields.clone().map(|f| (format!("{base}.fields.add"), f)),
+        filter: d.filter.clone().map(|f| (format!("{base}.filter"), f)),
+        sampling: d.sampling,
+        convention: d.convention.unwrap_or_default(),
+    })
+}
+
+/// The block's own collector (`None` when only `destinations` are given) and the sampling the
+/// environment implies; `None` when tracing is off.
+#[allow(clippy::type_complexity)]
 fn export(
     tracing: Option<&RawTracing>,
     policy: Option<&RawFrontendTracing>,
     env: Env,
     env_proto: Option<RawProtocol>,
-) -> Result<Option<(Export, Option<Sampling>)>, TelemetryError> {
+) -> Result<Option<(Option<Export>, Option<Sampling>)>, TelemetryError> {
     const T: &str = "config.tracing";
     const P: &str = "frontendPolicies.tracing";
     if let Some(p) = policy {
@@ -317,13 +417,14 @@ fn export(
             url,
             headers: Vec::new(),
         };
-        Ok(Some((export, None)))
+        Ok(Some((Some(export), None)))
     } else if let Some(t) = tracing {
         let protocol = t.otlp_protocol.or(env_proto).unwrap_or_default();
         let (raw, path, full) = match &t.otlp_endpoint {
             Some(e) => (e.clone(), format!("{T}.otlpEndpoint"), false),
             None => match env_endpoint(env) {
                 Some((v, var, full)) => (v, var.to_owned(), full),
+                None if !t.destinations.is_empty() => return Ok(Some((None, None))),
                 None => {
                     return Err(TelemetryError::Invalid {
                         path: format!("{T}.otlpEndpoint"),
@@ -339,7 +440,7 @@ fn export(
             url,
             headers: Vec::new(),
         };
-        Ok(Some((export, None)))
+        Ok(Some((Some(export), None)))
     } else if let Some((raw, var, full)) = env_endpoint(env) {
         let protocol = env_proto.unwrap_or_default();
         let url = export_target(&raw, var, protocol, None, full)?;
@@ -349,7 +450,7 @@ fn export(
             headers: Vec::new(),
         };
         Ok(Some((
-            export,
+            Some(export),
             Some((var.to_owned(), StringBoolFloat::Bool(true))),
         )))
     } else {
@@ -419,7 +520,7 @@ mod tests {
                 .expect(yaml)
                 .expect("on");
             assert_eq!(
-                (s.export.protocol, s.export.url.as_str()),
+                (s.dests[0].export.protocol, s.dests[0].export.url.as_str()),
                 (proto, url),
                 "{yaml}"
             );
@@ -457,13 +558,13 @@ mod tests {
             ),
         ]);
         let s = resolve(None, None, &env).expect("ok").expect("on");
-        assert_eq!(s.export.url, "http://collector:4317");
+        assert_eq!(s.dests[0].export.url, "http://collector:4317");
         assert_eq!(
             s.random.as_ref().map(|r| &r.1),
             Some(&StringBoolFloat::Bool(true))
         );
         assert_eq!(
-            s.export.headers[0],
+            s.dests[0].export.headers[0],
             ("x-tenant".to_string(), "a b".to_string())
         );
         assert_eq!(s.service_name.as_deref(), Some("edge"));
@@ -478,13 +579,13 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ]);
         let s = resolve(None, None, &env).expect("ok").expect("on");
-        assert_eq!(s.export.url, "http://c:4318/base/v1/traces");
+        assert_eq!(s.dests[0].export.url, "http://c:4318/base/v1/traces");
         let env = env_of(&[
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/exact"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ]);
         let s = resolve(None, None, &env).expect("ok").expect("on");
-        assert_eq!(s.export.url, "http://c:4318/exact");
+        assert_eq!(s.dests[0].export.url, "http://c:4318/exact");
         let bad = env_of(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
@@ -503,7 +604,7 @@ mod tests {
         let t = tracing("otlpEndpoint: http://c:4317\nheaders:\n  Authorization: cfg\n");
         let s = resolve(Some(&t), None, &env).expect("ok").expect("on");
         assert_eq!(
-            s.export.headers,
+            s.dests[0].export.headers,
             vec![("Authorization".to_string(), "cfg".to_string())]
         );
     }
@@ -518,7 +619,7 @@ mod tests {
             .expect("ok")
             .expect("on");
         assert_eq!(
-            s.export.url,
+            s.dests[0].export.url,
             "http://opentelemetry-collector-traces.monitoring.svc.cluster.local:4317"
         );
         assert_eq!(
@@ -530,6 +631,50 @@ mod tests {
         let s = resolve(None, Some(&p), &env_of(&[]))
             .expect("ok")
             .expect("on");
-        assert_eq!(s.export.url, "http://127.0.0.1:4317");
+        assert_eq!(s.dests[0].export.url, "http://127.0.0.1:4317");
+    }
+
+    #[test]
+    fn destinations_follow_the_primary_or_stand_alone() {
+        let no_env = env_of(&[]);
+        let s = resolve(
+            Some(&tracing(
+                "otlpEndpoint: http://a:4317\ndestinations:\n- {name: b, otlpEndpoint: 'https://b/otel', otlpProtocol: http, sampling: 0.5, convention: openinference}",
+            )),
+            None,
+            &no_env,
+        )
+        .expect("valid")
+        .expect("on");
+        let names: Vec<_> = s.dests.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, [PRIMARY, "b"]);
+        assert_eq!(s.dests[1].export.url, "https://b/otel/v1/traces");
+        assert_eq!(s.dests[1].sampling, Some(0.5));
+        assert_eq!(s.dests[1].convention, RawConvention::OpenInference);
+        // Without otlpEndpoint (and no env endpoint) the destinations alone trace.
+        let s = resolve(
+            Some(&tracing(
+                "randomSampling: true\ndestinations:\n- {name: only, otlpEndpoint: 'http://c:4317'}",
+            )),
+            None,
+            &no_env,
+        )
+        .expect("valid")
+        .expect("on");
+        let names: Vec<_> = s.dests.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["only"]);
+        let err = resolve(
+            Some(&tracing(
+                "destinations:\n- {name: x, otlpEndpoint: 'http://c:1'}\n- {name: x, otlpEndpoint: 'http://d:1'}",
+            )),
+            None,
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("config.tracing.destinations[1].name") && err.contains("\"x\""),
+            "{err}"
+        );
     }
 }

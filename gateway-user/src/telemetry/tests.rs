@@ -47,9 +47,18 @@ fn spans_of(t: &Telemetry, log: &RequestLog) -> Option<Vec<super::Span>> {
     let p = t.policy.load();
     let exec = Executor::new(log, p.refs);
     let tracer = p.tracer.as_ref().expect("tracing on");
-    let queue = t.queue.as_ref().expect("an exporter");
-    t.make_spans(tracer, queue, log, &exec, attrs::base(log))
-        .map(|v| v.iter().map(super::SpanRec::to_proto).collect())
+    assert!(!t.queues.is_empty(), "an exporter");
+    if !log.trace.sampled || tracer.filter.as_ref().is_some_and(|f| !exec.eval_bool(f)) {
+        return None;
+    }
+    let recs = t.build_spans(
+        &tracer.fields,
+        RawConvention::GenAi,
+        log,
+        &exec,
+        &attrs::base(log),
+    );
+    Some(recs.iter().map(super::SpanRec::to_proto).collect())
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
@@ -423,7 +432,13 @@ async fn request_spans_on_the_wire_are_prosts_encoding() {
     let p = t.policy.load();
     let exec = Executor::new(&log, p.refs);
     let tracer = p.tracer.as_ref().expect("tracing on");
-    let recs = t.build_spans(&tracer.fields, &log, &exec, attrs::base(&log));
+    let recs = t.build_spans(
+        &tracer.fields,
+        RawConvention::GenAi,
+        &log,
+        &exec,
+        &attrs::base(&log),
+    );
     assert_eq!(
         recs.len(),
         5,
@@ -570,7 +585,7 @@ fn tracing_runs_its_export_on_its_own_thread_without_the_callers_runtime() {
     let (t, _, _) = build_with(Some(&tracing), None, None, &no_env).expect("tracing starts");
     assert!(t.tracing_enabled());
     // Its own thread, running (not a task on the caller's runtime, of which there is none).
-    let q = t.queue.as_ref().expect("an exporter");
+    let q = t.queues.first().expect("an exporter");
     assert_eq!(q.thread(), Some("otlp"));
 }
 

@@ -20,7 +20,9 @@ fn sampled_log() -> RequestLog {
 }
 
 fn dropped(m: &Metrics, reason: &str) -> u64 {
-    m.spans_dropped.with_label_values(&[reason]).get()
+    m.spans_dropped
+        .with_label_values(&[settings::PRIMARY, reason])
+        .get()
 }
 
 #[tokio::test]
@@ -44,7 +46,7 @@ async fn dead_collector_never_slows_requests_and_drops_are_counted() {
     assert!(
         metrics
             .encode()
-            .contains(r#"agentgateway_tracing_spans_dropped_total{reason="export_failed"} 200"#)
+            .contains(r#"agentgateway_tracing_spans_dropped_total{destination="default",reason="export_failed"} 200"#)
     );
 }
 
