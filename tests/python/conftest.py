@@ -301,7 +301,8 @@ class GatewayFactory:
         self.sim = sim
         self.started: list[Gateway] = []
 
-    def __call__(self, config_text: str, wait_ready: bool = True, **extra: Any) -> Gateway:
+    def __call__(self, config_text: str, wait_ready: bool = True, env_vars: dict[str, str] | None = None,
+                 **extra: Any) -> Gateway:
         n = len(self.started)
         ports = {"port": free_port(), "ready_port": free_port(), "stats_port": free_port(), "admin_port": free_port()}
         values: dict[str, str] = {k: str(v) for k, v in ports.items()}
@@ -321,6 +322,7 @@ class GatewayFactory:
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             env = dict(os.environ)
             env.setdefault("RUST_BACKTRACE", "1")
+            env.update(env_vars or {})
             proc = subprocess.Popen(
                 [str(binary("gateway")), "-f", str(cfg)],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=self.tmp,
@@ -488,6 +490,12 @@ def rotel_binary() -> Path:
 @pytest.fixture
 def rotel(tmp_path: Path) -> Iterable[Rotel]:
     yield from _rotel(tmp_path, ["traces"])
+
+
+@pytest.fixture
+def rotel_metrics(tmp_path: Path) -> Iterable[Rotel]:
+    """rotel printing metrics as well as spans."""
+    yield from _rotel(tmp_path, ["traces", "metrics"])
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ pub mod accesslog;
 pub mod attrs;
 pub mod fields;
 pub mod logs;
+pub mod meters;
 mod otlp;
 mod policy;
 pub mod sampling;
@@ -127,6 +128,8 @@ pub struct Telemetry {
     metrics: Arc<Metrics>,
     /// Access-log records over OTLP (start-up only).
     log_export: Option<logs::LogExport>,
+    /// Request metrics pushed over OTLP (`OTEL_METRICS_EXPORTER=otlp`; start-up only).
+    meters: Option<Arc<meters::OtlpMetrics>>,
     /// The `telemetry` thread's queue; `None` in unit tests, which finish inline.
     worker: Option<SyncSender<Job>>,
     /// The viewer's ring, when the admin server serves `/ui` and its ring is not size 0.
@@ -185,6 +188,8 @@ impl Telemetry {
             .otlp_logs
             .map(|raw| logs::LogExport::start(raw, otlp::resource(Vec::new()), metrics.clone()))
             .transpose()?;
+        let meters =
+            meters::OtlpMetrics::from_env(env, otlp::resource(env_resource(env)))?.map(Arc::new);
         let (queues, exporter) = match &settings {
             Some(s) => (
                 Self::start_exporters(s, metrics.clone())?,
@@ -201,6 +206,7 @@ impl Telemetry {
             log_sink: sink,
             metrics,
             log_export,
+            meters,
             worker,
             sink: OnceLock::new(),
         }))
@@ -394,7 +400,7 @@ impl Telemetry {
         self.metrics.record(&log);
         let idle = {
             let p = self.policy.load();
-            !p.log.enabled && p.tracer.is_none()
+            !p.log.enabled && p.tracer.is_none() && self.meters.is_none()
         };
         if idle && self.sink.get().is_none() {
             return;
@@ -449,6 +455,9 @@ impl Telemetry {
             Some(e) => p.refs.union(e.references()),
             None => p.refs,
         };
+        if let Some(m) = &self.meters {
+            m.record(log);
+        }
         let exec = Executor::new(log, refs);
         let base = attrs::base(log);
         if p.log.enabled && p.log.filter.as_ref().is_none_or(|f| exec.eval_bool(f)) {
@@ -651,6 +660,9 @@ impl Telemetry {
         if let Some(e) = &self.log_export {
             e.queue.flush(Duration::from_secs(5)).await;
         }
+        if let Some(m) = self.meters.clone() {
+            let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+        }
         self.log_sink.flush(Duration::from_secs(1)).await;
     }
 }
@@ -681,6 +693,21 @@ pub(crate) async fn flush_channel<T>(
         }
     })
     .await;
+}
+
+/// The resource the environment describes (`OTEL_RESOURCE_ATTRIBUTES`, then
+/// `OTEL_SERVICE_NAME`), for exporters that have no config block of their own.
+fn env_resource(env: &dyn Fn(&str) -> Option<String>) -> Vec<KeyValue> {
+    let mut res: Vec<KeyValue> = env("OTEL_RESOURCE_ATTRIBUTES")
+        .map(|s| settings::parse_kv_list(&s))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    if let Some(n) = env("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty()) {
+        res.push(KeyValue::new("service.name", n));
+    }
+    res
 }
 
 /// `config.logging.format`: the access log's (and the process log's) format.
