@@ -370,6 +370,31 @@ pub fn openloop_main(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hidden `__idlestreams ADDR N PID`: holds `N` idle streams through a running gateway (its
+/// upstream a `fast-upstream`) and prints the gateway's RSS per stream, the bench's
+/// idle-stream measurement on its own.
+pub fn idle_streams_main(args: &[String]) -> anyhow::Result<()> {
+    let [addr, n, pid] = args else {
+        bail!("usage: xtask __idlestreams ADDR N GATEWAY_PID");
+    };
+    let n: usize = n.parse().context("N")?;
+    let pid: u32 = pid.parse().context("PID")?;
+    procs::raise_nofile(4 * n as u64 + 4096)?;
+    let before = procs::mem(pid)?;
+    let (opened, took, at) = sse::hold_idle_streams(addr.parse()?, n, 256, move |_| {
+        std::thread::sleep(Duration::from_secs(1));
+        procs::mem(pid).unwrap_or_default()
+    })?;
+    let per = (at.rss_mib() - before.rss_mib()) * 1024.0 / opened.max(1) as f64;
+    println!(
+        "{opened} streams open in {:.1} s: RSS {:.1} MiB (before {:.1} MiB), {per:.1} KiB per stream",
+        took.as_secs_f64(),
+        at.rss_mib(),
+        before.rss_mib()
+    );
+    Ok(())
+}
+
 /// Hidden `__loadbench`: the benchmark itself, run from the release xtask binary.
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let mut o = Opts::parse(args)?;

@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         "bench" => loadbench::run(rest),
         "__loadbench" => loadbench::child_main(rest),
         "__openloop" => loadbench::openloop_main(rest),
+        "__idlestreams" => loadbench::idle_streams_main(rest),
         "__celbench" => loadbench::celbench::main(),
         "__guardbench" => loadbench::guardbench::main(),
         "__spendbench" => loadbench::spendbench::main(),
