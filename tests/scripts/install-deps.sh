@@ -53,6 +53,14 @@ if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema,
   log "pip: deploy checks"
   uv pip install -q -p "$VENV/bin/python" -r "$ROOT/tests/requirements.txt"
 fi
+# --- Arize Phoenix, a real trace store read back through its REST API (test_phoenix.py). Its own
+# venv: it is large and pins its own OpenTelemetry packages.
+PHX_VENV="${GATEWAY_PHOENIX_VENV:-$ROOT/target/phoenix-venv}"
+if ! "$PHX_VENV/bin/python" -c 'import phoenix, importlib.metadata as m; assert m.version("arize-phoenix") == "20.26.1"' 2>/dev/null; then
+  log "pip: arize-phoenix -> $PHX_VENV"
+  [ -x "$PHX_VENV/bin/python" ] || uv venv -q "$PHX_VENV"
+  uv pip install -q -p "$PHX_VENV/bin/python" arize-phoenix==20.26.1
+fi
 # --- npm: MCP reference server and the MCP Inspector CLI (MCP integration tests).
 NPM_DIR="${GATEWAY_TEST_NPM:-$ROOT/target/npm}"
 if [ ! -d "$NPM_DIR/node_modules/@modelcontextprotocol/server-everything" ] \
