@@ -74,3 +74,23 @@ def test_bad_metrics_exporter_is_a_start_up_error(tmp_path):
     err = run.stderr + run.stdout
     assert "OTEL_METRICS_EXPORTER" in err and "zipkin" in err, err
     assert "panicked" not in err
+
+
+def test_a_dead_metrics_collector_costs_no_request_and_no_hang(sim, gateway_factory):
+    import socket
+    import time
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    gw = gateway_factory(CONFIG, env_vars={
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{dead}",
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+    })
+    for _ in range(5):
+        chat(gw)
+    time.sleep(0.5)  # a few failed exports
+    chat(gw)
+    started = time.monotonic()
+    assert gw.stop() == 0
+    assert time.monotonic() - started < 15

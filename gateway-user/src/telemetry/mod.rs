@@ -661,7 +661,12 @@ impl Telemetry {
             e.queue.flush(Duration::from_secs(5)).await;
         }
         if let Some(m) = self.meters.clone() {
-            let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+            // The SDK's final export may wait for a dead collector: bounded like the spans.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::task::spawn_blocking(move || m.shutdown()),
+            )
+            .await;
         }
         self.log_sink.flush(Duration::from_secs(1)).await;
     }
