@@ -124,77 +124,88 @@ impl opentelemetry_http::HttpClient for OnRuntime {
     }
 }
 
+/// Whether `OTEL_METRICS_EXPORTER` asks for OTLP. Errors name the variable and value.
+fn wanted(env: Env) -> Result<bool, TelemetryError> {
+    let Some(exporters) = env_nonempty(env, "OTEL_METRICS_EXPORTER") else {
+        return Ok(false);
+    };
+    let names: Vec<&str> = exporters.split(',').map(str::trim).collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !matches!(**n, "otlp" | "none" | "prometheus"))
+    {
+        return Err(TelemetryError::Invalid {
+            path: "OTEL_METRICS_EXPORTER".into(),
+            value: (*bad).into(),
+            msg: "supported: `otlp` (push), `prometheus` and `none` (`/metrics` is always served)"
+                .into(),
+        });
+    }
+    Ok(names.contains(&"otlp"))
+}
+
+/// The metrics exporter for the protocol the environment names; its I/O belongs to `rt`.
+fn exporter(
+    env: Env,
+    rt: &tokio::runtime::Runtime,
+    http: bool,
+) -> Result<opentelemetry_otlp::MetricExporter, String> {
+    // tonic's lazy channel spawns its worker on the runtime entered here.
+    let _guard = rt.enter();
+    let built = if http {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            opentelemetry_http::hyper::HyperClient::new(connector, Duration::from_secs(10), None);
+        opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_http_client(OnRuntime {
+                handle: rt.handle().clone(),
+                client: Arc::new(client),
+            })
+            .with_temporality(Temporality::Cumulative)
+            .build()
+    } else {
+        let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+        // A bare `host:port` (as our other OTLP settings accept) gets a scheme.
+        if let Some(e) = endpoint(env)
+            && !e.contains("://")
+        {
+            b = b.with_endpoint(format!("http://{e}"));
+        }
+        b.with_temporality(Temporality::Cumulative).build()
+    };
+    built.map_err(|e| e.to_string())
+}
+
+fn endpoint(env: Env) -> Option<String> {
+    env_nonempty(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        .or_else(|| env_nonempty(env, "OTEL_EXPORTER_OTLP_ENDPOINT"))
+}
+
 impl OtlpMetrics {
     /// `Some` when `OTEL_METRICS_EXPORTER` names `otlp`. Errors name the variable and value.
     pub fn from_env(
         env: Env,
         resource: opentelemetry_sdk::Resource,
     ) -> Result<Option<OtlpMetrics>, TelemetryError> {
-        let Some(exporters) = env_nonempty(env, "OTEL_METRICS_EXPORTER") else {
-            return Ok(None);
-        };
-        let names: Vec<&str> = exporters.split(',').map(str::trim).collect();
-        if let Some(bad) = names
-            .iter()
-            .find(|n| !matches!(**n, "otlp" | "none" | "prometheus"))
-        {
-            return Err(TelemetryError::Invalid {
-                path: "OTEL_METRICS_EXPORTER".into(),
-                value: (*bad).into(),
-                msg: "supported: `otlp` (push), `prometheus` and `none` (`/metrics` is always served)"
-                    .into(),
-            });
-        }
-        if !names.contains(&"otlp") {
+        if !wanted(env)? {
             return Ok(None);
         }
         let http = http_protocol(env)?;
         let fail = |msg: String| TelemetryError::Exporter {
-            endpoint: env_nonempty(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-                .or_else(|| env_nonempty(env, "OTEL_EXPORTER_OTLP_ENDPOINT"))
-                .unwrap_or_else(|| "the default OTLP endpoint".into()),
+            endpoint: endpoint(env).unwrap_or_else(|| "the default OTLP endpoint".into()),
             msg,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| fail(format!("starting the metrics export runtime: {e}")))?;
-        let exporter = {
-            // tonic's lazy channel spawns its worker on the runtime entered here.
-            let _guard = rt.enter();
-            let built = if http {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
-                let client = opentelemetry_http::hyper::HyperClient::new(
-                    connector,
-                    Duration::from_secs(10),
-                    None,
-                );
-                opentelemetry_otlp::MetricExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_http_client(OnRuntime {
-                        handle: rt.handle().clone(),
-                        client: Arc::new(client),
-                    })
-                    .with_temporality(Temporality::Cumulative)
-                    .build()
-            } else {
-                let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic();
-                // A bare `host:port` (as our other OTLP settings accept) gets a scheme.
-                if let Some(e) = env_nonempty(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-                    .or_else(|| env_nonempty(env, "OTEL_EXPORTER_OTLP_ENDPOINT"))
-                    && !e.contains("://")
-                {
-                    b = b.with_endpoint(format!("http://{e}"));
-                }
-                b.with_temporality(Temporality::Cumulative).build()
-            };
-            built.map_err(|e| fail(e.to_string()))?
-        };
+        let exporter = exporter(env, &rt, http).map_err(fail)?;
         let (stop_io, stopped) = tokio::sync::oneshot::channel::<()>();
         let io = std::thread::Builder::new()
             .name("otlp-metrics".into())
@@ -211,6 +222,15 @@ impl OtlpMetrics {
             .with_reader(reader)
             .with_resource(resource)
             .build();
+        Ok(Some(Self::instruments(provider, io, stop_io)))
+    }
+
+    /// The instruments, under the semantic conventions' names, units and buckets.
+    fn instruments(
+        provider: SdkMeterProvider,
+        io: std::thread::JoinHandle<()>,
+        stop_io: tokio::sync::oneshot::Sender<()>,
+    ) -> OtlpMetrics {
         let m = provider.meter("gateway");
         let f64_hist = |name: &'static str, unit: &'static str, desc: &'static str, b: &[f64]| {
             m.f64_histogram(name)
@@ -219,7 +239,7 @@ impl OtlpMetrics {
                 .with_boundaries(b.to_vec())
                 .build()
         };
-        Ok(Some(OtlpMetrics {
+        OtlpMetrics {
             http_duration: f64_hist(
                 "http.server.request.duration",
                 "s",
@@ -275,7 +295,7 @@ impl OtlpMetrics {
             provider,
             _io: io,
             stop_io: std::sync::Mutex::new(Some(stop_io)),
-        }))
+        }
     }
 
     /// Records one finished request (on the `telemetry` thread).
