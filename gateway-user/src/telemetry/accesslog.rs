@@ -25,7 +25,7 @@ pub enum Format {
 fn push_text_value(line: &mut String, v: &AttrValue) {
     use std::fmt::Write as _;
     let s = match v {
-        AttrValue::Str(s) => s.as_str(),
+        AttrValue::Str(s) => s.as_ref(),
         // Numbers and booleans never need quoting; written without a temporary string.
         AttrValue::Int(i) => {
             let _ = write!(line, "{i}");
@@ -56,14 +56,14 @@ fn push_text_str(line: &mut String, s: &str, empty_bare: bool) {
 }
 
 /// One text line (without the trailing newline).
-pub fn format_text(ts: Duration, attrs: &Attrs) -> String {
+pub fn format_text(ts: Duration, attrs: &Attrs<'_>) -> String {
     format_text_iter(ts, attrs.iter().map(|(k, v)| (k.as_ref(), v)))
 }
 
 /// One text line from attributes in order.
-pub fn format_text_iter<'a>(
+pub fn format_text_iter<'a, 'v: 'a>(
     ts: Duration,
-    attrs: impl Iterator<Item = (&'a str, &'a AttrValue)>,
+    attrs: impl Iterator<Item = (&'a str, &'a AttrValue<'v>)>,
 ) -> String {
     let mut line = String::with_capacity(512);
     line.push_str(&format_timestamp(ts));
@@ -80,7 +80,7 @@ pub fn format_text_iter<'a>(
 }
 
 /// One JSON line: `{"timestamp":..,"level":"info","scope":"request", <flat dotted keys>}`.
-pub fn format_json(ts: Duration, attrs: &Attrs) -> String {
+pub fn format_json(ts: Duration, attrs: &Attrs<'_>) -> String {
     let mut m = serde_json::Map::with_capacity(attrs.len() + 3);
     m.insert("timestamp".into(), format_timestamp(ts).into());
     m.insert("level".into(), "info".into());

@@ -14,17 +14,17 @@ use crate::ctx::{FlowTiming, RequestLog};
 
 use super::fields::{AttrValue, Attrs};
 
-fn push(out: &mut Attrs, k: &'static str, v: impl Into<AttrValue>) {
+fn push<'a>(out: &mut Attrs<'a>, k: &'static str, v: impl Into<AttrValue<'a>>) {
     out.push((std::borrow::Cow::Borrowed(k), v.into()));
 }
 
 /// A value known at compile time (HTTP version, scheme, operation): not copied per request.
-fn push_static(out: &mut Attrs, k: &'static str, v: &'static str) {
+fn push_static(out: &mut Attrs<'_>, k: &'static str, v: &'static str) {
     out.push((std::borrow::Cow::Borrowed(k), AttrValue::static_str(v)));
 }
 
 /// An HTTP method as a value: the standard ones are static strings.
-pub fn method(m: &str) -> AttrValue {
+pub fn method(m: &str) -> AttrValue<'_> {
     match m {
         "GET" => AttrValue::static_str("GET"),
         "POST" => AttrValue::static_str("POST"),
@@ -43,7 +43,7 @@ pub fn duration_ms(d: Duration) -> String {
 }
 
 /// Fields shared by the access log and the SERVER span, in agentgateway's order.
-pub fn base(log: &RequestLog) -> Attrs {
+pub fn base(log: &RequestLog) -> Attrs<'_> {
     let mut out = Attrs::with_capacity(24);
     if !log.gateway.is_empty() {
         push(&mut out, "gateway", log.gateway.as_str());
@@ -152,7 +152,7 @@ pub fn base(log: &RequestLog) -> Attrs {
 
 /// Guard outcomes per phase: `guardrail.request.action` (`allow`, `mask`, `reject`,
 /// `failopen`), `.rules` (rule types with counts, `ssn=2,email=1`), `.masked`, `.rejected_by`.
-fn guard(g: &crate::ctx::GuardInfo, out: &mut Attrs) {
+fn guard<'a>(g: &'a crate::ctx::GuardInfo, out: &mut Attrs<'a>) {
     const KEYS: [[&str; 4]; 2] = [
         [
             "guardrail.request.action",
@@ -183,7 +183,7 @@ fn guard(g: &crate::ctx::GuardInfo, out: &mut Attrs) {
 }
 
 /// Access-log-only additions (kernel timing, prefixed by side).
-pub fn log_extra(log: &RequestLog, out: &mut Attrs) {
+pub fn log_extra<'a>(log: &'a RequestLog, out: &mut Attrs<'a>) {
     for (keys, flow) in [
         (
             [
@@ -217,7 +217,7 @@ pub fn log_extra(log: &RequestLog, out: &mut Attrs) {
 }
 
 /// Kernel TCP timing of one connection as span attributes.
-pub fn flow(f: &FlowTiming, out: &mut Attrs) {
+pub fn flow<'a>(f: &'a FlowTiming, out: &mut Attrs<'a>) {
     if let Some(c) = f.connect {
         out.push((
             "network.tcp.connect_duration_ms".into(),
@@ -253,7 +253,7 @@ const PARAMS: &[(&str, &str)] = &[
     ("dimensions", "gen_ai.embeddings.dimension.count"),
 ];
 
-fn json_attr(v: &serde_json::Value) -> Option<AttrValue> {
+fn json_attr(v: &serde_json::Value) -> Option<AttrValue<'_>> {
     Some(match v {
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => AttrValue::Int(i),
@@ -272,7 +272,7 @@ fn json_attr(v: &serde_json::Value) -> Option<AttrValue> {
 
 /// SERVER span attributes beyond `base`; `genai` is `genai(log.llm)`, built once for the
 /// SERVER and the upstream CLIENT span.
-pub fn span_extra(log: &RequestLog, genai: &Attrs, out: &mut Attrs) {
+pub fn span_extra<'a>(log: &'a RequestLog, genai: &Attrs<'a>, out: &mut Attrs<'a>) {
     push_static(out, "url.scheme", log.scheme);
     match log.version {
         "HTTP/1.1" => push_static(out, "network.protocol.version", "1.1"),
@@ -314,7 +314,7 @@ pub fn span_extra(log: &RequestLog, genai: &Attrs, out: &mut Attrs) {
 }
 
 /// OpenTelemetry GenAI semantic-convention attributes.
-pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
+pub fn genai<'a>(l: &'a crate::ctx::LlmInfo, out: &mut Attrs<'a>) {
     if !l.operation.is_empty() {
         push_static(out, "gen_ai.operation.name", l.operation);
     }
@@ -400,7 +400,7 @@ pub fn genai(l: &crate::ctx::LlmInfo, out: &mut Attrs) {
 /// reasoning tokens). Message text appears only when the config already captures it (a field
 /// or filter that reads `llm.prompt` / `llm.completion`): the convention never turns on
 /// recording of prompts by itself.
-pub fn openinference(log: &RequestLog, out: &mut Attrs) {
+pub fn openinference<'a>(log: &'a RequestLog, out: &mut Attrs<'a>) {
     let Some(l) = &log.llm else {
         let kind = match &log.mcp {
             Some(m) if m.tool_name.is_some() => "TOOL",

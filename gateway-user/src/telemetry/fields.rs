@@ -7,22 +7,20 @@
 //! `null` or a missing key omits the attribute. `flatten(x)` expands one level into
 //! `<field>.<key>` attributes, `flatten_recursive(x)` every level (lists by index).
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::cel::{self, CelError, Executor, Expression, Flatten, Refs, Value};
 use crate::config::telemetry::OrderedExprMap;
 
 use super::TelemetryError;
 
-/// A string attribute value: static or reference-counted, so the copies the OTLP exporter
-/// makes of every span (it clones each batch before encoding it) cost no allocation.
-pub type Text = opentelemetry::StringValue;
-
-/// One exported attribute / log field value.
+/// One exported attribute / log field value. Strings borrow from the request record where
+/// they can (the default fields), so building a request's fields copies no text; values from
+/// CEL or formatting are owned.
 #[derive(Clone, Debug, PartialEq)]
-pub enum AttrValue {
-    Str(Text),
+pub enum AttrValue<'a> {
+    Str(Cow<'a, str>),
     Int(i64),
     F64(f64),
     Bool(bool),
@@ -30,10 +28,10 @@ pub enum AttrValue {
     StrList(Vec<String>),
 }
 
-impl fmt::Display for AttrValue {
+impl fmt::Display for AttrValue<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AttrValue::Str(s) => f.write_str(s.as_str()),
+            AttrValue::Str(s) => f.write_str(s),
             AttrValue::Int(i) => write!(f, "{i}"),
             AttrValue::F64(v) => write!(f, "{v}"),
             AttrValue::Bool(b) => write!(f, "{b}"),
@@ -42,10 +40,10 @@ impl fmt::Display for AttrValue {
     }
 }
 
-impl AttrValue {
+impl AttrValue<'_> {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            AttrValue::Str(s) => s.as_str().into(),
+            AttrValue::Str(s) => s.as_ref().into(),
             AttrValue::Int(i) => (*i).into(),
             AttrValue::F64(v) => serde_json::Number::from_f64(*v)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
@@ -53,26 +51,37 @@ impl AttrValue {
             AttrValue::StrList(l) => l.clone().into(),
         }
     }
+
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> AttrValue<'static> {
+        match self {
+            AttrValue::Str(s) => AttrValue::Str(Cow::Owned(s.into_owned())),
+            AttrValue::Int(i) => AttrValue::Int(i),
+            AttrValue::F64(v) => AttrValue::F64(v),
+            AttrValue::Bool(b) => AttrValue::Bool(b),
+            AttrValue::StrList(l) => AttrValue::StrList(l),
+        }
+    }
 }
 
-impl AttrValue {
+impl AttrValue<'static> {
     /// A string known at compile time: never copied.
     pub fn static_str(s: &'static str) -> Self {
-        AttrValue::Str(Text::from(s))
+        AttrValue::Str(Cow::Borrowed(s))
     }
 }
 
-impl From<&str> for AttrValue {
-    fn from(s: &str) -> Self {
-        AttrValue::Str(Text::from(Arc::<str>::from(s)))
+impl<'a> From<&'a str> for AttrValue<'a> {
+    fn from(s: &'a str) -> Self {
+        AttrValue::Str(Cow::Borrowed(s))
     }
 }
-impl From<String> for AttrValue {
+impl From<String> for AttrValue<'_> {
     fn from(s: String) -> Self {
-        AttrValue::Str(Text::from(Arc::<str>::from(s)))
+        AttrValue::Str(Cow::Owned(s))
     }
 }
-impl From<u64> for AttrValue {
+impl From<u64> for AttrValue<'_> {
     fn from(v: u64) -> Self {
         AttrValue::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
@@ -83,10 +92,10 @@ impl From<u64> for AttrValue {
 pub type AttrKey = std::borrow::Cow<'static, str>;
 
 /// Ordered attribute list (small; linear search beats hashing here).
-pub type Attrs = Vec<(AttrKey, AttrValue)>;
+pub type Attrs<'a> = Vec<(AttrKey, AttrValue<'a>)>;
 
 /// Replaces or appends `key`.
-pub fn upsert(attrs: &mut Attrs, key: impl Into<AttrKey>, v: AttrValue) {
+pub fn upsert<'a>(attrs: &mut Attrs<'a>, key: impl Into<AttrKey>, v: AttrValue<'a>) {
     let key = key.into();
     if let Some(slot) = attrs.iter_mut().find(|(k, _)| *k == key) {
         slot.1 = v;
@@ -96,14 +105,14 @@ pub fn upsert(attrs: &mut Attrs, key: impl Into<AttrKey>, v: AttrValue) {
 }
 
 /// Scalar conversion; lists and maps become JSON text. `None` for null.
-pub fn to_attr(v: &Value) -> Option<AttrValue> {
+pub fn to_attr(v: &Value) -> Option<AttrValue<'static>> {
     Some(match v {
         Value::Null | Value::Function(..) => return None,
         Value::Int(i) => AttrValue::Int(*i),
         Value::UInt(u) => AttrValue::Int(i64::try_from(*u).unwrap_or(i64::MAX)),
         Value::Float(f) => AttrValue::F64(*f),
         Value::Bool(b) => AttrValue::Bool(*b),
-        Value::String(s) => s.as_str().into(),
+        Value::String(s) => s.as_str().to_owned().into(),
         // Bytes, lists, maps (and chrono's Timestamp/Duration if that feature is on).
         _ => match cel::to_json(v) {
             serde_json::Value::String(s) => s.into(),
@@ -114,7 +123,7 @@ pub fn to_attr(v: &Value) -> Option<AttrValue> {
 
 /// Expands a flattened value under `prefix` into `out`: maps by sorted key, lists by index;
 /// below the first level only in recursive mode.
-fn flatten_into(prefix: &str, v: &Value, mode: Flatten, depth: usize, out: &mut Attrs) {
+fn flatten_into(prefix: &str, v: &Value, mode: Flatten, depth: usize, out: &mut Attrs<'_>) {
     let expand = depth == 0 || mode == Flatten::Recursive;
     match v {
         Value::Map(m) if expand => {
@@ -240,7 +249,7 @@ mod tests {
     use super::*;
     use crate::ctx::RequestLog;
 
-    fn eval(pairs: &[(&str, &str)], log: &RequestLog) -> Attrs {
+    fn eval(pairs: &[(&str, &str)], log: &RequestLog) -> Attrs<'static> {
         let add = OrderedExprMap(
             pairs
                 .iter()

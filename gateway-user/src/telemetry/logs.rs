@@ -124,7 +124,7 @@ impl LogExport {
 
 /// The record for one request: `attrs` (the fields, already evaluated) as attributes, the
 /// text line as its body, the request's end as its time, INFO severity.
-pub fn record(log: &RequestLog, attrs: Attrs, line: String) -> LogRecord {
+pub fn record(log: &RequestLog, attrs: Attrs<'_>, line: String) -> LogRecord {
     let ts = log
         .start_time
         .duration_since(UNIX_EPOCH)

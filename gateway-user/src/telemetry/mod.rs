@@ -556,15 +556,15 @@ impl Telemetry {
 
     /// Every span of the request with its attributes: the default set, minus `remove`, plus
     /// the custom `fields`.
-    fn build_spans(
+    fn build_spans<'a>(
         &self,
         fields: &Fields,
         convention: RawConvention,
-        log: &RequestLog,
+        log: &'a RequestLog,
         exec: &Executor,
-        base: &Attrs,
-    ) -> Vec<SpanRec> {
-        let mut a: Attrs = base
+        base: &Attrs<'a>,
+    ) -> Vec<SpanRec<'a>> {
+        let mut a: Attrs<'a> = base
             .iter()
             .filter(|(k, _)| !fields.drops(k))
             .cloned()
@@ -584,7 +584,7 @@ impl Telemetry {
             .iter()
             .position(|(k, _)| k == "span.name")
             .map(|i| match a.remove(i).1 {
-                AttrValue::Str(s) => s.as_str().to_owned(),
+                AttrValue::Str(s) => s.into_owned(),
                 other => other.to_string(),
             });
         spans::build(log, a, &genai, name)
@@ -640,7 +640,13 @@ impl Telemetry {
     }
 
     /// An access-log record's fields: the defaults less `remove`, then `add`.
-    fn log_fields(&self, f: &Fields, log: &RequestLog, exec: &Executor, base: &Attrs) -> Attrs {
+    fn log_fields<'a>(
+        &self,
+        f: &Fields,
+        log: &'a RequestLog,
+        exec: &Executor,
+        base: &Attrs<'a>,
+    ) -> Attrs<'a> {
         let mut extra = Attrs::new();
         attrs::log_extra(log, &mut extra);
         let mut a: Attrs = base.iter().filter(|(k, _)| !f.drops(k)).cloned().collect();

@@ -15,7 +15,7 @@ use crate::ctx::{GuardCheck, McpInfo, RequestLog, TargetCall};
 
 pub fn to_kv(k: super::fields::AttrKey, v: AttrValue) -> KeyValue {
     let v = match v {
-        AttrValue::Str(s) => Value::String(s),
+        AttrValue::Str(s) => Value::String(s.into_owned().into()),
         AttrValue::Int(i) => Value::I64(i),
         AttrValue::F64(f) => Value::F64(f),
         AttrValue::Bool(b) => Value::Bool(b),
@@ -38,7 +38,7 @@ fn wall(log: &RequestLog, at: Instant) -> SystemTime {
 }
 
 /// One span to emit, before it is tied to the request's trace.
-struct Spec {
+struct Spec<'a> {
     id: [u8; 8],
     /// Parent span id and whether it is remote.
     parent: Option<([u8; 8], bool)>,
@@ -46,7 +46,7 @@ struct Spec {
     name: String,
     start: SystemTime,
     end: SystemTime,
-    attrs: Attrs,
+    attrs: Attrs<'a>,
     status: Status,
 }
 
@@ -64,7 +64,7 @@ fn nanos(t: SystemTime) -> u64 {
 /// exporter writes it straight to the wire (`wire::append_span`); the viewer turns it into the
 /// proto message (`to_proto`). Both give the same bytes (a `wire` test checks).
 #[derive(Clone, Debug)]
-pub struct SpanRec {
+pub struct SpanRec<'a> {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
@@ -73,12 +73,12 @@ pub struct SpanRec {
     pub kind: span::SpanKind,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
-    pub attrs: Attrs,
+    pub attrs: Attrs<'a>,
     pub status: status::StatusCode,
     pub status_message: String,
 }
 
-impl SpanRec {
+impl SpanRec<'_> {
     /// The `opentelemetry-proto` message.
     pub fn to_proto(&self) -> Span {
         Span {
@@ -109,7 +109,7 @@ impl SpanRec {
     }
 }
 
-fn span(log: &RequestLog, spec: Spec) -> SpanRec {
+fn span<'a>(log: &RequestLog, spec: Spec<'a>) -> SpanRec<'a> {
     let Spec {
         id,
         parent,
@@ -182,12 +182,12 @@ pub fn count(log: &RequestLog) -> usize {
 /// those in `CLIENT_GENAI`);
 /// `name` overrides the default (`METHOD path`, or for MCP `method target` such as
 /// `tools/call echo`).
-pub fn build(
-    log: &RequestLog,
-    server_attrs: Attrs,
-    genai: &Attrs,
+pub fn build<'a>(
+    log: &'a RequestLog,
+    server_attrs: Attrs<'a>,
+    genai: &Attrs<'a>,
     name: Option<String>,
-) -> Vec<SpanRec> {
+) -> Vec<SpanRec<'a>> {
     let end = log.end.unwrap_or_else(Instant::now);
     let mut out = Vec::with_capacity(count(log));
     let name = name.unwrap_or_else(|| server_span_name(log));
@@ -222,7 +222,7 @@ pub fn build(
 }
 
 /// One guard that ran: INTERNAL for a regex pass, CLIENT for a webhook or moderation call.
-fn guard_span(log: &RequestLog, c: &GuardCheck) -> SpanRec {
+fn guard_span<'a>(log: &RequestLog, c: &'a GuardCheck) -> SpanRec<'a> {
     let mut a: Attrs = vec![
         ("guardrail.phase".into(), c.phase.as_str().into()),
         ("guardrail.type".into(), c.kind.into()),
@@ -309,7 +309,12 @@ fn server_span_name(log: &RequestLog) -> String {
 }
 
 /// The CLIENT span of the call to the upstream (the provider, or the host backend).
-fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> SpanRec {
+fn upstream_span<'a>(
+    log: &'a RequestLog,
+    genai: &Attrs<'a>,
+    id: [u8; 8],
+    end: Instant,
+) -> SpanRec<'a> {
     let mut a = Attrs::new();
     if !log.method.is_empty() {
         a.push(("http.request.method".into(), attrs::method(&log.method)));
@@ -373,7 +378,12 @@ fn upstream_span(log: &RequestLog, genai: &Attrs, id: [u8; 8], end: Instant) -> 
 }
 
 /// The CLIENT span of one call to an MCP target.
-fn target_call_span(log: &RequestLog, m: &McpInfo, call: &TargetCall, end: Instant) -> SpanRec {
+fn target_call_span<'a>(
+    log: &RequestLog,
+    m: &'a McpInfo,
+    call: &'a TargetCall,
+    end: Instant,
+) -> SpanRec<'a> {
     let mut a = Attrs::new();
     if let Some(method) = &m.method {
         a.push(("mcp.method.name".into(), method.as_str().into()));

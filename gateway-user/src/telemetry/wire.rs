@@ -29,7 +29,7 @@ const SPANS: u32 = 2;
 /// One attribute in wire form.
 pub fn kv(k: AttrKey, v: AttrValue) -> KeyValue {
     let value = match v {
-        AttrValue::Str(s) => any_value::Value::StringValue(s.as_str().to_owned()),
+        AttrValue::Str(s) => any_value::Value::StringValue(s.into_owned()),
         AttrValue::Int(i) => any_value::Value::IntValue(i),
         AttrValue::F64(f) => any_value::Value::DoubleValue(f),
         AttrValue::Bool(b) => any_value::Value::BoolValue(b),
@@ -172,7 +172,7 @@ fn len_field_len(tag: u32, len: usize) -> usize {
 /// Size of an `AnyValue` message's content holding `v`.
 fn any_value_len(v: &AttrValue) -> usize {
     match v {
-        AttrValue::Str(s) => len_field_len(1, s.as_str().len()),
+        AttrValue::Str(s) => len_field_len(1, s.len()),
         AttrValue::Bool(_) => key_len(2) + 1,
         AttrValue::Int(i) => key_len(3) + encoded_len_varint(*i as u64),
         AttrValue::F64(_) => key_len(4) + 8,
@@ -203,7 +203,7 @@ fn append_kv(tag: u32, k: &str, v: &AttrValue, b: &mut Vec<u8>) {
     encode_key(2, WireType::LengthDelimited, b);
     encode_varint(any as u64, b);
     match v {
-        AttrValue::Str(s) => bytes_field(1, s.as_str().as_bytes(), b),
+        AttrValue::Str(s) => bytes_field(1, s.as_bytes(), b),
         AttrValue::Bool(x) => {
             encode_key(2, WireType::Varint, b);
             b.push(u8::from(*x));

@@ -8,7 +8,7 @@ use crate::config::telemetry::OrderedExprMap;
 use crate::ctx::RequestLog;
 use crate::telemetry::fields::{AttrValue, Attrs, FieldOutcome, Fields};
 
-fn eval_fields(pairs: &[(&str, &str)], log: &RequestLog) -> (Attrs, usize) {
+fn eval_fields(pairs: &[(&str, &str)], log: &RequestLog) -> (Attrs<'static>, usize) {
     let add = OrderedExprMap(
         pairs
             .iter()
@@ -27,7 +27,7 @@ fn eval_fields(pairs: &[(&str, &str)], log: &RequestLog) -> (Attrs, usize) {
     (out, errors)
 }
 
-fn s(v: &str) -> AttrValue {
+fn s(v: &str) -> AttrValue<'_> {
     AttrValue::from(v)
 }
 
