@@ -118,3 +118,37 @@ fn tracing_fields_and_sampling_reload_but_the_exporter_waits_for_a_restart() {
         "the running sampling stays until the restart"
     );
 }
+
+#[test]
+fn a_new_trace_destination_waits_for_a_restart_and_a_destinations_filter_reloads() {
+    let port = dead_port();
+    let first: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{port}\nrandomSampling: true\ndestinations:\n- {{name: b, otlpEndpoint: 'http://127.0.0.1:{port}', filter: 'true'}}"
+    ));
+    let (t, _, _) = build_with(Some(&first), None, None, &no_env).expect("builds");
+    assert_eq!(t.queues.len(), 2, "one exporter per destination");
+    // Same destinations, a new filter: applied now.
+    let refiltered: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{port}\nrandomSampling: true\ndestinations:\n- {{name: b, otlpEndpoint: 'http://127.0.0.1:{port}', filter: 'request.path == \"/x\"'}}"
+    ));
+    let p = t
+        .prepare_with(cfg(Some(&refiltered), None), &no_env)
+        .expect("compiles");
+    assert!(p.restart.is_empty(), "{:?}", p.restart);
+    // Another destination (with a credential header): reported by name, without the credential.
+    let more: RawTracing = yaml(&format!(
+        "otlpEndpoint: http://127.0.0.1:{port}\nrandomSampling: true\ndestinations:\n- {{name: b, otlpEndpoint: 'http://127.0.0.1:{port}'}}\n- {{name: c, otlpEndpoint: 'http://127.0.0.1:1', headers: {{authorization: Basic c2VjcmV0}}}}"
+    ));
+    let p = t
+        .prepare_with(cfg(Some(&more), None), &no_env)
+        .expect("compiles");
+    assert_eq!(p.restart.len(), 1, "{:?}", p.restart);
+    let r = &p.restart[0];
+    assert!(
+        r.configured.contains("c: grpc http://127.0.0.1:1")
+            && r.configured.contains("authorization"),
+        "{r:?}"
+    );
+    assert!(!r.running.contains("c:"), "{r:?}");
+    assert!(!format!("{r:?}").contains("c2VjcmV0"));
+}
