@@ -21,9 +21,9 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::TelemetryError;
+use super::settings::{Env, env_nonempty, protocol_from_env};
+use crate::config::telemetry::RawProtocol;
 use crate::ctx::{GuardAction, GuardPhase, RequestLog};
-
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// `gen_ai.client.token.usage` buckets (GenAI semantic conventions).
 const TOKEN_BUCKETS: &[f64] = &[
@@ -74,41 +74,13 @@ impl std::fmt::Debug for OtlpMetrics {
     }
 }
 
-fn env_nonempty(env: Env, k: &str) -> Option<String> {
-    env(k).filter(|v| !v.trim().is_empty())
-}
-
-/// `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`: whether to use HTTP (default gRPC, as for traces).
-fn http_protocol(env: Env) -> Result<bool, TelemetryError> {
-    for var in [
-        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        if let Some(v) = env_nonempty(env, var) {
-            return match v.trim() {
-                "grpc" => Ok(false),
-                "http/protobuf" | "http" => Ok(true),
-                other => Err(TelemetryError::Invalid {
-                    path: var.into(),
-                    value: other.into(),
-                    msg: "supported values are `grpc` and `http/protobuf`".into(),
-                }),
-            };
-        }
-    }
-    Ok(false)
-}
-
 /// An HTTP client for opentelemetry-otlp whose requests run on the `otlp-metrics` runtime: the
 /// SDK's reader thread only waits for them.
 #[derive(Debug)]
 struct OnRuntime {
     handle: tokio::runtime::Handle,
-    client: Arc<opentelemetry_http::hyper::HyperClient<HttpsConnector>>,
+    client: Arc<opentelemetry_http::hyper::HyperClient<super::otlp::HttpsConnector>>,
 }
-
-type HttpsConnector =
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for OnRuntime {
@@ -153,13 +125,11 @@ fn exporter(
     // tonic's lazy channel spawns its worker on the runtime entered here.
     let _guard = rt.enter();
     let built = if http {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            opentelemetry_http::hyper::HyperClient::new(connector, Duration::from_secs(10), None);
+        let client = opentelemetry_http::hyper::HyperClient::new(
+            super::otlp::https_connector(),
+            Duration::from_secs(10),
+            None,
+        );
         opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -196,7 +166,8 @@ impl OtlpMetrics {
         if !wanted(env)? {
             return Ok(None);
         }
-        let http = http_protocol(env)?;
+        let http = protocol_from_env(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")?
+            == Some(RawProtocol::Http);
         let fail = |msg: String| TelemetryError::Exporter {
             endpoint: endpoint(env).unwrap_or_else(|| "the default OTLP endpoint".into()),
             msg,

@@ -188,8 +188,14 @@ impl Telemetry {
             .otlp_logs
             .map(|raw| logs::LogExport::start(raw, otlp::resource(Vec::new()), metrics.clone()))
             .transpose()?;
-        let meters =
-            meters::OtlpMetrics::from_env(env, otlp::resource(env_resource(env)))?.map(Arc::new);
+        let meters = {
+            let (attrs, name) = settings::env_resource(env);
+            meters::OtlpMetrics::from_env(
+                env,
+                otlp::resource(resource_kvs(&attrs, name.as_deref())),
+            )?
+            .map(Arc::new)
+        };
         let (queues, exporter) = match &settings {
             Some(s) => (
                 Self::start_exporters(s, metrics.clone())?,
@@ -255,14 +261,7 @@ impl Telemetry {
         metrics: Arc<Metrics>,
     ) -> Result<Vec<otlp::SpanQueue>, TelemetryError> {
         // Resource: OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME < policy `resources`.
-        let mut res: Vec<KeyValue> = s
-            .env_resources
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-            .collect();
-        if let Some(n) = &s.service_name {
-            res.push(KeyValue::new("service.name", n.clone()));
-        }
+        let mut res = resource_kvs(&s.env_resources, s.service_name.as_deref());
         let exec = Executor::empty();
         for (name, src) in &s.resources {
             let path = format!("frontendPolicies.tracing.resources[{name:?}]");
@@ -497,7 +496,6 @@ impl Telemetry {
     ) {
         let n = spans::count(log);
         out.size_for(self.queues.len());
-        let plain = t.dests.iter().filter(|d| d.is_plain()).count();
         out.shared.clear();
         for (i, (d, q)) in t.dests.iter().zip(&self.queues).enumerate() {
             if !d.keeps(&log.trace.trace_id, exec) {
@@ -507,7 +505,7 @@ impl Telemetry {
                 q.dropped(n);
                 continue;
             }
-            if d.is_plain() && plain > 1 {
+            if d.is_plain() && t.shared_encoding {
                 if out.shared.is_empty() {
                     for s in self.build_spans(&t.fields, RawConvention::GenAi, log, exec, base) {
                         wire::append_span(&s, &mut out.shared, &mut out.scratch);
@@ -706,17 +704,15 @@ pub(crate) async fn flush_channel<T>(
     .await;
 }
 
-/// The resource the environment describes (`OTEL_RESOURCE_ATTRIBUTES`, then
-/// `OTEL_SERVICE_NAME`), for exporters that have no config block of their own.
-fn env_resource(env: &dyn Fn(&str) -> Option<String>) -> Vec<KeyValue> {
-    let mut res: Vec<KeyValue> = env("OTEL_RESOURCE_ATTRIBUTES")
-        .map(|s| settings::parse_kv_list(&s))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| KeyValue::new(k, v))
+/// Resource attributes from the environment's (`settings::env_resource`), in increasing
+/// precedence: `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`.
+fn resource_kvs(attrs: &[(String, String)], service_name: Option<&str>) -> Vec<KeyValue> {
+    let mut res: Vec<KeyValue> = attrs
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
-    if let Some(n) = env("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty()) {
-        res.push(KeyValue::new("service.name", n));
+    if let Some(n) = service_name {
+        res.push(KeyValue::new("service.name", n.to_owned()));
     }
     res
 }

@@ -152,10 +152,19 @@ impl tonic::codec::Codec for Preencoded {
     }
 }
 
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Full<Bytes>,
->;
+/// The TLS-capable HTTP/1 connector every OTLP/HTTP exporter uses (webpki roots).
+pub(super) type HttpsConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+pub(super) fn https_connector() -> HttpsConnector {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build()
+}
+
+type HttpClient = hyper_util::client::legacy::Client<HttpsConnector, http_body_util::Full<Bytes>>;
 
 /// Either transport, behind one `export` call. Cloning shares the connection.
 #[derive(Clone)]
@@ -208,14 +217,9 @@ fn build_exporter(
             })
         }
         RawProtocol::Http => {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_webpki_roots()
-                .https_or_http()
-                .enable_http1()
-                .build();
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build(connector);
+                    .build(https_connector());
             let url: http::Uri = export.url.parse().map_err(|e| err(&e))?;
             Ok(Exporter::Http(Box::new(HttpTarget {
                 client,

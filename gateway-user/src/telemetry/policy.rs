@@ -24,6 +24,9 @@ pub(super) struct TracePolicy {
     pub filter: Option<Expression>,
     /// What each destination keeps, in the order of `Telemetry::queues`.
     pub dests: Vec<DestPolicy>,
+    /// Whether more than one destination sends the block's own fields (`DestPolicy::is_plain`):
+    /// they then share one encoding of each span.
+    pub shared_encoding: bool,
 }
 
 /// One destination's own choices (`config.tracing.destinations[]`).
@@ -248,12 +251,14 @@ impl TracePolicy {
                 })
             })
             .collect::<Result<Vec<_>, TelemetryError>>()?;
+        let shared_encoding = dests.iter().filter(|d| d.is_plain()).count() > 1;
         Ok(Arc::new(TracePolicy {
             fields,
             random,
             client,
             filter: compile_opt(s.filter.as_ref())?,
             dests,
+            shared_encoding,
         }))
     }
 }

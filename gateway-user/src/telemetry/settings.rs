@@ -57,12 +57,12 @@ pub struct TracingSettings {
     pub env_resources: Vec<(String, String)>,
 }
 
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// A sampling setting and the YAML path (or environment variable) it came from.
 type Sampling = (String, StringBoolFloat);
 
-fn env_nonempty(env: Env, k: &str) -> Option<String> {
+pub(super) fn env_nonempty(env: Env, k: &str) -> Option<String> {
     env(k).filter(|v| !v.trim().is_empty())
 }
 
@@ -99,11 +99,13 @@ pub fn parse_kv_list(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn protocol_from_env(env: Env) -> Result<Option<RawProtocol>, TelemetryError> {
-    for var in [
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
+/// The OTLP protocol the environment names: the signal's own variable (e.g.
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`), then `OTEL_EXPORTER_OTLP_PROTOCOL`.
+pub(super) fn protocol_from_env(
+    env: Env,
+    signal_var: &'static str,
+) -> Result<Option<RawProtocol>, TelemetryError> {
+    for var in [signal_var, "OTEL_EXPORTER_OTLP_PROTOCOL"] {
         if let Some(v) = env_nonempty(env, var) {
             return match v.trim() {
                 "grpc" => Ok(Some(RawProtocol::Grpc)),
@@ -250,6 +252,14 @@ fn policy_target(p: &RawFrontendTracing, base: &str) -> Result<(String, String),
 }
 
 /// Returns `None` when tracing is off (no config and no endpoint in the environment).
+/// The resource the environment describes: `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`.
+pub fn env_resource(env: Env) -> (Vec<(String, String)>, Option<String>) {
+    let attrs = env_nonempty(env, "OTEL_RESOURCE_ATTRIBUTES")
+        .map(|s| parse_kv_list(&s))
+        .unwrap_or_default();
+    (attrs, env_nonempty(env, "OTEL_SERVICE_NAME"))
+}
+
 pub fn resolve(
     tracing: Option<&RawTracing>,
     policy: Option<&RawFrontendTracing>,
@@ -257,7 +267,7 @@ pub fn resolve(
 ) -> Result<Option<TracingSettings>, TelemetryError> {
     const T: &str = "config.tracing";
     const P: &str = "frontendPolicies.tracing";
-    let env_proto = protocol_from_env(env)?;
+    let env_proto = protocol_from_env(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")?;
     let mut headers = env_headers(env);
     let mut client = None;
     let mut add = Vec::new();
@@ -297,6 +307,7 @@ pub fn resolve(
         filter = p.filter.clone().map(|f| (format!("{P}.filter"), f));
         resources = p.resources.0.clone();
     }
+    let (env_resources, service_name) = env_resource(env);
     let mut dests: Vec<Destination> = export
         .map(|e| Destination {
             name: PRIMARY.into(),
@@ -331,10 +342,8 @@ pub fn resolve(
         client,
         filter,
         resources,
-        service_name: env_nonempty(env, "OTEL_SERVICE_NAME"),
-        env_resources: env_nonempty(env, "OTEL_RESOURCE_ATTRIBUTES")
-            .map(|s| parse_kv_list(&s))
-            .unwrap_or_default(),
+        service_name,
+        env_resources,
     }))
 }
 
