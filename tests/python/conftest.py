@@ -547,6 +547,24 @@ SECRETS = (OPENAI_SECRET, ANTHROPIC_SECRET, GEMINI_SECRET, AZURE_SECRET)
 # What the SDK clients send; the gateway must replace it with the backend key.
 CLIENT_KEY = "sk-client-key-must-not-leak"
 
+# The head of a test config: the gateway's own ports, which GatewayFactory fills. A module adds
+# its own `config:` entries below it.
+CONFIG_HEAD = """
+config:
+  readinessAddr: 127.0.0.1:{ready_port}
+  statsAddr: 127.0.0.1:{stats_port}
+  adminAddr: 127.0.0.1:{admin_port}
+"""
+
+# One route, every path: OpenAI-shaped requests to the simulator with the backend key injected.
+SIM_OPENAI_ROUTE = """binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
+      policies: {backendAuth: {key: "sk-test-secret"}}
+"""
+
 # agentgateway standalone format. Route prefixes: /openai, /anthropic (native), /oa2an (OpenAI
 # clients, Anthropic backend), /an2oa (Anthropic clients, OpenAI backend), /gemini, /azure,
 # /slow (1 s request timeout), /dead (nothing listens upstream).

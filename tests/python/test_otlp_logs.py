@@ -12,14 +12,9 @@ import time
 import openai
 import pytest
 
-from conftest import CLIENT_KEY, free_port, load_error, wait_until
+from conftest import CLIENT_KEY, CONFIG_HEAD, SIM_OPENAI_ROUTE, free_port, load_error, wait_until
 
-CONFIG = """
-config:
-  readinessAddr: 127.0.0.1:{ready_port}
-  statsAddr: 127.0.0.1:{stats_port}
-  adminAddr: 127.0.0.1:{admin_port}
-  tracing:
+CONFIG = CONFIG_HEAD + """  tracing:
     otlpEndpoint: {otlp}
     otlpProtocol: grpc
     randomSampling: true
@@ -31,13 +26,7 @@ frontendPolicies:
       host: {logs_host}
       protocol: {protocol}
       {extra}
-binds:
-- port: {port}
-  listeners:
-  - routes:
-    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
-      policies: {backendAuth: {key: "sk-test-secret"}}
-"""
+""" + SIM_OPENAI_ROUTE
 
 MSG = [{"role": "user", "content": "log me over otlp"}]
 

@@ -9,22 +9,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import CLIENT_KEY, wait_until
+from conftest import CLIENT_KEY, CONFIG_HEAD, SIM_OPENAI_ROUTE, wait_until
 from opskit import metric
 
-CONFIG = """
-config:
-  readinessAddr: 127.0.0.1:{ready_port}
-  statsAddr: 127.0.0.1:{stats_port}
-  adminAddr: 127.0.0.1:{admin_port}
-binds:
-- port: {port}
-  listeners:
-  - routes:
-    - name: chat
-      backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
-      policies: {backendAuth: {key: "sk-test-secret"}}
-"""
+CONFIG = CONFIG_HEAD + SIM_OPENAI_ROUTE
 
 
 def chat(gw) -> None:

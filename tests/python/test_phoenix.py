@@ -15,7 +15,7 @@ from typing import Iterable
 import pytest
 import requests
 
-from conftest import CLIENT_KEY, free_port, stop_process, tail, wait_until
+from conftest import CLIENT_KEY, CONFIG_HEAD, SIM_OPENAI_ROUTE, free_port, stop_process, tail, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOENIX = Path(os.environ.get("GATEWAY_PHOENIX_VENV", ROOT / "target" / "phoenix-venv")) / "bin" / "phoenix"
@@ -61,12 +61,7 @@ def phoenix_spans(url: str) -> list[dict]:
 # Phoenix's first start (database migrations) can take a minute or two on 2 cores.
 @pytest.mark.timeout(420)
 def test_openinference_destination_reads_as_an_llm_span_in_phoenix(sim, gateway_factory, rotel, phoenix):
-    config = """
-config:
-  readinessAddr: 127.0.0.1:{ready_port}
-  statsAddr: 127.0.0.1:{stats_port}
-  adminAddr: 127.0.0.1:{admin_port}
-  tracing:
+    config = CONFIG_HEAD + """  tracing:
     otlpEndpoint: {rotel}
     randomSampling: true
     destinations:
@@ -74,13 +69,7 @@ config:
       otlpEndpoint: {phoenix}
       otlpProtocol: http
       convention: openinference
-binds:
-- port: {port}
-  listeners:
-  - routes:
-    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
-      policies: {backendAuth: {key: "sk-test-secret"}}
-"""
+""" + SIM_OPENAI_ROUTE
     gw = gateway_factory(config, rotel=rotel.grpc_endpoint, phoenix=phoenix)
     r = requests.post(f"{gw.url}/v1/chat/completions", timeout=30,
                       headers={"authorization": f"Bearer {CLIENT_KEY}"},

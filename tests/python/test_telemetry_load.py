@@ -11,25 +11,14 @@ import re
 
 import requests
 
-from conftest import CLIENT_KEY, wait_until
+from conftest import CLIENT_KEY, CONFIG_HEAD, SIM_OPENAI_ROUTE, wait_until
 from opskit import metric
 
-CONFIG = """
-config:
-  readinessAddr: 127.0.0.1:{ready_port}
-  statsAddr: 127.0.0.1:{stats_port}
-  adminAddr: 127.0.0.1:{admin_port}
-  tracing:
+CONFIG = CONFIG_HEAD + """  tracing:
     otlpEndpoint: {otlp}
     otlpProtocol: grpc
     randomSampling: true
-binds:
-- port: {port}
-  listeners:
-  - routes:
-    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
-      policies: {backendAuth: {key: "sk-test-secret"}}
-"""
+""" + SIM_OPENAI_ROUTE
 
 N = 2000
 SERVER = re.compile(r"Kind\s*:\s*SPAN_KIND_SERVER")

@@ -14,24 +14,17 @@ from typing import Iterable
 import pytest
 import requests
 
-from conftest import CLIENT_KEY, Rotel, _rotel, load_error, stop_process, wait_until
+from conftest import (
+    CLIENT_KEY,
+    CONFIG_HEAD,
+    SIM_OPENAI_ROUTE,
+    Rotel,
+    _rotel,
+    load_error,
+    stop_process,
+    wait_until,
+)
 from opskit import metric
-
-HEAD = """
-config:
-  readinessAddr: 127.0.0.1:{ready_port}
-  statsAddr: 127.0.0.1:{stats_port}
-  adminAddr: 127.0.0.1:{admin_port}
-"""
-
-ROUTES = """
-binds:
-- port: {port}
-  listeners:
-  - routes:
-    - backends: [{ai: {name: oa, provider: {openAI: {}}, hostOverride: "{sim}"}}]
-      policies: {backendAuth: {key: "sk-test-secret"}}
-"""
 
 SERVER = re.compile(r"Kind\s*:\s*SPAN_KIND_SERVER")
 DROPPED = "agentgateway_tracing_spans_dropped_total"
@@ -68,7 +61,7 @@ def server_spans(rotel: Rotel) -> list:
 
 def test_each_destination_has_its_own_fields_filter_and_convention(sim, gateway_factory, two_rotels):
     a, b = two_rotels
-    config = HEAD + """
+    config = CONFIG_HEAD + """
   tracing:
     otlpEndpoint: {a}
     randomSampling: true
@@ -85,7 +78,7 @@ def test_each_destination_has_its_own_fields_filter_and_convention(sim, gateway_
       fields:
         add:
           destination: '"phoenix"'
-""" + ROUTES
+""" + SIM_OPENAI_ROUTE
     gw = gateway_factory(config, a=a.grpc_endpoint, b=b.http_endpoint)
     chat(gw, "gpt-4o-mini")
     chat(gw, "gpt-4o")
@@ -120,7 +113,7 @@ def test_each_destination_has_its_own_fields_filter_and_convention(sim, gateway_
 
 def test_sampling_share_is_chosen_by_trace_id(sim, gateway_factory, two_rotels):
     a, b = two_rotels
-    config = HEAD + """
+    config = CONFIG_HEAD + """
   tracing:
     otlpEndpoint: {a}
     randomSampling: true
@@ -128,7 +121,7 @@ def test_sampling_share_is_chosen_by_trace_id(sim, gateway_factory, two_rotels):
     - name: sampled
       otlpEndpoint: {b}
       sampling: 0.25
-""" + ROUTES
+""" + SIM_OPENAI_ROUTE
     gw = gateway_factory(config, a=a.grpc_endpoint, b=b.grpc_endpoint)
     n = 400
     s = requests.Session()
@@ -138,7 +131,7 @@ def test_sampling_share_is_chosen_by_trace_id(sim, gateway_factory, two_rotels):
     # b's share arrives within the exporter's flush interval; then the count is final.
     wait_until(lambda: len(server_spans(b)) > 0, 10)
     ids_b = {sp.trace_id for sp in b.spans()}
-    kept = [sp for sp in server_spans(b)]
+    kept = server_spans(b)
     assert 0.15 * n < len(kept) < 0.35 * n, len(kept)
     # A trace goes whole or not at all: every span of a kept trace (SERVER and CLIENT).
     clients_b = [sp for sp in b.spans() if sp.kind == "SPAN_KIND_CLIENT"]
@@ -148,7 +141,7 @@ def test_sampling_share_is_chosen_by_trace_id(sim, gateway_factory, two_rotels):
 
 def test_a_dead_destination_never_empties_the_other(sim, gateway_factory, two_rotels):
     a, b = two_rotels
-    config = HEAD + """
+    config = CONFIG_HEAD + """
   tracing:
     otlpEndpoint: {a}
     randomSampling: true
@@ -156,7 +149,7 @@ def test_a_dead_destination_never_empties_the_other(sim, gateway_factory, two_ro
     - name: backup
       otlpEndpoint: {b}
       otlpProtocol: http
-""" + ROUTES
+""" + SIM_OPENAI_ROUTE
     gw = gateway_factory(config, a=a.grpc_endpoint, b=b.http_endpoint)
     n = 1500
     done = 0
