@@ -228,9 +228,13 @@ fn route_summary(port: u16, listener: &str, r: &Route) -> Value {
             }),
             BackendKind::Models(ms) => serde_json::json!({
                 "kind": "llm",
-                "models": ms.iter().map(|m| serde_json::json!({
+                "models": ms.entries.iter().map(|m| serde_json::json!({
                     "model": m.pattern, "provider": m.backend.provider.name(),
                     "target": m.backend.upstream.authority,
+                    "visibility": if m.internal { "internal" } else { "public" },
+                })).collect::<Vec<_>>(),
+                "virtualModels": ms.virtual_models.iter().map(|v| serde_json::json!({
+                    "name": v.name, "routing": v.kind(),
                 })).collect::<Vec<_>>(),
             }),
             BackendKind::Mcp(m) => serde_json::json!({"kind": "mcp", "targets": m.target_names()}),

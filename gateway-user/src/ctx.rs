@@ -80,6 +80,40 @@ pub struct LlmInfo {
     pub tool_calls: Vec<String>,
     /// The catalog lookup and, when priced, the cost (set once usage is final).
     pub cost: Option<Box<CostInfo>>,
+    /// Virtual model, retries and failover: set only when the request was routed by a
+    /// virtual model or took more than one attempt.
+    pub routing: Option<Box<RoutingInfo>>,
+}
+
+/// How an LLM request was steered (`llm::route`).
+#[derive(Clone, Debug, Default)]
+pub struct RoutingInfo {
+    /// The virtual model the client asked for, and its routing kind (`weighted`, ...).
+    pub virtual_model: Option<String>,
+    pub kind: Option<&'static str>,
+    /// The model (target) that served the last attempt.
+    pub target: String,
+    /// Attempts made in all, the first included.
+    pub attempts: u32,
+    /// The attempts abandoned for another, in order.
+    pub abandoned: Vec<Attempt>,
+    /// Backends this request's outcomes ejected (`health`).
+    pub ejected: Vec<String>,
+}
+
+/// One LLM attempt a retry or failover moved on from.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// Model (target) name and backend name.
+    pub target: String,
+    pub backend: String,
+    pub endpoint: String,
+    /// The CLIENT span id the attempt's trace context carried.
+    pub span_id: Option<[u8; 8]>,
+    pub start: Instant,
+    pub end: Instant,
+    /// Why it was abandoned: `status 503`, `connection failed`, `timeout`.
+    pub reason: String,
 }
 
 /// A request's price lookup (`spend`): agentgateway's status label value, and the cost in

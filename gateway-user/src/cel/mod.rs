@@ -300,6 +300,11 @@ impl Executor {
         }
     }
 
+    /// Adds a variable from JSON: `llmRequest` (the LLM request body) for routing conditions.
+    pub fn set_json(&mut self, name: &str, v: &serde_json::Value) {
+        self.ctx.add_variable_from_value(name, from_json(v));
+    }
+
     pub fn eval(&self, expr: &Expression) -> Result<Value, CelError> {
         // A safety net, not a known failure: the interpreter is a dependency evaluating
         // operator-written expressions, and a panic in one must fail its field, not the

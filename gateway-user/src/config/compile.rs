@@ -924,5 +924,7 @@ fn ai_backend(
         overrides: Default::default(),
         strip_model_prefix: None,
         prompt_guard: None,
+        health_policy: Default::default(),
+        health: Default::default(),
     })
 }

@@ -343,6 +343,8 @@ pub struct RawPolicies {
     pub global_rate_limit: Option<yaml_serde::Value>,
     /// Spend limits per window (this gateway's extension; see `spend::budget`).
     pub budgets: Option<yaml_serde::Value>,
+    /// agentgateway's `RetryPolicy` (see `llm::route`).
+    pub retry: Option<crate::llm::route::config::RawRetry>,
 }
 
 /// `backendAuth`: `{key: "secret"}`, `{key: {file: path}}`, `{key: {value, location}}`, or
@@ -468,6 +470,9 @@ pub struct RawLlm {
     pub port: Option<u16>,
     #[serde(default)]
     pub models: Vec<RawLlmModel>,
+    /// Public names that route to `models` (weighted, failover, conditional).
+    #[serde(default)]
+    pub virtual_models: Vec<crate::llm::route::config::RawVirtualModel>,
     pub policies: Option<RawLlmPolicies>,
 }
 
@@ -486,6 +491,9 @@ pub struct RawLlmPolicies {
     pub local_rate_limit: Option<yaml_serde::Value>,
     pub global_rate_limit: Option<yaml_serde::Value>,
     pub budgets: Option<yaml_serde::Value>,
+    /// Retries of every model's requests (this gateway's extension: agentgateway has `retry`
+    /// on routes only).
+    pub retry: Option<crate::llm::route::config::RawRetry>,
     #[serde(flatten)]
     pub unsupported: BTreeMap<String, yaml_serde::Value>,
 }
@@ -507,6 +515,19 @@ pub struct RawLlmModel {
     pub transformation: Option<BTreeMap<String, String>>,
     /// Guards for this model, replacing `llm.policies.guardrails`.
     pub guardrails: Option<crate::guard::config::RawPromptGuard>,
+    /// `internal`: reachable only through a virtual model.
+    pub visibility: Option<RawVisibility>,
+    /// Passive health and ejection (agentgateway's `LocalHealthPolicy`).
+    pub health: Option<crate::llm::route::config::RawHealth>,
+}
+
+/// `llm.models[].visibility`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RawVisibility {
+    #[default]
+    Public,
+    Internal,
 }
 
 /// `llm.models[].params`.

@@ -212,6 +212,8 @@ pub struct Policies {
     pub global_rate_limit: Option<Arc<crate::limit::global::GlobalLimits>>,
     /// `budgets`: spend limits per window.
     pub budgets: Option<Arc<crate::spend::budget::Budgets>>,
+    /// `retry` (see `llm::route`).
+    pub retry: Option<Arc<crate::llm::route::RetryPolicy>>,
 }
 
 #[derive(Clone, Debug)]
@@ -238,6 +240,20 @@ pub struct AiPolicy {
     pub prompt_guard: Option<Arc<crate::guard::PromptGuard>>,
 }
 
+/// The `llm:` shorthand's models and the virtual models routing to them.
+#[derive(Default)]
+pub struct ModelTable {
+    pub entries: Vec<ModelEntry>,
+    pub virtual_models: Vec<crate::llm::route::VirtualModel>,
+}
+
+impl ModelTable {
+    /// The entry a client's (or a virtual model target's) model name selects.
+    pub fn resolve(&self, model: &str) -> Option<usize> {
+        self.entries.iter().position(|m| m.matches(model))
+    }
+}
+
 pub struct Backend {
     pub weight: u32,
     pub kind: BackendKind,
@@ -251,7 +267,7 @@ pub enum BackendKind {
     /// One LLM provider.
     Ai(Arc<AiBackend>),
     /// The `llm:` shorthand: the model in the request picks the provider.
-    Models(Arc<Vec<ModelEntry>>),
+    Models(Arc<ModelTable>),
     Mcp(Arc<McpBackend>),
 }
 
@@ -292,6 +308,9 @@ pub struct AiBackend {
     /// `llm:` shorthand guards (the model's, or `llm.policies.guardrails`). Route
     /// `policies.ai.promptGuard` takes precedence.
     pub prompt_guard: Option<Arc<crate::guard::PromptGuard>>,
+    /// `health` (the `llm:` model's; the default policy elsewhere) and the state it judges.
+    pub health_policy: Arc<crate::llm::route::health::HealthPolicy>,
+    pub health: crate::llm::route::health::Health,
 }
 
 /// `llm.models[]` entry.
@@ -299,6 +318,8 @@ pub struct ModelEntry {
     /// Glob on the requested model (`*` matches any run of characters).
     pub pattern: String,
     pub backend: Arc<AiBackend>,
+    /// `visibility: internal`: only through a virtual model.
+    pub internal: bool,
 }
 
 impl ModelEntry {

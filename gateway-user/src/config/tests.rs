@@ -267,13 +267,17 @@ fn llm_guardrails_and_unimplemented_llm_policies() {
     else {
         panic!("llm backend");
     };
-    let a = models[0]
+    let a = models.entries[0]
         .backend
         .prompt_guard
         .as_ref()
         .expect("shared guard");
     assert_eq!((a.request.len(), a.response.len()), (1, 0));
-    let b = models[1].backend.prompt_guard.as_ref().expect("own guard");
+    let b = models.entries[1]
+        .backend
+        .prompt_guard
+        .as_ref()
+        .expect("own guard");
     assert_eq!((b.request.len(), b.response.len()), (0, 1));
     let e = errs("llm:\n  policies:\n    extAuthz: {}\n  models: []\n");
     assert!(

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod gemini;
 pub mod openai;
 pub mod provider;
+pub mod route;
 pub mod stream;
 pub mod translate;
 

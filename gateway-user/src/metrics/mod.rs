@@ -243,6 +243,13 @@ pub struct Metrics {
     pub budget_remaining: prometheus::GaugeVec,
     /// Requests that found a budget spent, by `budget` and `action` (`block`, `audit`).
     pub budget_exceeded: IntCounterVec,
+    /// LLM attempts abandoned for another (retry or failover), by the `backend` given up on
+    /// and `reason` (`status 503`, `connection failed`, `timeout`).
+    pub upstream_retries: IntCounterVec,
+    /// Moves from one virtual-model target to another, by `virtual_model`, `from`, `to`.
+    pub llm_failovers: IntCounterVec,
+    /// Backends ejected by their health policy, by `backend`.
+    pub upstream_ejections: IntCounterVec,
 }
 
 /// Guard durations: a regex pass is microseconds, a webhook call milliseconds to seconds.
@@ -439,6 +446,24 @@ impl Metrics {
                 "Requests that found a budget spent",
                 &["budget", "action"],
             )?,
+            upstream_retries: counter(
+                &r,
+                "agentgateway_upstream_retries_total",
+                "LLM attempts abandoned for another attempt (retry or failover), by backend and reason",
+                &["backend", "reason"],
+            )?,
+            llm_failovers: counter(
+                &r,
+                "agentgateway_llm_failovers_total",
+                "Requests of a virtual model that moved from one target to another",
+                &["virtual_model", "from", "to"],
+            )?,
+            upstream_ejections: counter(
+                &r,
+                "agentgateway_upstream_ejections_total",
+                "Backends ejected by their health policy after failing",
+                &["backend"],
+            )?,
             registry: r,
             config,
         })
@@ -490,6 +515,34 @@ impl Metrics {
                 v
             })
             .collect()
+    }
+
+    /// Retries, failovers and ejections of one steered LLM request.
+    fn record_routing(&self, r: &crate::ctx::RoutingInfo) {
+        for a in &r.abandoned {
+            self.upstream_retries
+                .with_label_values(&[a.backend.as_str(), a.reason.as_str()])
+                .inc();
+        }
+        if let Some(vm) = &r.virtual_model {
+            let served = std::iter::once(r.target.as_str());
+            let seq: Vec<&str> = r
+                .abandoned
+                .iter()
+                .map(|a| a.target.as_str())
+                .chain(served)
+                .collect();
+            for w in seq.windows(2).filter(|w| w[0] != w[1]) {
+                self.llm_failovers
+                    .with_label_values(&[vm.as_str(), w[0], w[1]])
+                    .inc();
+            }
+        }
+        for b in &r.ejected {
+            self.upstream_ejections
+                .with_label_values(&[b.as_str()])
+                .inc();
+        }
     }
 
     /// Records one finished request.
@@ -557,6 +610,9 @@ impl Metrics {
             self.gen_ai_request_duration
                 .with_label_values(&genai)
                 .observe(duration);
+            if let Some(r) = &l.routing {
+                self.record_routing(r);
+            }
             if let Some(c) = &l.cost {
                 let mut labels = Vec::with_capacity(genai.len() + 1);
                 labels.push(c.status);

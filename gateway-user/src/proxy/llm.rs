@@ -32,10 +32,11 @@ use serde_json::{Value, json};
 use super::Proxy;
 use super::error::ProxyError;
 use super::http_backend::{apply_modifier, read_limited, read_upstream};
+use super::steer::{self, Candidate, Next, Targets};
 use super::upstream::{self, HttpClient};
 use crate::body::Body;
 use crate::config::Snapshot;
-use crate::config::snapshot::{AiBackend, BackendAuth, ModelEntry, Policies};
+use crate::config::snapshot::{AiBackend, BackendAuth, ModelTable, Policies};
 use crate::ctx::{Blame, LlmInfo, RequestLog};
 use crate::llm::provider::{CREDENTIAL_HEADERS, Provider, Wire, client_credential};
 use crate::llm::stream::{SseTransform, StreamHandler};
@@ -100,7 +101,6 @@ fn llm(log: &mut RequestLog) -> &mut LlmInfo {
 /// Route backend `ai:`.
 pub async fn handle(
     px: &Proxy,
-    client: &HttpClient,
     ai: &AiBackend,
     policies: &Policies,
     req: Request<Incoming>,
@@ -113,13 +113,15 @@ pub async fn handle(
     let bytes = read_limited(body, snap.global.limits.max_request_body, false)
         .await
         .map_err(|e| (e, wire))?;
-    forward(px, client, ai, policies, parts, bytes, route, log, snap).await
+    let targets = Targets::one(ai);
+    forward(px, targets, policies, parts, bytes, route, log, snap).await
 }
 
-/// The `llm:` shorthand: the request's model picks the provider.
+/// The `llm:` shorthand: the request's model picks the provider, or a virtual model plans the
+/// targets.
 pub async fn handle_models(
     px: &Proxy,
-    models: &[ModelEntry],
+    table: &ModelTable,
     policies: &Policies,
     req: Request<Incoming>,
     log: &mut RequestLog,
@@ -128,26 +130,19 @@ pub async fn handle_models(
     let route = route_type_for(policies, req.uri().path());
     let wire = route.client_wire();
     if route == RouteType::Models {
-        let data: Vec<Value> = models
-            .iter()
-            .filter(|m| !m.pattern.contains('*'))
-            .map(|m| json!({"id": m.pattern, "object": "model", "created": 0, "owned_by": m.backend.provider.name()}))
-            .collect();
-        return Ok((
-            super::simple(StatusCode::OK, json!({"object": "list", "data": data})),
-            None,
-        ));
+        return Ok((model_list(table), None));
     }
     let (parts, body) = req.into_parts();
     let bytes = read_limited(body, snap.global.limits.max_request_body, false)
         .await
         .map_err(|e| (e, wire))?;
-    let model = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned))
+    let json = serde_json::from_slice::<Value>(&bytes).ok();
+    let model = json
+        .as_ref()
+        .and_then(|v| v.get("model").and_then(Value::as_str))
         .unwrap_or_default();
-    let Some(entry) = models.iter().find(|m| m.matches(&model)) else {
-        if serde_json::from_slice::<Value>(&bytes).is_err() {
+    let Some(targets) = Targets::for_model(table, model, json.as_ref(), log) else {
+        if json.is_none() {
             return Err((
                 ProxyError::BadRequest("request body is not valid JSON".into()),
                 wire,
@@ -159,19 +154,24 @@ pub async fn handle_models(
         };
         return Err((e, wire));
     };
-    let client = px.client_for(&entry.backend.upstream);
-    forward(
-        px,
-        &client,
-        &entry.backend,
-        policies,
-        parts,
-        bytes,
-        route,
-        log,
-        snap,
-    )
-    .await
+    forward(px, targets, policies, parts, bytes, route, log, snap).await
+}
+
+/// `GET /v1/models` of the `llm:` shorthand: the public models and the virtual ones.
+fn model_list(table: &ModelTable) -> Response<Body> {
+    let mut data: Vec<Value> = table
+        .entries
+        .iter()
+        .filter(|m| !m.pattern.contains('*') && !m.internal)
+        .map(|m| json!({"id": m.pattern, "object": "model", "created": 0, "owned_by": m.backend.provider.name()}))
+        .collect();
+    data.extend(
+        table
+            .virtual_models
+            .iter()
+            .map(|v| json!({"id": v.name, "object": "model", "created": 0, "owned_by": "gateway"})),
+    );
+    super::simple(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
 /// Applies aliases, defaults, overrides and the backend's model to the client body. Returns
@@ -228,8 +228,7 @@ fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     px: &Proxy,
-    client: &HttpClient,
-    ai: &AiBackend,
+    targets: Targets<'_>,
     policies: &Policies,
     parts: http::request::Parts,
     bytes: Bytes,
@@ -239,14 +238,41 @@ async fn forward(
 ) -> LlmResult {
     let body_len = bytes.len();
     let steps = async {
-        let mut x = Exchange::parse(px, ai, policies, parts, bytes, route, log)?;
-        check_model(&x.model, log)?;
-        super::limits::llm_phase(px, policies, body_len, log).await?;
-        x.guard_request(px, log).await?;
-        x.translate_request();
-        let req = x.provider_request(px, log)?;
-        let resp = x.call_upstream(client, req, log).await?;
-        x.respond(px, resp, log, snap).await
+        let attempts = targets.attempts(policies, log);
+        let mut n = 0;
+        loop {
+            let cand = &targets.list[attempts.target_of(n)];
+            let mut x = Exchange::parse(px, cand, policies, &parts, bytes.clone(), route, log)?;
+            if n == 0 {
+                let asked = targets.virtual_model.map_or(x.model.as_str(), |v| &v.name);
+                check_model(asked, log)?;
+                super::limits::llm_phase(px, policies, body_len, log).await?;
+            }
+            x.guard_request(px, log).await?;
+            x.translate_request();
+            let req = x.provider_request(px, log)?;
+            let sent = x
+                .call_upstream(&px.client_for(&cand.ai.upstream), req, log)
+                .await;
+            let more = n + 1 < attempts.budget;
+            match steer::judge(cand, sent, &attempts, more, log) {
+                Next::Retry(why) => {
+                    steer::abandon(cand, why, log);
+                    n += 1;
+                    if let Some(b) = attempts.backoff() {
+                        tokio::time::sleep(b).await;
+                    }
+                }
+                Next::Respond(resp) => {
+                    steer::finish(&targets, cand, n, log);
+                    return x.respond(px, resp, log, snap).await;
+                }
+                Next::Fail(e) => {
+                    steer::finish(&targets, cand, n, log);
+                    return Err(e);
+                }
+            }
+        }
     };
     steps.await.map_err(|e| (e, route.client_wire()))
 }
@@ -281,7 +307,7 @@ struct Exchange<'a> {
     plan: Plan,
     up_route: RouteType,
     /// The client's request line and headers.
-    parts: http::request::Parts,
+    parts: &'a http::request::Parts,
     /// The client's body. Sent as is when `body` is `None`, or when the plan is `Same` and
     /// nothing was `reshaped`; taken by `provider_request`.
     bytes: Bytes,
@@ -313,13 +339,14 @@ impl<'a> Exchange<'a> {
     /// aliases, defaults and overrides.
     fn parse(
         px: &Proxy,
-        ai: &'a AiBackend,
+        cand: &Candidate<'a>,
         policies: &'a Policies,
-        parts: http::request::Parts,
+        parts: &'a http::request::Parts,
         bytes: Bytes,
         route: RouteType,
         log: &mut RequestLog,
     ) -> Result<Self, ProxyError> {
+        let ai = cand.ai;
         let capture = px.telemetry.capture();
         log.backend = Some(ai.name.clone());
         log.endpoint = Some(ai.upstream.authority.clone());
@@ -355,7 +382,14 @@ impl<'a> Exchange<'a> {
                 info.request_model = Some(m);
                 info.streaming = stream;
             }
-            reshaped = shape_request(&mut v, ai, policies);
+            if let Some(target) = cand.model
+                && v.get("model").and_then(Value::as_str) != Some(target)
+            {
+                // A virtual model's target: the model the entry's own shaping starts from.
+                v["model"] = json!(target);
+                reshaped = true;
+            }
+            reshaped |= shape_request(&mut v, ai, policies);
             body = Some(v);
         }
         let streaming = llm(log).streaming;

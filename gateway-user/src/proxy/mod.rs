@@ -19,6 +19,7 @@ pub(crate) mod limits;
 pub mod llm;
 pub mod route;
 pub mod server;
+mod steer;
 pub mod upstream;
 pub mod workers;
 
@@ -230,10 +231,7 @@ impl Proxy {
                         .map_err(|e| (e, wire))?;
                 (resp, None)
             }
-            BackendKind::Ai(ai) => {
-                let client = self.clients.get(&ai.upstream);
-                llm::handle(self, &client, ai, policies, req, log, snap).await?
-            }
+            BackendKind::Ai(ai) => llm::handle(self, ai, policies, req, log, snap).await?,
             BackendKind::Models(models) => {
                 llm::handle_models(self, models, policies, req, log, snap).await?
             }

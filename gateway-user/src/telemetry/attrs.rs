@@ -143,11 +143,41 @@ pub fn base(log: &RequestLog) -> Attrs<'_> {
     if let Some(g) = &log.guard {
         guard(g, &mut out);
     }
+    if let Some(r) = log.llm.as_ref().and_then(|l| l.routing.as_deref()) {
+        routing(r, &mut out);
+    }
     if let Some(e) = &log.error {
         push(&mut out, "error", e.as_str());
     }
     push(&mut out, "duration", duration_ms(log.duration()));
     out
+}
+
+/// Steering (`llm::route`): `llm.virtual_model` and `llm.routing` (its kind), `llm.target`
+/// (the model that served), `llm.attempts`, `llm.retried` (`target: reason` per abandoned
+/// attempt), `llm.ejected` (backends this request's failures ejected).
+fn routing<'a>(r: &'a crate::ctx::RoutingInfo, out: &mut Attrs<'a>) {
+    if let Some(v) = &r.virtual_model {
+        push(out, "llm.virtual_model", v.as_str());
+    }
+    if let Some(k) = r.kind {
+        push_static(out, "llm.routing", k);
+    }
+    if !r.target.is_empty() {
+        push(out, "llm.target", r.target.as_str());
+    }
+    push(out, "llm.attempts", u64::from(r.attempts));
+    if !r.abandoned.is_empty() {
+        let s: Vec<String> = r
+            .abandoned
+            .iter()
+            .map(|a| format!("{}: {}", a.target, a.reason))
+            .collect();
+        push(out, "llm.retried", s.join(", "));
+    }
+    if !r.ejected.is_empty() {
+        push(out, "llm.ejected", r.ejected.join(","));
+    }
 }
 
 /// Guard outcomes per phase: `guardrail.request.action` (`allow`, `mask`, `reject`,

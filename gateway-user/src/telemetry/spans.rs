@@ -173,6 +173,7 @@ const CLIENT_GENAI: &[&str] = &[
 /// How many spans `build` makes for the request.
 pub fn count(log: &RequestLog) -> usize {
     1 + usize::from(log.upstream_span_id.is_some())
+        + routing(log).map_or(0, |r| r.abandoned.len())
         + log.mcp.as_ref().map_or(0, |m| m.target_calls.len())
         + log.guard.as_ref().map_or(0, |g| g.checks.len())
 }
@@ -205,6 +206,13 @@ pub fn build<'a>(
             status,
         },
     ));
+    if let Some(r) = routing(log) {
+        for (i, a) in r.abandoned.iter().enumerate() {
+            if let Some(id) = a.span_id {
+                out.push(attempt_span(log, a, i + 1, id));
+            }
+        }
+    }
     if let Some(id) = log.upstream_span_id {
         out.push(upstream_span(log, genai, id, end));
     }
@@ -350,6 +358,13 @@ fn upstream_span<'a>(
         }
         None => log.method.clone(),
     };
+    if let Some(r) = routing(log) {
+        a.push((
+            "llm.attempt".into(),
+            AttrValue::Int(i64::from(r.attempts.max(1))),
+        ));
+        a.push(("llm.target".into(), r.target.as_str().into()));
+    }
     if let Some(f) = &log.upstream_flow {
         attrs::flow(f, &mut a);
     }
@@ -373,6 +388,57 @@ fn upstream_span<'a>(
             end: stop,
             attrs: a,
             status,
+        },
+    )
+}
+
+fn routing(log: &RequestLog) -> Option<&crate::ctx::RoutingInfo> {
+    log.llm.as_ref().and_then(|l| l.routing.as_deref())
+}
+
+/// The CLIENT span of an LLM attempt a retry or failover moved on from: attempt number,
+/// target, why it was abandoned.
+fn attempt_span<'a>(
+    log: &'a RequestLog,
+    a: &'a crate::ctx::Attempt,
+    n: usize,
+    id: [u8; 8],
+) -> SpanRec<'a> {
+    let mut at = Attrs::new();
+    at.push(("llm.attempt".into(), AttrValue::Int(n as i64)));
+    at.push(("llm.target".into(), a.target.as_str().into()));
+    at.push(("llm.backend".into(), a.backend.as_str().into()));
+    let (host, port) = match a.endpoint.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
+        _ => (a.endpoint.as_str(), None),
+    };
+    at.push(("server.address".into(), host.into()));
+    if let Some(p) = port {
+        at.push(("server.port".into(), AttrValue::Int(p)));
+    }
+    if let Some(code) = a
+        .reason
+        .strip_prefix("status ")
+        .and_then(|c| c.parse::<i64>().ok())
+    {
+        at.push(("http.response.status_code".into(), AttrValue::Int(code)));
+    }
+    at.push(("error.type".into(), a.reason.as_str().into()));
+    let name = match log.llm.as_ref().map(|l| l.operation) {
+        Some(op) if !op.is_empty() => format!("{op} {}", a.target),
+        _ => a.target.clone(),
+    };
+    span(
+        log,
+        Spec {
+            id,
+            parent: Some((log.trace.span_id, false)),
+            kind: SpanKind::Client,
+            name,
+            start: wall(log, a.start),
+            end: wall(log, a.end),
+            attrs: at,
+            status: Status::error(format!("abandoned: {}", a.reason)),
         },
     )
 }

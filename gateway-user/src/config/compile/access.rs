@@ -76,6 +76,12 @@ pub(super) fn compile(cx: &mut Ctx, raw: &RawPolicies, path: &str, p: &mut Polic
         )
         .map(Arc::new);
     }
+    if let Some(r) = &raw.retry {
+        match crate::llm::route::config::retry(r, &format!("{path}.retry")) {
+            Ok(r) => p.retry = Some(Arc::new(r)),
+            Err((at, msg)) => cx.err(at, msg),
+        }
+    }
 }
 
 /// Parses a policy from JSON at a YAML path; errors carry the path they are at.

@@ -75,8 +75,17 @@ fn compile_model(
                 None
             })
     });
+    let health_policy =
+        match crate::llm::route::config::health(m.health.as_ref(), &format!("{path}.health")) {
+            Ok(h) => Arc::new(h),
+            Err((at, msg)) => {
+                cx.err(at, msg);
+                return None;
+            }
+        };
     Some(ModelEntry {
         pattern: m.name.clone(),
+        internal: m.visibility == Some(RawVisibility::Internal),
         backend: Arc::new(AiBackend {
             name: m.name.clone(),
             provider,
@@ -89,6 +98,8 @@ fn compile_model(
             overrides: m.overrides.clone().unwrap_or_default(),
             strip_model_prefix: strip,
             prompt_guard,
+            health_policy,
+            health: Default::default(),
         }),
     })
 }
@@ -103,6 +114,35 @@ const LLM_POLICIES_NOT_YET: &[&str] = &[
     "remoteRateLimit",
 ];
 
+/// `llm.virtualModels`: each target resolved against the models (as a client's model is); a
+/// virtual model's name may not also be a model's.
+fn compile_virtual_models(cx: &mut Ctx, llm: &RawLlm, table: &mut ModelTable) {
+    for (i, raw) in llm.virtual_models.iter().enumerate() {
+        let path = format!("llm.virtualModels[{i}]");
+        if table.virtual_models.iter().any(|v| v.name == raw.name) {
+            cx.err(
+                format!("{path}.name"),
+                format!("{:?} is already a virtual model", raw.name),
+            );
+            continue;
+        }
+        if let Some(m) = table.entries.iter().find(|m| m.pattern == raw.name) {
+            cx.err(
+                format!("{path}.name"),
+                format!(
+                    "{:?} is also the name of a model in llm.models (use a name of its own)",
+                    m.pattern
+                ),
+            );
+            continue;
+        }
+        match crate::llm::route::config::virtual_model(raw, &path, |m| table.resolve(m)) {
+            Ok(v) => table.virtual_models.push(v),
+            Err((at, msg)) => cx.err(at, msg),
+        }
+    }
+}
+
 pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
     let mut shared_guard = None;
     let mut policies = Policies::default();
@@ -116,6 +156,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
             local_rate_limit: p.local_rate_limit.clone(),
             global_rate_limit: p.global_rate_limit.clone(),
             budgets: p.budgets.clone(),
+            retry: p.retry.clone(),
             ..RawPolicies::default()
         };
         policies = compile_policies(cx, Some(&raw), "llm.policies", &Policies::default());
@@ -127,7 +168,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
             } else {
                 format!(
                     "unknown field `{key}` (supported: guardrails, apiKey, jwtAuth, basicAuth, \
-                     authorization, localRateLimit, globalRateLimit, budgets)"
+                     authorization, localRateLimit, globalRateLimit, budgets, retry)"
                 )
             };
             cx.err(format!("llm.policies.{key}"), msg);
@@ -136,11 +177,14 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
             shared_guard = cx.prompt_guard(g, "llm.policies.guardrails");
         }
     }
-    let mut entries = Vec::new();
+    let mut table = ModelTable::default();
     for (i, m) in llm.models.iter().enumerate() {
         if let Some(entry) = compile_model(cx, i, m, shared_guard.as_ref()) {
-            entries.push(entry);
+            table.entries.push(entry);
         }
+    }
+    if table.entries.len() == llm.models.len() {
+        compile_virtual_models(cx, llm, &mut table);
     }
     let port = llm.port.unwrap_or(DEFAULT_LLM_PORT);
     let route = Route {
@@ -154,7 +198,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
         }],
         backends: vec![Backend {
             weight: 1,
-            kind: BackendKind::Models(Arc::new(entries)),
+            kind: BackendKind::Models(Arc::new(table)),
             policies,
         }],
         policies: Policies::default(),
