@@ -48,7 +48,10 @@ impl<'a> Targets<'a> {
         if let Some(vm) = table.virtual_models.iter().find(|v| v.name == model) {
             let now = Instant::now();
             let plan = vm.plan(
-                |i| table.entries[i].backend.health.standing(now),
+                |i| {
+                    let b = &table.entries[i].backend;
+                    b.health.standing(&b.health_policy, now)
+                },
                 || {
                     let mut ex = Executor::new(log, vm.refs);
                     if let Some(b) = body {

@@ -343,6 +343,22 @@ impl Report {
                 cost <= 0.05,
             ));
         }
+        if let (Some(p), Some(r)) = (
+            self.fixed_of(PathKind::Gateway),
+            self.fixed_of(PathKind::Routed),
+        ) {
+            let per =
+                |row: &FixedRow| row.usage.gw_cpu.as_secs_f64() * 1e6 / row.requests().max(1.0);
+            let added = per(r) - per(p);
+            t.push((
+                format!(
+                    "a virtual model over two healthy targets adds ≤ 2 µs of gateway CPU per request ({} req/s)",
+                    self.opts.rate
+                ),
+                format!("{added:+.1} µs ({:.1} against {:.1})", per(r), per(p)),
+                added <= 2.0,
+            ));
+        }
         if let Some(worst) = self
             .idle_rss
             .iter()

@@ -9,6 +9,12 @@
 //!      └────────────── probe succeeds ◀── eligible again (restoreHealth) ◀────┘ (n: times ejected)
 //! ```
 //!
+//! A backend back from ejection is on probation: its score is set to `restoreHealth` (by default
+//! `DEGRADED`, so failover tries it again), and the first outcome decides: a failure ejects it
+//! again at once for a longer interval, a success ends the probation. A degraded backend that
+//! has not failed for `RECOVER_AFTER` counts as `DEGRADED` again, so a priority that yielded is
+//! probed back too.
+//!
 //! Unhealthy means the `unhealthyExpression` (CEL over `response.*`, `backend.*`, `llm.*`) is
 //! true, or, without one: a 5xx, a 429, a refused connection or a timeout.
 
@@ -30,6 +36,8 @@ const LATENCY_ALPHA: f64 = 0.2;
 /// Below this score a backend counts as degraded: failover prefers other targets of its
 /// priority, and moves on when all are.
 pub const DEGRADED: f64 = 0.5;
+/// How long after its last failure a degraded backend is tried again.
+pub const RECOVER_AFTER: Duration = Duration::from_secs(10);
 
 /// `health` of a model (compiled).
 #[derive(Debug, Default)]
@@ -79,6 +87,9 @@ struct State {
     consecutive: u32,
     ejected_until: Option<Instant>,
     times_ejected: u32,
+    /// Back from ejection, until its next outcome.
+    probation: bool,
+    last_failure: Option<Instant>,
     /// Average time to response headers, in milliseconds; `None` before the first answer.
     latency_ms: Option<f64>,
 }
@@ -90,6 +101,8 @@ impl Default for State {
             consecutive: 0,
             ejected_until: None,
             times_ejected: 0,
+            probation: false,
+            last_failure: None,
             latency_ms: None,
         }
     }
@@ -112,17 +125,28 @@ impl Health {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn standing(&self, now: Instant) -> Standing {
+    /// How the backend stands now (`policy` gives the score of a backend back from ejection).
+    pub fn standing(&self, policy: &HealthPolicy, now: Instant) -> Standing {
         let mut s = self.lock();
         let ejected = match s.ejected_until {
             Some(t) if t > now => true,
             Some(_) => {
                 // Back from ejection: eligible again; the next outcome is the probe.
                 s.ejected_until = None;
+                s.probation = true;
+                s.score = policy.eviction.restore_health.unwrap_or(DEGRADED);
+                // The quiet period that lifts a low score counts from the return.
+                s.last_failure = Some(now);
                 false
             }
             None => false,
         };
+        if s.score < DEGRADED
+            && s.last_failure
+                .is_some_and(|t| now.saturating_duration_since(t) >= RECOVER_AFTER)
+        {
+            s.score = DEGRADED;
+        }
         Standing {
             ejected,
             score: s.score,
@@ -148,22 +172,25 @@ impl Health {
         }
         let before = s.score;
         s.score = before + SCORE_ALPHA * (if unhealthy { 0.0 } else { 1.0 } - before);
+        let probation = std::mem::take(&mut s.probation);
         if !unhealthy {
             s.consecutive = 0;
             s.times_ejected = 0;
             return Verdict::Healthy;
         }
         s.consecutive += 1;
+        s.last_failure = Some(now);
         let ev = &policy.eviction;
         let by_count = ev
             .consecutive_failures
             .is_some_and(|n| n > 0 && s.consecutive >= n);
         let by_score = ev.health_threshold.is_some_and(|t| before < t);
-        let evict = if ev.consecutive_failures.is_none() && ev.health_threshold.is_none() {
-            true
-        } else {
-            by_count || by_score
-        };
+        let evict =
+            if probation || (ev.consecutive_failures.is_none() && ev.health_threshold.is_none()) {
+                true
+            } else {
+                by_count || by_score
+            };
         if !evict {
             return Verdict::Unhealthy;
         }
@@ -174,9 +201,6 @@ impl Health {
             .min(MAX_EJECTION.max(ev.duration));
         s.ejected_until = Some(now + d);
         s.consecutive = 0;
-        if let Some(r) = ev.restore_health {
-            s.score = r;
-        }
         Verdict::Ejected(d)
     }
 }
@@ -203,19 +227,19 @@ mod tests {
             h.record(&p, true, None, t0),
             Verdict::Ejected(DEFAULT_EJECTION)
         );
-        assert!(h.standing(t0 + Duration::from_secs(1)).ejected);
-        // Back after the interval: the probe fails three times again, the interval doubles.
+        assert!(h.standing(&p, t0 + Duration::from_secs(1)).ejected);
+        // Back after the interval, on probation: the probe fails, it is out again at once for
+        // twice as long.
         let t1 = t0 + DEFAULT_EJECTION + Duration::from_millis(1);
-        assert!(!h.standing(t1).ejected);
-        h.record(&p, true, None, t1);
-        h.record(&p, true, None, t1);
+        let back = h.standing(&p, t1);
+        assert!(!back.ejected && back.score == DEGRADED, "{back:?}");
         assert_eq!(
             h.record(&p, true, None, t1),
             Verdict::Ejected(2 * DEFAULT_EJECTION)
         );
         // A success resets the count and the growth.
         let t2 = t1 + 2 * DEFAULT_EJECTION + Duration::from_millis(1);
-        assert!(!h.standing(t2).ejected);
+        assert!(!h.standing(&p, t2).ejected);
         assert_eq!(h.record(&p, false, None, t2), Verdict::Healthy);
         h.record(&p, true, None, t2);
         h.record(&p, true, None, t2);
@@ -242,7 +266,7 @@ mod tests {
                 v => panic!("expected an ejection, got {v:?}"),
             }
             t += last + Duration::from_millis(1);
-            let s = h.standing(t);
+            let s = h.standing(&p, t);
             assert!(!s.ejected);
             assert!((s.score - 0.2).abs() < 1e-9, "restoreHealth applied");
         }
@@ -266,13 +290,31 @@ mod tests {
     }
 
     #[test]
+    fn a_degraded_backend_is_tried_again_after_a_quiet_while() {
+        let h = Health::default();
+        let p = policy(Eviction {
+            duration: Duration::from_secs(1),
+            restore_health: None,
+            consecutive_failures: Some(100),
+            health_threshold: None,
+        });
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(h.record(&p, true, None, t), Verdict::Unhealthy);
+        }
+        assert!(h.standing(&p, t).score < DEGRADED);
+        assert!(h.standing(&p, t + RECOVER_AFTER / 2).score < DEGRADED);
+        assert_eq!(h.standing(&p, t + RECOVER_AFTER).score, DEGRADED);
+    }
+
+    #[test]
     fn latency_is_averaged() {
         let h = Health::default();
         let p = HealthPolicy::default();
         let t = Instant::now();
         h.record(&p, false, Some(Duration::from_millis(100)), t);
-        assert_eq!(h.standing(t).latency_ms, 100.0);
+        assert_eq!(h.standing(&p, t).latency_ms, 100.0);
         h.record(&p, false, Some(Duration::from_millis(200)), t);
-        assert!((h.standing(t).latency_ms - 120.0).abs() < 1e-9);
+        assert!((h.standing(&p, t).latency_ms - 120.0).abs() < 1e-9);
     }
 }
