@@ -328,3 +328,43 @@ def test_bad_retry_names_the_path(tmp_path):
         retry: {attempts: 0, codes: [503]}
 """)
     assert "binds[0].listeners[0].routes[0].policies.retry.attempts" in err, err
+
+
+WEIGHTED_ROUTE = CONFIG_HEAD + """binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends:
+      - ai: {name: bad, provider: {openAI: {model: fault-500-gpt-4o}}, hostOverride: "{sim}"}
+        policies: {health: {eviction: {duration: 60s, consecutiveFailures: 1}}}
+      - ai: {name: good, provider: {openAI: {model: gpt-4o-mini}}, hostOverride: "{sim}"}
+      policies: {backendAuth: {key: "sk-test-secret"}}
+"""
+
+
+def test_route_backends_skip_an_ejected_backend(sim, gateway_factory):
+    gw = gateway_factory(WEIGHTED_ROUTE)
+    oa = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="client", max_retries=0, timeout=20)
+    failures = 0
+    for _ in range(40):
+        try:
+            oa.chat.completions.create(model="gpt-4o", messages=MSG)
+        except openai.InternalServerError:
+            failures += 1
+    # One failure ejects `bad` for 60 s; the weighted choice leaves it out from then on.
+    assert failures == 1, failures
+    assert metric(gw, "agentgateway_upstream_ejections_total", backend="bad") == 1
+    bad = [q for q in sim.requests("openai.chat") if q["body"]["model"] == "fault-500-gpt-4o"]
+    assert len(bad) == 1
+
+
+def test_health_on_a_host_backend_is_a_load_error(tmp_path):
+    err = load_error(tmp_path, """binds:
+- port: 1
+  listeners:
+  - routes:
+    - backends:
+      - host: 127.0.0.1:9
+        policies: {health: {eviction: {duration: 5s}}}
+""")
+    assert "binds[0].listeners[0].routes[0].backends[0].policies.health" in err, err

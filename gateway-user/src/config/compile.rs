@@ -704,6 +704,12 @@ fn compile_backend(
         .as_ref()
         .and_then(|p| p.backend_tls.as_ref())
         .or_else(|| route_raw.and_then(|p| p.backend_tls.as_ref()));
+    if b.ai.is_none() && b.policies.as_ref().is_some_and(|p| p.health.is_some()) {
+        cx.err(
+            format!("{path}.policies.health"),
+            "health is judged for `ai` backends only; this backend would never be ejected",
+        );
+    }
     let kind = if let Some(host) = &b.host {
         BackendKind::Host(upstream(cx, host, None, tls_raw, &format!("{path}.host"))?)
     } else if let Some(ai) = &b.ai {
@@ -718,7 +724,28 @@ fn compile_backend(
             &format!("{path}.ai.policies"),
             &policies,
         );
-        BackendKind::Ai(Arc::new(ai_backend(cx, ai, ai_tls, &format!("{path}.ai"))?))
+        let mut backend = ai_backend(cx, ai, ai_tls, &format!("{path}.ai"))?;
+        // The most specific `health`: the ai backend's, the backend's, the route's.
+        let health = [
+            (ai.policies.as_ref(), format!("{path}.ai.policies.health")),
+            (b.policies.as_ref(), format!("{path}.policies.health")),
+            (
+                route_raw,
+                format!(
+                    "{}.policies.health",
+                    path.rsplit_once(".backends").map_or(path, |(r, _)| r)
+                ),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(p, at)| p.and_then(|p| p.health.as_ref()).map(|h| (h, at)));
+        if let Some((h, at)) = health {
+            match crate::llm::route::config::health(Some(h), &at) {
+                Ok(h) => backend.health_policy = Arc::new(h),
+                Err((at, msg)) => cx.err(at, msg),
+            }
+        }
+        BackendKind::Ai(Arc::new(backend))
     } else {
         let mcp = b.mcp.as_ref()?;
         let authz = b

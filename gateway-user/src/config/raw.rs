@@ -345,6 +345,8 @@ pub struct RawPolicies {
     pub budgets: Option<yaml_serde::Value>,
     /// agentgateway's `RetryPolicy` (see `llm::route`).
     pub retry: Option<crate::llm::route::config::RawRetry>,
+    /// agentgateway's `LocalHealthPolicy`, for `ai` backends (see `llm::route::health`).
+    pub health: Option<crate::llm::route::config::RawHealth>,
 }
 
 /// `backendAuth`: `{key: "secret"}`, `{key: {file: path}}`, `{key: {value, location}}`, or

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::snapshot::{Backend, Bind, Listener, Route};
+use crate::config::snapshot::{Backend, BackendKind, Bind, Listener, Route};
 
 /// Picks the listener for `host`: an exact or wildcard hostname first, then a catch-all.
 pub fn listener<'a>(bind: &'a Bind, host: &str) -> Option<&'a Listener> {
@@ -67,25 +67,37 @@ pub fn route(
     best.map(|(r, _)| r.clone())
 }
 
-/// Weighted random choice among a route's backends.
+/// Weighted random choice among a route's backends, leaving out `ai` backends their health
+/// policy ejected (all of them are candidates again when every one is).
 pub fn backend(route: &Route) -> Option<&Backend> {
     match route.backends.len() {
         0 => None,
         1 => route.backends.first(),
         _ => {
-            let total: u64 = route.backends.iter().map(|b| u64::from(b.weight)).sum();
+            let now = std::time::Instant::now();
+            let ejected = |b: &Backend| match &b.kind {
+                BackendKind::Ai(ai) => ai.health.standing(&ai.health_policy, now).ejected,
+                _ => false,
+            };
+            let live: Vec<&Backend> = route.backends.iter().filter(|b| !ejected(b)).collect();
+            let pool: Vec<&Backend> = if live.iter().any(|b| b.weight > 0) {
+                live
+            } else {
+                route.backends.iter().collect()
+            };
+            let total: u64 = pool.iter().map(|b| u64::from(b.weight)).sum();
             if total == 0 {
-                return route.backends.first();
+                return pool.first().copied();
             }
             let mut pick = rand::random_range(0..total);
-            for b in &route.backends {
+            for b in &pool {
                 let w = u64::from(b.weight);
                 if pick < w {
                     return Some(b);
                 }
                 pick -= w;
             }
-            route.backends.last()
+            pool.last().copied()
         }
     }
 }
