@@ -33,6 +33,16 @@ def model(name: str, upstream_model: str, extra: str = "", provider: str = "open
 {extra}"""
 
 
+def failover(name: str, first: str, then: str = "secondary") -> str:
+    return f"""  - name: {name}
+    routing:
+      failover:
+        targets:
+        - {{model: {first}, priority: 0}}
+        - {{model: {then}, priority: 1}}
+"""
+
+
 ROUTING = CONFIG_HEAD + """llm:
   port: {port}
   models:
@@ -45,44 +55,16 @@ ROUTING = CONFIG_HEAD + """llm:
     + model("w-b", "gpt-4o-mini") \
     + model("claude-down", "fault-529-claude-sonnet-4-5", provider="anthropic") \
     + model("claude-up", "claude-haiku-4-5", provider="anthropic") \
-    + """  virtualModels:
-  - name: resilient
-    routing:
-      failover:
-        targets:
-        - {model: primary, priority: 0}
-        - {model: secondary, priority: 1}
-  - name: comes-back
-    routing:
-      failover:
-        targets:
-        - {model: flaky, priority: 0}
-        - {model: secondary, priority: 1}
-  - name: unreachable-first
-    routing:
-      failover:
-        targets:
-        - {model: refused, priority: 0}
-        - {model: secondary, priority: 1}
-  - name: throttled-first
-    routing:
-      failover:
-        targets:
-        - {model: throttled, priority: 0}
-        - {model: secondary, priority: 1}
-  - name: split
+    + "  virtualModels:\n" \
+    + failover("resilient", "primary") + failover("comes-back", "flaky") \
+    + failover("unreachable-first", "refused") + failover("throttled-first", "throttled") \
+    + """  - name: split
     routing:
       weighted:
         targets:
         - {model: w-a, weight: 3}
         - {model: w-b, weight: 1}
-  - name: claude
-    routing:
-      failover:
-        targets:
-        - {model: claude-down, priority: 0}
-        - {model: claude-up, priority: 1}
-"""
+""" + failover("claude", "claude-down", "claude-up")
 
 
 @pytest.fixture

@@ -328,14 +328,7 @@ fn upstream_span<'a>(
         a.push(("http.request.method".into(), attrs::method(&log.method)));
     }
     if let Some(ep) = &log.endpoint {
-        let (host, port) = match ep.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
-            _ => (ep.as_str(), None),
-        };
-        a.push(("server.address".into(), host.into()));
-        if let Some(p) = port {
-            a.push(("server.port".into(), AttrValue::Int(p)));
-        }
+        server_address(ep, &mut a);
     }
     if let Some(s) = log.status {
         a.push((
@@ -392,6 +385,18 @@ fn upstream_span<'a>(
     )
 }
 
+/// `server.address` and `server.port` of an upstream `host:port`.
+fn server_address<'a>(ep: &'a str, a: &mut Attrs<'a>) {
+    let (host, port) = match ep.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
+        _ => (ep, None),
+    };
+    a.push(("server.address".into(), host.into()));
+    if let Some(p) = port {
+        a.push(("server.port".into(), AttrValue::Int(p)));
+    }
+}
+
 fn routing(log: &RequestLog) -> Option<&crate::ctx::RoutingInfo> {
     log.llm.as_ref().and_then(|l| l.routing.as_deref())
 }
@@ -408,14 +413,7 @@ fn attempt_span<'a>(
     at.push(("llm.attempt".into(), AttrValue::Int(n as i64)));
     at.push(("llm.target".into(), a.target.as_str().into()));
     at.push(("llm.backend".into(), a.backend.as_str().into()));
-    let (host, port) = match a.endpoint.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
-        _ => (a.endpoint.as_str(), None),
-    };
-    at.push(("server.address".into(), host.into()));
-    if let Some(p) = port {
-        at.push(("server.port".into(), AttrValue::Int(p)));
-    }
+    server_address(&a.endpoint, &mut at);
     if let Some(code) = a
         .reason
         .strip_prefix("status ")
