@@ -10,6 +10,8 @@ The failing primaries are the simulator's own faults, chosen by the model name t
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
 from collections import Counter
 
@@ -51,6 +53,7 @@ ROUTING = CONFIG_HEAD + """llm:
     + model("flaky", "fault-503-gpt-4o", "    health: {eviction: {duration: 1s, consecutiveFailures: 2}}\n") \
     + model("refused", "gpt-4o", host="127.0.0.1:{dead_port}") \
     + model("throttled", "fault-429-gpt-4o") \
+    + model("hangup", "gpt-4o", host="127.0.0.1:{hangup_port}") \
     + model("w-a", "gpt-4o") \
     + model("w-b", "gpt-4o-mini") \
     + model("claude-down", "fault-529-claude-sonnet-4-5", provider="anthropic") \
@@ -58,6 +61,7 @@ ROUTING = CONFIG_HEAD + """llm:
     + "  virtualModels:\n" \
     + failover("resilient", "primary") + failover("comes-back", "flaky") \
     + failover("unreachable-first", "refused") + failover("throttled-first", "throttled") \
+    + failover("hangup-first", "hangup") \
     + """  - name: split
     routing:
       weighted:
@@ -68,8 +72,37 @@ ROUTING = CONFIG_HEAD + """llm:
 
 
 @pytest.fixture
-def gw(sim, gateway_factory):
-    return gateway_factory(ROUTING, dead_port=free_port())
+def hangup_port():
+    """An upstream that reads each request and closes the connection without an answer."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                except OSError:
+                    pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(5)
+    srv.close()
+
+
+@pytest.fixture
+def gw(sim, gateway_factory, hangup_port):
+    return gateway_factory(ROUTING, dead_port=free_port(), hangup_port=hangup_port)
 
 
 def base(served: str) -> str:
@@ -122,8 +155,9 @@ def test_an_ejected_backend_is_probed_back(sim, gw):
 
 
 @pytest.mark.parametrize("vm,reason", [("unreachable-first", "connection failed"),
+                                       ("hangup-first", "connection error"),
                                        ("throttled-first", "status 429")])
-def test_refused_connections_and_429_fail_over(sim, gw, vm, reason):
+def test_refused_and_dropped_connections_and_429_fail_over(sim, gw, vm, reason):
     oa = client(gw)
     r = oa.chat.completions.create(model=vm, messages=MSG)
     assert base(r.model) == "gpt-4o-mini"
@@ -252,11 +286,11 @@ def test_route_retry_recovers_from_a_stall_and_a_503(sim, gateway_factory):
     assert "llm.attempts" not in lines[2] and lines[2]["http.status"] == 500
 
 
-def test_every_attempt_is_its_own_client_span(sim, gateway_factory, rotel):
+def test_every_attempt_is_its_own_client_span(sim, gateway_factory, rotel, hangup_port):
     traced = ROUTING.replace("  adminAddr: 127.0.0.1:{admin_port}\n",
                              "  adminAddr: 127.0.0.1:{admin_port}\n  tracing:\n"
                              "    otlpEndpoint: {otlp}\n    randomSampling: true\n", 1)
-    gw = gateway_factory(traced, dead_port=free_port(), otlp=rotel.grpc_endpoint)
+    gw = gateway_factory(traced, dead_port=free_port(), otlp=rotel.grpc_endpoint, hangup_port=hangup_port)
     client(gw).chat.completions.create(model="resilient", messages=MSG)
     [server] = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_SERVER"
                                    and s.attributes.get("llm.virtual_model") == "resilient")

@@ -127,6 +127,7 @@ pub(super) fn judge(
         }
         Err(ProxyError::UpstreamUnreachable(..)) => (true, Some(Abandon::Unreachable)),
         Err(ProxyError::UpstreamTimeout(..)) => (true, Some(Abandon::Timeout)),
+        Err(ProxyError::UpstreamProtocol(_)) => (true, Some(Abandon::Broken)),
         Err(_) => (true, None),
     };
     let verdict = ai

@@ -11,7 +11,7 @@
 //!   │         conditional: the first target whose `when` holds (the last one otherwise)
 //! attempt n   the proxy sends to plan[n % len]; a stream only before its first byte
 //!   │
-//! next?       refused connection or timeout; or a status in `retry.codes` / `condition`;
+//! next?       refused or broken connection, or timeout; or a status in `retry.codes` / `condition`;
 //!             without a retry policy, a virtual model moves on after a 5xx or 429
 //! ```
 //!
@@ -163,6 +163,9 @@ pub enum Abandon {
     Status(u16),
     Unreachable,
     Timeout,
+    /// The connection failed after the request went out, before a response head came back
+    /// (reset, closed early, malformed head).
+    Broken,
 }
 
 impl Abandon {
@@ -171,6 +174,7 @@ impl Abandon {
             Abandon::Status(s) => format!("status {s}"),
             Abandon::Unreachable => "connection failed".into(),
             Abandon::Timeout => "timeout".into(),
+            Abandon::Broken => "connection error".into(),
         }
     }
 }
