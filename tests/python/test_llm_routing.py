@@ -384,3 +384,22 @@ def test_health_on_a_host_backend_is_a_load_error(tmp_path):
         policies: {health: {eviction: {duration: 5s}}}
 """)
     assert "binds[0].listeners[0].routes[0].backends[0].policies.health" in err, err
+
+
+def test_route_retry_moves_to_the_routes_other_backend(sim, gateway_factory):
+    gw = gateway_factory(WEIGHTED_ROUTE.replace(
+        '      policies: {backendAuth: {key: "sk-test-secret"}}\n',
+        '      policies: {backendAuth: {key: "sk-test-secret"}, retry: {attempts: 2, codes: [500]}}\n'))
+    oa = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="client", max_retries=0, timeout=20)
+    for _ in range(20):
+        assert base(oa.chat.completions.create(model="gpt-4o", messages=MSG).model) == "gpt-4o-mini"
+    lines = gw.wait_for_access_log(20)
+    retried = [l for l in lines if "llm.retried" in l]
+    # `bad` (half the weight: chosen within 20 requests but for a 2^-20 chance) answers 500
+    # once, is ejected (consecutiveFailures: 1) and never chosen again; the request it failed
+    # went on to `good` within the same client call.
+    assert len(retried) == 1 and all(l["llm.retried"] == "bad: status 500" and l["llm.attempts"] == 2
+                                     and l["llm.target"] == "good" for l in retried), retried
+    bad = [q for q in sim.requests("openai.chat") if q["body"]["model"] == "fault-500-gpt-4o"]
+    assert len(bad) == len(retried)
+    assert all(q["headers"].get("authorization") == "Bearer sk-test-secret" for q in sim.requests("openai.chat"))

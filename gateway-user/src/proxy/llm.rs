@@ -98,10 +98,11 @@ fn llm(log: &mut RequestLog) -> &mut LlmInfo {
     log.llm.get_or_insert_with(LlmInfo::default)
 }
 
-/// Route backend `ai:`.
-pub async fn handle(
+/// Route backend `ai:` (`targets`: the chosen backend, then the route's other `ai` backends for
+/// retries).
+pub(super) async fn handle(
     px: &Proxy,
-    ai: &AiBackend,
+    targets: Targets<'_>,
     policies: &Policies,
     req: Request<Incoming>,
     log: &mut RequestLog,
@@ -113,13 +114,12 @@ pub async fn handle(
     let bytes = read_limited(body, snap.global.limits.max_request_body, false)
         .await
         .map_err(|e| (e, wire))?;
-    let targets = Targets::one(ai);
     forward(px, targets, policies, parts, bytes, route, log, snap).await
 }
 
 /// The `llm:` shorthand: the request's model picks the provider, or a virtual model plans the
 /// targets.
-pub async fn handle_models(
+pub(super) async fn handle_models(
     px: &Proxy,
     table: &ModelTable,
     policies: &Policies,
@@ -242,7 +242,8 @@ async fn forward(
         let mut n = 0;
         loop {
             let cand = &targets.list[attempts.target_of(n)];
-            let mut x = Exchange::parse(px, cand, policies, &parts, bytes.clone(), route, log)?;
+            let own = cand.policies.unwrap_or(policies);
+            let mut x = Exchange::parse(px, cand, own, &parts, bytes.clone(), route, log)?;
             if n == 0 {
                 let asked = targets.virtual_model.map_or(x.model.as_str(), |v| &v.name);
                 check_model(asked, log)?;

@@ -231,7 +231,10 @@ impl Proxy {
                         .map_err(|e| (e, wire))?;
                 (resp, None)
             }
-            BackendKind::Ai(ai) => llm::handle(self, ai, policies, req, log, snap).await?,
+            BackendKind::Ai(ai) => {
+                let targets = steer::Targets::route(&rt, backend, ai);
+                llm::handle(self, targets, policies, req, log, snap).await?
+            }
             BackendKind::Models(models) => {
                 llm::handle_models(self, models, policies, req, log, snap).await?
             }

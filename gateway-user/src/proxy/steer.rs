@@ -11,16 +11,17 @@ use serde_json::Value;
 
 use super::error::ProxyError;
 use crate::cel::Executor;
-use crate::config::snapshot::{AiBackend, ModelTable, Policies};
+use crate::config::snapshot::{AiBackend, Backend, BackendKind, ModelTable, Policies, Route};
 use crate::ctx::{Attempt, RequestLog, RoutingInfo};
 use crate::llm::route::health::Verdict;
 use crate::llm::route::{Abandon, Attempts, VirtualModel};
 
 /// A backend one attempt may go to; `model` names a virtual model's target (sent as the
-/// request's model).
+/// request's model); `policies` are the route's merged with that backend's (its credential).
 pub(super) struct Candidate<'a> {
     pub ai: &'a AiBackend,
     pub model: Option<&'a str>,
+    pub policies: Option<&'a Policies>,
 }
 
 /// One request's candidates, in the order its attempts use them.
@@ -32,7 +33,46 @@ pub(super) struct Targets<'a> {
 impl<'a> Targets<'a> {
     pub fn one(ai: &'a AiBackend) -> Self {
         Targets {
-            list: vec![Candidate { ai, model: None }],
+            list: vec![Candidate {
+                ai,
+                model: None,
+                policies: None,
+            }],
+            virtual_model: None,
+        }
+    }
+
+    /// A route's `ai` backends: the one the weighted choice took, then the others (live before
+    /// ejected, heavier first), for the retries of `policies.retry` to move through.
+    pub fn route(route: &'a Route, chosen: &'a Backend, ai: &'a AiBackend) -> Self {
+        let now = Instant::now();
+        let mut others: Vec<(bool, u32, &'a AiBackend, &'a Policies)> = route
+            .backends
+            .iter()
+            .filter(|b| !std::ptr::eq(*b, chosen) && b.weight > 0)
+            .filter_map(|b| match &b.kind {
+                BackendKind::Ai(a) => Some((
+                    a.health.standing(&a.health_policy, now).ejected,
+                    b.weight,
+                    a.as_ref(),
+                    &b.policies,
+                )),
+                _ => None,
+            })
+            .collect();
+        others.sort_by_key(|(ejected, w, _, _)| (*ejected, std::cmp::Reverse(*w)));
+        let mut list = vec![Candidate {
+            ai,
+            model: None,
+            policies: Some(&chosen.policies),
+        }];
+        list.extend(others.into_iter().map(|(_, _, ai, p)| Candidate {
+            ai,
+            model: None,
+            policies: Some(p),
+        }));
+        Targets {
+            list,
             virtual_model: None,
         }
     }
@@ -65,6 +105,7 @@ impl<'a> Targets<'a> {
                 .map(|t| Candidate {
                     ai: &table.entries[t.entry].backend,
                     model: Some(t.model.as_str()),
+                    policies: None,
                 })
                 .collect();
             return Some(Targets {
