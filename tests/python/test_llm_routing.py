@@ -118,9 +118,13 @@ def client(gw) -> openai.OpenAI:
 
 def test_failover_serves_every_request_and_ejects_the_failing_primary(sim, gw):
     oa = client(gw)
-    for _ in range(6):
-        r = oa.chat.completions.create(model="resilient", messages=MSG)
+    for i in range(6):
+        raw = oa.chat.completions.with_raw_response.create(model="resilient", messages=MSG)
+        r = raw.parse()
         assert base(r.model) == "gpt-4o-mini" and r.choices[0].message.content
+        assert raw.headers["x-gateway-virtual-model"] == "resilient"
+        assert raw.headers["x-gateway-target"] == "secondary"
+        assert raw.headers.get("x-gateway-attempts") == ("2" if i < 2 else None)
     upstream = [q["body"].get("model") for q in sim.requests("openai.chat")]
     # Two failures eject the primary (consecutiveFailures: 2); then only the secondary.
     assert upstream == ["fault-500-gpt-4o", "gpt-4o-mini", "fault-500-gpt-4o", "gpt-4o-mini",

@@ -266,7 +266,9 @@ async fn forward(
                 }
                 Next::Respond(resp) => {
                     steer::finish(&targets, cand, n, log);
-                    return x.respond(px, resp, log, snap).await;
+                    let mut answer = x.respond(px, resp, log, snap).await?;
+                    steer::headers(log, answer.0.headers_mut());
+                    return Ok(answer);
                 }
                 Next::Fail(e) => {
                     steer::finish(&targets, cand, n, log);

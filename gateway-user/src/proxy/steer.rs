@@ -227,3 +227,24 @@ pub(super) fn finish(targets: &Targets<'_>, cand: &Candidate<'_>, n: usize, log:
     r.target = cand.model.unwrap_or(&cand.ai.name).to_owned();
     r.attempts = n as u32 + 1;
 }
+
+/// `x-gateway-virtual-model` (the name the client asked for) and `x-gateway-target` (the model
+/// of `llm.models` that answered) on a virtual model's response; `x-gateway-attempts` when it
+/// took more than one.
+pub(super) fn headers(log: &RequestLog, h: &mut http::HeaderMap) {
+    let Some(r) = log.llm.as_ref().and_then(|l| l.routing.as_deref()) else {
+        return;
+    };
+    let mut set = |name: &'static str, v: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            h.insert(http::HeaderName::from_static(name), v);
+        }
+    };
+    if let Some(vm) = &r.virtual_model {
+        set("x-gateway-virtual-model", vm);
+        set("x-gateway-target", &r.target);
+    }
+    if r.attempts > 1 {
+        set("x-gateway-attempts", &r.attempts.to_string());
+    }
+}
