@@ -207,94 +207,18 @@ pub fn virtual_model(
         return Err((format!("{path}.name"), "must not be empty".into()));
     }
     let r = &raw.routing;
-    let set = [
-        r.weighted.is_some(),
-        r.failover.is_some(),
-        r.conditional.is_some(),
-    ];
     let p = format!("{path}.routing");
-    if set.iter().filter(|s| **s).count() != 1 {
-        return Err((
-            p,
-            "set exactly one of weighted, failover or conditional".into(),
-        ));
-    }
-    let target = |model: &str, tp: String| -> Result<Target, ConfigError> {
-        match resolve(model) {
-            Some(entry) => Ok(Target {
-                model: model.to_owned(),
-                entry,
-            }),
-            None => Err((
-                tp,
-                format!("{model:?} is not a model of llm.models (a virtual model routes to those)"),
-            )),
-        }
-    };
-    let empty = |kind: &str| (format!("{p}.{kind}.targets"), "has no targets".to_owned());
-    let routing = if let Some(w) = &r.weighted {
-        if w.targets.is_empty() {
-            return Err(empty("weighted"));
-        }
-        let mut out = Vec::new();
-        for (i, t) in w.targets.iter().enumerate() {
-            out.push((
-                target(&t.model, format!("{p}.weighted.targets[{i}].model"))?,
-                t.weight,
-            ));
-        }
-        if out.iter().all(|(_, w)| *w == 0) {
+    let resolve = &resolve;
+    let routing = match (&r.weighted, &r.failover, &r.conditional) {
+        (Some(w), None, None) => weighted(&w.targets, &format!("{p}.weighted"), resolve)?,
+        (None, Some(f), None) => failover(&f.targets, &format!("{p}.failover"), resolve)?,
+        (None, None, Some(c)) => conditional(&c.targets, &format!("{p}.conditional"), resolve)?,
+        _ => {
             return Err((
-                format!("{p}.weighted.targets"),
-                "the weights add up to 0: no target could ever be chosen".into(),
+                p,
+                "set exactly one of weighted, failover or conditional".into(),
             ));
         }
-        Routing::Weighted(out)
-    } else if let Some(f) = &r.failover {
-        if f.targets.is_empty() {
-            return Err(empty("failover"));
-        }
-        let mut out: Vec<(u32, Target)> = Vec::new();
-        for (i, t) in f.targets.iter().enumerate() {
-            out.push((
-                t.priority,
-                target(&t.model, format!("{p}.failover.targets[{i}].model"))?,
-            ));
-        }
-        out.sort_by_key(|(prio, _)| *prio);
-        Routing::Failover(out)
-    } else if let Some(c) = &r.conditional {
-        if c.targets.is_empty() {
-            return Err(empty("conditional"));
-        }
-        let last = c.targets.len() - 1;
-        let mut out = Vec::new();
-        for (i, t) in c.targets.iter().enumerate() {
-            let tp = format!("{p}.conditional.targets[{i}]");
-            let when = match (&t.when, i == last) {
-                (Some(src), false) => Some(expression(src, &format!("{tp}.when"))?),
-                (Some(src), true) => {
-                    return Err((
-                        format!("{tp}.when"),
-                        format!(
-                            "{src:?}: the last target is the fallback and has no `when` \
-                             (a request no condition matched would have nowhere to go)"
-                        ),
-                    ));
-                }
-                (None, false) => {
-                    return Err((
-                        format!("{tp}.when"),
-                        "missing: only the last target (the fallback) may omit `when`".into(),
-                    ));
-                }
-                (None, true) => None,
-            };
-            out.push((when, target(&t.model, format!("{tp}.model"))?));
-        }
-        Routing::Conditional(out)
-    } else {
-        return Err((p, "set one of weighted, failover or conditional".into()));
     };
     let refs = match &routing {
         Routing::Conditional(ts) => ts
@@ -308,4 +232,102 @@ pub fn virtual_model(
         routing,
         refs,
     })
+}
+
+/// A target by name, at YAML path `at`.
+fn target(
+    model: &str,
+    at: String,
+    resolve: &impl Fn(&str) -> Option<usize>,
+) -> Result<Target, ConfigError> {
+    match resolve(model) {
+        Some(entry) => Ok(Target {
+            model: model.to_owned(),
+            entry,
+        }),
+        None => Err((
+            at,
+            format!("{model:?} is not a model of llm.models (a virtual model routes to those)"),
+        )),
+    }
+}
+
+fn no_targets(p: &str) -> ConfigError {
+    (format!("{p}.targets"), "has no targets".to_owned())
+}
+
+fn weighted(
+    ts: &[RawWeighted],
+    p: &str,
+    resolve: &impl Fn(&str) -> Option<usize>,
+) -> Result<Routing, ConfigError> {
+    if ts.is_empty() {
+        return Err(no_targets(p));
+    }
+    let mut out = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        let at = format!("{p}.targets[{i}].model");
+        out.push((target(&t.model, at, resolve)?, t.weight));
+    }
+    if out.iter().all(|(_, w)| *w == 0) {
+        return Err((
+            format!("{p}.targets"),
+            "the weights add up to 0: no target could ever be chosen".into(),
+        ));
+    }
+    Ok(Routing::Weighted(out))
+}
+
+fn failover(
+    ts: &[RawFailover],
+    p: &str,
+    resolve: &impl Fn(&str) -> Option<usize>,
+) -> Result<Routing, ConfigError> {
+    if ts.is_empty() {
+        return Err(no_targets(p));
+    }
+    let mut out: Vec<(u32, Target)> = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        let at = format!("{p}.targets[{i}].model");
+        out.push((t.priority, target(&t.model, at, resolve)?));
+    }
+    out.sort_by_key(|(prio, _)| *prio);
+    Ok(Routing::Failover(out))
+}
+
+/// Every target but the last has a `when`; the last, the fallback, has none.
+fn conditional(
+    ts: &[RawConditional],
+    p: &str,
+    resolve: &impl Fn(&str) -> Option<usize>,
+) -> Result<Routing, ConfigError> {
+    if ts.is_empty() {
+        return Err(no_targets(p));
+    }
+    let last = ts.len() - 1;
+    let mut out = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        let tp = format!("{p}.targets[{i}]");
+        let when = match (&t.when, i == last) {
+            (Some(src), false) => Some(expression(src, &format!("{tp}.when"))?),
+            (Some(src), true) => {
+                return Err((
+                    format!("{tp}.when"),
+                    format!(
+                        "{src:?}: the last target is the fallback and has no `when` \
+                         (a request no condition matched would have nowhere to go)"
+                    ),
+                ));
+            }
+            (None, false) => {
+                return Err((
+                    format!("{tp}.when"),
+                    "missing: only the last target (the fallback) may omit `when`".into(),
+                ));
+            }
+            (None, true) => None,
+        };
+        out.push((when, target(&t.model, format!("{tp}.model"), resolve)?));
+    }
+    Ok(Routing::Conditional(out))
 }
