@@ -338,7 +338,22 @@ def test_bad_routing_config_names_the_path(tmp_path, block, path):
     assert path in err, err
 
 
+def test_llm_policies_retry_retries_a_plain_model(sim, gateway_factory):
+    gw = gateway_factory(CONFIG_HEAD + """llm:
+  port: {port}
+  policies:
+    retry: {attempts: 2, codes: [503]}
+  models:
+""" + model("gpt-4o", "gpt-4o"))
+    r = client(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSG, extra_headers={"x-sim-fault": "503", "x-sim-fault-times": "1"})
+    assert r.parse().choices[0].message.content and r.headers["x-gateway-attempts"] == "2"
+    assert "x-gateway-virtual-model" not in r.headers
+
+
 def test_bad_retry_names_the_path(tmp_path):
+    err = load_error(tmp_path, "llm:\n  policies:\n    retry: {attempts: 300, codes: [503]}\n  models: []\n")
+    assert "llm.policies.retry.attempts" in err, err
     err = load_error(tmp_path, """binds:
 - port: 1
   listeners:
