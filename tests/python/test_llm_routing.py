@@ -47,6 +47,8 @@ def failover(name: str, first: str, then: str = "secondary") -> str:
 
 ROUTING = CONFIG_HEAD + """llm:
   port: {port}
+  policies:
+    timeout: {backendRequestTimeout: 1s}
   models:
 """ + model("primary", "fault-500-gpt-4o", "    visibility: internal\n    health: {eviction: {duration: 1s, consecutiveFailures: 2}}\n") \
     + model("secondary", "gpt-4o-mini", "    visibility: internal\n") \
@@ -54,6 +56,7 @@ ROUTING = CONFIG_HEAD + """llm:
     + model("refused", "gpt-4o", host="127.0.0.1:{dead_port}") \
     + model("throttled", "fault-429-gpt-4o") \
     + model("hangup", "gpt-4o", host="127.0.0.1:{hangup_port}") \
+    + model("stalled", "fault-slow-gpt-4o") \
     + model("w-a", "gpt-4o") \
     + model("w-b", "gpt-4o-mini") \
     + model("claude-down", "fault-529-claude-sonnet-4-5", provider="anthropic") \
@@ -61,7 +64,7 @@ ROUTING = CONFIG_HEAD + """llm:
     + "  virtualModels:\n" \
     + failover("resilient", "primary") + failover("comes-back", "flaky") \
     + failover("unreachable-first", "refused") + failover("throttled-first", "throttled") \
-    + failover("hangup-first", "hangup") \
+    + failover("hangup-first", "hangup") + failover("stalled-first", "stalled") \
     + """  - name: split
     routing:
       weighted:
@@ -160,8 +163,9 @@ def test_an_ejected_backend_is_probed_back(sim, gw):
 
 @pytest.mark.parametrize("vm,reason", [("unreachable-first", "connection failed"),
                                        ("hangup-first", "connection error"),
+                                       ("stalled-first", "timeout"),
                                        ("throttled-first", "status 429")])
-def test_refused_and_dropped_connections_and_429_fail_over(sim, gw, vm, reason):
+def test_refused_dropped_and_stalled_connections_and_429_fail_over(sim, gw, vm, reason):
     oa = client(gw)
     r = oa.chat.completions.create(model=vm, messages=MSG)
     assert base(r.model) == "gpt-4o-mini"

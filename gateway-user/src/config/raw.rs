@@ -496,6 +496,9 @@ pub struct RawLlmPolicies {
     /// Retries of every model's requests (this gateway's extension: agentgateway has `retry`
     /// on routes only).
     pub retry: Option<crate::llm::route::config::RawRetry>,
+    /// `requestTimeout` / `backendRequestTimeout` for every model, as on a route (this
+    /// gateway's extension: a stalled target then fails over).
+    pub timeout: Option<RawTimeout>,
     #[serde(flatten)]
     pub unsupported: BTreeMap<String, yaml_serde::Value>,
 }

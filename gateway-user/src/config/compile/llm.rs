@@ -157,6 +157,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
             global_rate_limit: p.global_rate_limit.clone(),
             budgets: p.budgets.clone(),
             retry: p.retry.clone(),
+            timeout: p.timeout.clone(),
             ..RawPolicies::default()
         };
         policies = compile_policies(cx, Some(&raw), "llm.policies", &Policies::default());
@@ -168,7 +169,7 @@ pub(super) fn compile_llm(cx: &mut Ctx, llm: &RawLlm) -> Option<Bind> {
             } else {
                 format!(
                     "unknown field `{key}` (supported: guardrails, apiKey, jwtAuth, basicAuth, \
-                     authorization, localRateLimit, globalRateLimit, budgets, retry)"
+                     authorization, localRateLimit, globalRateLimit, budgets, retry, timeout)"
                 )
             };
             cx.err(format!("llm.policies.{key}"), msg);
