@@ -4,6 +4,7 @@
 //! know are dropped deliberately rather than failing the request.
 
 pub mod chat_anthropic;
+pub mod chat_bedrock;
 pub mod chat_gemini;
 pub mod messages_chat;
 
