@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod chain;
+pub mod eventstream;
 pub mod gemini;
 pub mod openai;
 pub mod provider;

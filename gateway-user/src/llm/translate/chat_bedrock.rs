@@ -1,14 +1,22 @@
 //! OpenAI Chat Completions client → AWS Bedrock Converse provider: the request and the
-//! (non-streamed) response. The model goes in the path (`/model/{modelId}/converse`), not the
-//! body. ConverseStream's binary event-stream framing is decoded elsewhere.
+//! response, plain (`response`) or streamed (`Stream`). The model goes in the path (`/model/{modelId}/converse`), not the
+//! body. ConverseStream's binary event-stream framing is decoded by `llm::eventstream`.
 //!
 //! Converse has no equivalent for some Chat Completions inputs; `request` refuses them with a
 //! message for a 400 rather than dropping them: a remote `image_url` (Converse takes image
 //! bytes only) and `n` above 1.
 
+use std::collections::HashMap;
+
+use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
-use super::{chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now};
+use super::{
+    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+};
+use crate::ctx::LlmInfo;
+use crate::llm::stream::StreamHandler;
+use crate::sse::SseEvent;
 
 /// Chat Completions request → Converse request.
 pub fn request(chat: &Value) -> Result<Value, String> {
@@ -278,6 +286,111 @@ pub fn response(resp: &Value, model: &str) -> Value {
     })
 }
 
+/// Converse usage into the request's record.
+pub fn observe_usage(u: &Value, info: &mut LlmInfo) {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    info.input_tokens = n("inputTokens").or(info.input_tokens);
+    info.output_tokens = n("outputTokens").or(info.output_tokens);
+    info.total_tokens = n("totalTokens").or(info.total_tokens);
+    info.cached_input_tokens = n("cacheReadInputTokens").or(info.cached_input_tokens);
+    info.cache_write_tokens = n("cacheWriteInputTokens").or(info.cache_write_tokens);
+}
+
+/// ConverseStream events (decoded from event-stream frames by `llm::eventstream`) → OpenAI chat
+/// chunks. The stream ends after `metadata` (which carries the usage, after `messageStop`).
+pub struct Stream {
+    w: ChunkWriter,
+    /// Converse content-block index → OpenAI tool_calls index.
+    tool_index: HashMap<u64, usize>,
+    finish: Option<&'static str>,
+    done: bool,
+}
+
+impl Stream {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        Stream {
+            w: ChunkWriter::new(model, include_usage),
+            tool_index: HashMap::new(),
+            finish: None,
+            done: false,
+        }
+    }
+}
+
+impl StreamHandler for Stream {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut BytesMut, info: &mut LlmInfo) {
+        let Some(v) = ev.json() else {
+            super::malformed_event(None, &ev.data, out);
+            return;
+        };
+        let block = v
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        match ev.event.as_deref().unwrap_or_default() {
+            "messageStart" => {
+                self.w
+                    .delta(out, json!({"role": "assistant", "content": ""}), None);
+            }
+            "contentBlockStart" => {
+                if let Some(t) = v.pointer("/start/toolUse") {
+                    let n = self.tool_index.len();
+                    self.tool_index.insert(block, n);
+                    self.w.delta(
+                        out,
+                        json!({"tool_calls": [{"index": n, "id": t.get("toolUseId"), "type": "function",
+                            "function": {"name": t.get("name"), "arguments": ""}}]}),
+                        None,
+                    );
+                }
+            }
+            "contentBlockDelta" => {
+                let delta = v.get("delta").unwrap_or(&Value::Null);
+                if let Some(t) = delta.get("text") {
+                    self.w.delta(out, json!({"content": t}), None);
+                } else if let Some(input) = delta.pointer("/toolUse/input")
+                    && let Some(n) = self.tool_index.get(&block)
+                {
+                    self.w.delta(
+                        out,
+                        json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
+                        None,
+                    );
+                }
+            }
+            "messageStop" => {
+                let r = v
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("end_turn");
+                self.finish = Some(finish_reason(r));
+                info.finish_reasons = vec![finish_reason(r).to_owned()];
+            }
+            "metadata" => {
+                if let Some(u) = v.get("usage") {
+                    observe_usage(u, info);
+                }
+                if !self.done {
+                    self.done = true;
+                    self.w.close(out, self.finish.unwrap_or("stop"), info);
+                }
+            }
+            "exception" => {
+                let err = json!({"error": {
+                    "message": v.get("message").cloned().unwrap_or(json!("upstream stream error")),
+                    "type": v.get("type").cloned().unwrap_or(json!("api_error")),
+                }});
+                SseEvent::encode(None, &err.to_string(), out);
+            }
+            _ => {}
+        }
+    }
+
+    fn completed(&self) -> bool {
+        self.done
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +498,102 @@ mod tests {
         ] {
             assert_eq!(finish_reason(stop), finish);
         }
+    }
+
+    #[test]
+    fn converse_stream_becomes_chat_chunks() {
+        use crate::llm::eventstream::{Decoder, tests::frame};
+        let mut wire = Vec::new();
+        for (name, payload) in [
+            ("messageStart", r#"{"role":"assistant"}"#),
+            (
+                "contentBlockDelta",
+                r#"{"delta":{"text":"Hel"},"contentBlockIndex":0}"#,
+            ),
+            (
+                "contentBlockDelta",
+                r#"{"delta":{"text":"lo"},"contentBlockIndex":0}"#,
+            ),
+            ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+            (
+                "contentBlockStart",
+                r#"{"start":{"toolUse":{"toolUseId":"tu1","name":"f"}},"contentBlockIndex":1}"#,
+            ),
+            (
+                "contentBlockDelta",
+                r#"{"delta":{"toolUse":{"input":"{\"a\":"}},"contentBlockIndex":1}"#,
+            ),
+            (
+                "contentBlockDelta",
+                r#"{"delta":{"toolUse":{"input":"1}"}},"contentBlockIndex":1}"#,
+            ),
+            ("messageStop", r#"{"stopReason":"tool_use"}"#),
+            (
+                "metadata",
+                r#"{"usage":{"inputTokens":9,"outputTokens":4,"totalTokens":13},"metrics":{"latencyMs":50}}"#,
+            ),
+        ] {
+            wire.extend(frame("event", name, payload));
+        }
+        let mut events = Vec::new();
+        let mut d = Decoder::new();
+        for chunk in wire.chunks(5) {
+            d.push(chunk, &mut events).expect("valid");
+        }
+        let mut s = Stream::new("anthropic.claude-3-haiku", true);
+        let mut info = LlmInfo::default();
+        let mut out = BytesMut::new();
+        for ev in &events {
+            assert!(!s.completed());
+            s.on_event(ev, &mut out, &mut info);
+        }
+        assert!(s.completed());
+        let text = String::from_utf8(out.to_vec()).expect("utf-8");
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|b| b.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).expect("chunk JSON"))
+            .collect();
+        let content: String = chunks
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(content, "Hello");
+        let args: String = chunks
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/delta/tool_calls/0/function/arguments")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(args, "{\"a\":1}");
+        let finish: Vec<&str> = chunks
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/finish_reason")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(finish, ["tool_calls"]);
+        let usage = chunks
+            .iter()
+            .find_map(|c| c.get("usage"))
+            .expect("usage chunk");
+        assert_eq!(
+            (
+                usage["prompt_tokens"].as_u64(),
+                usage["completion_tokens"].as_u64()
+            ),
+            (Some(9), Some(4))
+        );
+        assert_eq!(
+            (info.input_tokens, info.output_tokens, info.total_tokens),
+            (Some(9), Some(4), Some(13))
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"));
     }
 }
