@@ -1,12 +1,10 @@
 //! OpenAI Chat Completions client → Anthropic Messages provider: request, response, stream.
 
-use std::collections::HashMap;
-
 use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ToolChunks, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::anthropic;
@@ -267,22 +265,11 @@ pub fn response(msg: &Value, fallback_model: &str) -> Value {
 }
 
 /// Anthropic SSE → OpenAI chat chunks.
-pub struct Stream {
-    w: ChunkWriter,
-    /// Anthropic content-block index → OpenAI tool_calls index.
-    tool_index: HashMap<u64, usize>,
-    finish: Option<&'static str>,
-    done: bool,
-}
+pub struct Stream(ToolChunks);
 
 impl Stream {
     pub fn new(model: &str, include_usage: bool) -> Self {
-        Stream {
-            w: ChunkWriter::new(model, include_usage),
-            tool_index: HashMap::new(),
-            finish: None,
-            done: false,
-        }
+        Stream(ToolChunks::new(model, include_usage))
     }
 }
 
@@ -299,26 +286,21 @@ impl StreamHandler for Stream {
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
         let observed = anthropic::observe_event(&kind, v, info);
+        let s = &mut self.0;
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_str() {
             "message_start" => {
                 if let Some(m) = v.pointer("/message/model").and_then(Value::as_str) {
-                    self.w.model = m.to_owned();
+                    s.w.model = m.to_owned();
                 }
-                self.w
-                    .delta(out, json!({"role": "assistant", "content": ""}), None);
+                s.w.delta(out, json!({"role": "assistant", "content": ""}), None);
             }
             "content_block_start" => {
                 let block = v.get("content_block").unwrap_or(&Value::Null);
                 if block.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let n = self.tool_index.len();
-                    self.tool_index.insert(idx, n);
-                    self.w.delta(
-                        out,
-                        json!({"tool_calls": [{"index": n, "id": block.get("id"), "type": "function",
-                            "function": {"name": block.get("name"), "arguments": ""}}]}),
-                        None,
-                    );
+                    let none = Value::Null;
+                    let id = block.get("id").unwrap_or(&none);
+                    s.tool_start(out, index, id, block.get("name").unwrap_or(&none));
                 }
             }
             "content_block_delta" => {
@@ -326,25 +308,18 @@ impl StreamHandler for Stream {
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = delta.get("text").cloned().unwrap_or(json!(""));
-                        self.w.delta(out, json!({"content": t}), None);
+                        s.w.delta(out, json!({"content": t}), None);
                     }
                     Some("input_json_delta") => {
-                        let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        if let Some(n) = self.tool_index.get(&idx) {
-                            let part = delta.get("partial_json").cloned().unwrap_or(json!(""));
-                            self.w.delta(
-                                out,
-                                json!({"tool_calls": [{"index": n, "function": {"arguments": part}}]}),
-                                None,
-                            );
-                        }
+                        let part = delta.get("partial_json").cloned().unwrap_or(json!(""));
+                        s.tool_args(out, index, &part);
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
                 if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    self.finish = Some(finish_reason(r));
+                    s.finish = Some(finish_reason(r));
                 }
             }
             "error" => {
@@ -356,14 +331,13 @@ impl StreamHandler for Stream {
             }
             _ => {}
         }
-        if observed && !self.done {
-            self.done = true;
-            self.w.close(out, self.finish.unwrap_or("stop"), info);
+        if observed {
+            s.close(out, info);
         }
     }
 
     fn completed(&self) -> bool {
-        self.done
+        self.0.done()
     }
 }
 

@@ -6,13 +6,11 @@
 //! message for a 400 rather than dropping them: a remote `image_url` (Converse takes image
 //! bytes only) and `n` above 1.
 
-use std::collections::HashMap;
-
 use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ToolChunks, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::stream::StreamHandler;
@@ -298,22 +296,11 @@ pub fn observe_usage(u: &Value, info: &mut LlmInfo) {
 
 /// ConverseStream events (decoded from event-stream frames by `llm::eventstream`) → OpenAI chat
 /// chunks. The stream ends after `metadata` (which carries the usage, after `messageStop`).
-pub struct Stream {
-    w: ChunkWriter,
-    /// Converse content-block index → OpenAI tool_calls index.
-    tool_index: HashMap<u64, usize>,
-    finish: Option<&'static str>,
-    done: bool,
-}
+pub struct Stream(ToolChunks);
 
 impl Stream {
     pub fn new(model: &str, include_usage: bool) -> Self {
-        Stream {
-            w: ChunkWriter::new(model, include_usage),
-            tool_index: HashMap::new(),
-            finish: None,
-            done: false,
-        }
+        Stream(ToolChunks::new(model, include_usage))
     }
 }
 
@@ -323,39 +310,28 @@ impl StreamHandler for Stream {
             super::malformed_event(None, &ev.data, out);
             return;
         };
+        let s = &mut self.0;
         let block = v
             .get("contentBlockIndex")
             .and_then(Value::as_u64)
             .unwrap_or(0);
         match ev.event.as_deref().unwrap_or_default() {
             "messageStart" => {
-                self.w
-                    .delta(out, json!({"role": "assistant", "content": ""}), None);
+                s.w.delta(out, json!({"role": "assistant", "content": ""}), None);
             }
             "contentBlockStart" => {
                 if let Some(t) = v.pointer("/start/toolUse") {
-                    let n = self.tool_index.len();
-                    self.tool_index.insert(block, n);
-                    self.w.delta(
-                        out,
-                        json!({"tool_calls": [{"index": n, "id": t.get("toolUseId"), "type": "function",
-                            "function": {"name": t.get("name"), "arguments": ""}}]}),
-                        None,
-                    );
+                    let none = Value::Null;
+                    let id = t.get("toolUseId").unwrap_or(&none);
+                    s.tool_start(out, block, id, t.get("name").unwrap_or(&none));
                 }
             }
             "contentBlockDelta" => {
                 let delta = v.get("delta").unwrap_or(&Value::Null);
                 if let Some(t) = delta.get("text") {
-                    self.w.delta(out, json!({"content": t}), None);
-                } else if let Some(input) = delta.pointer("/toolUse/input")
-                    && let Some(n) = self.tool_index.get(&block)
-                {
-                    self.w.delta(
-                        out,
-                        json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
-                        None,
-                    );
+                    s.w.delta(out, json!({"content": t}), None);
+                } else if let Some(input) = delta.pointer("/toolUse/input") {
+                    s.tool_args(out, block, input);
                 }
             }
             "messageStop" => {
@@ -363,17 +339,14 @@ impl StreamHandler for Stream {
                     .get("stopReason")
                     .and_then(Value::as_str)
                     .unwrap_or("end_turn");
-                self.finish = Some(finish_reason(r));
+                s.finish = Some(finish_reason(r));
                 info.finish_reasons = vec![finish_reason(r).to_owned()];
             }
             "metadata" => {
                 if let Some(u) = v.get("usage") {
                     observe_usage(u, info);
                 }
-                if !self.done {
-                    self.done = true;
-                    self.w.close(out, self.finish.unwrap_or("stop"), info);
-                }
+                s.close(out, info);
             }
             "exception" => {
                 let err = json!({"error": {
@@ -387,7 +360,7 @@ impl StreamHandler for Stream {
     }
 
     fn completed(&self) -> bool {
-        self.done
+        self.0.done()
     }
 }
 

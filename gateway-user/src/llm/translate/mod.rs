@@ -158,6 +158,64 @@ impl ChunkWriter {
     }
 }
 
+/// The state of a provider stream being written as OpenAI chat chunks: the writer, which
+/// provider content block is which `tool_calls` index, the finish reason once known, and
+/// whether the closing sequence went out.
+pub struct ToolChunks {
+    pub w: ChunkWriter,
+    tool_index: std::collections::HashMap<u64, usize>,
+    pub finish: Option<&'static str>,
+    done: bool,
+}
+
+impl ToolChunks {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        ToolChunks {
+            w: ChunkWriter::new(model, include_usage),
+            tool_index: Default::default(),
+            finish: None,
+            done: false,
+        }
+    }
+
+    /// Provider content block `block` starts a tool call: its `tool_calls` entry, arguments
+    /// to follow.
+    pub fn tool_start(&mut self, out: &mut bytes::BytesMut, block: u64, id: &Value, name: &Value) {
+        let n = self.tool_index.len();
+        self.tool_index.insert(block, n);
+        self.w.delta(
+            out,
+            json!({"tool_calls": [{"index": n, "id": id, "type": "function",
+                "function": {"name": name, "arguments": ""}}]}),
+            None,
+        );
+    }
+
+    /// A piece of the arguments of the tool call started by `block` (ignored for a block that
+    /// started none).
+    pub fn tool_args(&mut self, out: &mut bytes::BytesMut, block: u64, part: &Value) {
+        if let Some(n) = self.tool_index.get(&block) {
+            self.w.delta(
+                out,
+                json!({"tool_calls": [{"index": n, "function": {"arguments": part}}]}),
+                None,
+            );
+        }
+    }
+
+    /// The closing sequence, once.
+    pub fn close(&mut self, out: &mut bytes::BytesMut, info: &crate::ctx::LlmInfo) {
+        if !self.done {
+            self.done = true;
+            self.w.close(out, self.finish.unwrap_or("stop"), info);
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.done
+    }
+}
+
 /// Tells the client of a translated stream that the provider sent an event that is not JSON:
 /// an OpenAI-style `{"error": ...}` chunk, or an Anthropic `event: error` when `event` is set.
 /// Keep-alive blocks (no data) are not errors.
