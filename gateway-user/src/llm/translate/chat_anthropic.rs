@@ -4,7 +4,8 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ToolChunks, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ToolChunks, assistant_message, chat_content_text, chat_usage, function_call, new_id,
+    parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::anthropic;
@@ -226,22 +227,16 @@ pub fn response(msg: &Value, fallback_model: &str) -> Value {
         .flatten()
     {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id").cloned().unwrap_or(json!("")),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(json!("")),
-                    "arguments": b.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into()),
-                }
-            })),
+            Some("text") => {
+                text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default())
+            }
+            Some("tool_use") => {
+                calls.push(function_call(b.get("id"), b.get("name"), b.get("input")))
+            }
             _ => {}
         }
     }
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
+    let message = assistant_message(text, calls);
     let stop = msg
         .get("stop_reason")
         .and_then(Value::as_str)

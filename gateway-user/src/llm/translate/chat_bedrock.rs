@@ -10,7 +10,8 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ToolChunks, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ToolChunks, assistant_message, chat_content_text, chat_usage, function_call, new_id,
+    parse_arguments, stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::stream::StreamHandler;
@@ -246,25 +247,14 @@ pub fn response(resp: &Value, model: &str) -> Value {
         if let Some(t) = b.get("text").and_then(Value::as_str) {
             text.push_str(t);
         } else if let Some(u) = b.get("toolUse") {
-            calls.push(json!({
-                "id": u.get("toolUseId").cloned().unwrap_or(json!("")),
-                "type": "function",
-                "function": {
-                    "name": u.get("name").cloned().unwrap_or(json!("")),
-                    "arguments": u.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into()),
-                }
-            }));
+            calls.push(function_call(
+                u.get("toolUseId"),
+                u.get("name"),
+                u.get("input"),
+            ));
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        json!(text)
-    };
-    let mut message = json!({"role": "assistant", "content": content});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
+    let message = assistant_message(text, calls);
     let stop = resp
         .get("stopReason")
         .and_then(Value::as_str)

@@ -6,7 +6,8 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ChunkWriter, chat_content_text, chat_usage, new_id, parse_arguments, stop_list, unix_now,
+    ChunkWriter, assistant_message, chat_content_text, chat_usage, new_id, parse_arguments,
+    stop_list, unix_now,
 };
 use crate::ctx::LlmInfo;
 use crate::llm::gemini;
@@ -286,11 +287,8 @@ pub fn response(g: &Value, request_model: &str) -> Value {
                 o.remove("index");
             }
         }
-        let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
         let has_calls = !calls.is_empty();
-        if has_calls {
-            message["tool_calls"] = Value::Array(calls);
-        }
+        let message = assistant_message(text, calls);
         let fr = c
             .get("finishReason")
             .and_then(Value::as_str)

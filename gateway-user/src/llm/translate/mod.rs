@@ -231,6 +231,33 @@ pub fn malformed_event(event: Option<&str>, data: &str, out: &mut bytes::BytesMu
     crate::sse::SseEvent::encode(event, &body.to_string(), out);
 }
 
+/// An OpenAI `tool_calls` entry: the provider's call id, tool name and input object (sent as
+/// the JSON string OpenAI's `arguments` is; `{}` when there is none).
+pub fn function_call(id: Option<&Value>, name: Option<&Value>, input: Option<&Value>) -> Value {
+    json!({
+        "id": id.cloned().unwrap_or(json!("")),
+        "type": "function",
+        "function": {
+            "name": name.cloned().unwrap_or(json!("")),
+            "arguments": input.map(|i| i.to_string()).unwrap_or_else(|| "{}".into()),
+        }
+    })
+}
+
+/// An OpenAI assistant `message`: its text (`null` when there is only tool calls) and calls.
+pub fn assistant_message(text: String, calls: Vec<Value>) -> Value {
+    let content = if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        json!(text)
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    message
+}
+
 /// OpenAI usage object from token counts.
 pub fn chat_usage(input: u64, output: u64, cached: Option<u64>) -> Value {
     let mut u = json!({
