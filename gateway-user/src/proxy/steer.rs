@@ -43,8 +43,27 @@ impl<'a> Targets<'a> {
     }
 
     /// A route's `ai` backends: the one the weighted choice took, then the others (live before
-    /// ejected, heavier first), for the retries of `policies.retry` to move through.
+    /// ejected, heavier first), for the retries of `policies.retry` to move through. Without a
+    /// retry policy allowing a second attempt only the chosen one: the request path then reads
+    /// no other backend's health.
     pub fn route(route: &'a Route, chosen: &'a Backend, ai: &'a AiBackend) -> Self {
+        let one = Candidate {
+            ai,
+            model: None,
+            policies: Some(&chosen.policies),
+        };
+        if chosen
+            .policies
+            .retry
+            .as_ref()
+            .is_none_or(|r| r.attempts < 2)
+            || route.backends.len() < 2
+        {
+            return Targets {
+                list: vec![one],
+                virtual_model: None,
+            };
+        }
         let now = Instant::now();
         let mut others: Vec<(bool, u32, &'a AiBackend, &'a Policies)> = route
             .backends
@@ -61,11 +80,7 @@ impl<'a> Targets<'a> {
             })
             .collect();
         others.sort_by_key(|(ejected, w, _, _)| (*ejected, std::cmp::Reverse(*w)));
-        let mut list = vec![Candidate {
-            ai,
-            model: None,
-            policies: Some(&chosen.policies),
-        }];
+        let mut list = vec![one];
         list.extend(others.into_iter().map(|(_, _, ai, p)| Candidate {
             ai,
             model: None,
