@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cel;
+pub mod cloud;
 pub mod config;
 pub mod ctx;
 pub mod ebpf;

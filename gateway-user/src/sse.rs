@@ -76,6 +76,9 @@ pub struct SseParser {
 pub enum SseError {
     #[error("SSE event larger than {0} bytes")]
     TooLarge(usize),
+    /// A provider's non-SSE framing (AWS event-stream) was broken.
+    #[error("{0}")]
+    Frame(String),
 }
 
 impl Default for SseParser {
@@ -301,6 +304,7 @@ mod tests {
                         assert_eq!(limit, 64);
                         break;
                     }
+                    Err(e @ SseError::Frame(_)) => panic!("the SSE parser reports no frames: {e}"),
                 }
                 assert!(p.pending().len() <= 64 + 24);
             }

@@ -16,6 +16,7 @@ use crate::time::parse_duration;
 
 mod access;
 use access::json_policy;
+mod cloud;
 mod llm;
 use llm::compile_llm;
 
@@ -568,6 +569,34 @@ fn secret(cx: &mut Ctx, s: &RawSecretRef, path: &str) -> Option<Secret> {
     }
 }
 
+/// `backendAuth`: exactly one of `key`, `passthrough`, `aws`, `gcp`.
+fn backend_auth(cx: &mut Ctx, a: &RawBackendAuth, path: &str) -> Option<BackendAuth> {
+    let set = [
+        a.key.is_some(),
+        a.passthrough.is_some(),
+        a.aws.is_some(),
+        a.gcp.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        cx.err(
+            path,
+            "set exactly one of `key`, `passthrough`, `aws` or `gcp`",
+        );
+        return None;
+    }
+    if let Some(k) = &a.key {
+        return secret(cx, k, &format!("{path}.key")).map(BackendAuth::Key);
+    }
+    if a.passthrough.is_some() {
+        return Some(BackendAuth::Passthrough);
+    }
+    if let Some(aws) = &a.aws {
+        return cloud::aws(cx, aws, &format!("{path}.aws")).map(BackendAuth::Cloud);
+    }
+    let gcp = a.gcp.as_ref()?;
+    cloud::gcp(cx, gcp, &format!("{path}.gcp")).map(BackendAuth::Cloud)
+}
+
 /// Compiles `raw` on top of `parent` (route policies for backends).
 fn compile_policies(
     cx: &mut Ctx,
@@ -580,19 +609,7 @@ fn compile_policies(
         return p;
     };
     if let Some(a) = &raw.backend_auth {
-        p.backend_auth = match (&a.key, &a.passthrough) {
-            (Some(k), None) => {
-                secret(cx, k, &format!("{path}.backendAuth.key")).map(BackendAuth::Key)
-            }
-            (None, Some(_)) => Some(BackendAuth::Passthrough),
-            _ => {
-                cx.err(
-                    format!("{path}.backendAuth"),
-                    "set exactly one of `key` or `passthrough`",
-                );
-                None
-            }
-        };
+        p.backend_auth = backend_auth(cx, a, &format!("{path}.backendAuth"));
     }
     if let Some(t) = &raw.timeout {
         for (field, v, slot) in [
@@ -860,6 +877,19 @@ fn provider_from(
     if let Some(m) = &p.gemini {
         found.push((Provider::Gemini, m.model.clone()));
     }
+    if let Some(b) = &p.bedrock {
+        let path = format!("{path}.bedrock");
+        if let Some(provider) = cloud::bedrock(cx, &b.region, b, &path) {
+            found.push((provider, b.model.clone()));
+        }
+    }
+    if let Some(v) = &p.vertex {
+        let path = format!("{path}.vertex");
+        let region = v.region.as_deref().unwrap_or("global");
+        if let Some(provider) = cloud::vertex(cx, &v.project_id, region, &path) {
+            found.push((provider, v.model.clone()));
+        }
+    }
     for az in [&p.azure, &p.azure_open_ai].into_iter().flatten() {
         found.push((
             azure(
@@ -880,7 +910,7 @@ fn provider_from(
             Some(preset) => found.push((Provider::Compatible(preset), m.as_ref().and_then(|m| m.model.clone()))),
             None => cx.err(
                 format!("{path}.{name}"),
-                format!("unknown provider {name:?} (use openAI, anthropic, gemini, azure, or an OpenAI-compatible preset: {})",
+                format!("unknown provider {name:?} (use openAI, anthropic, gemini, azure, bedrock, vertex, or an OpenAI-compatible preset: {})",
                     crate::llm::provider::PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")),
             ),
         }
@@ -936,6 +966,7 @@ fn ai_backend(
         tls_raw,
         &format!("{path}.hostOverride"),
     )?;
+    let cloud = cloud::implicit(&provider);
     Some(AiBackend {
         name: ai
             .name
@@ -947,6 +978,7 @@ fn ai_backend(
         path_override: ai.path_override.clone(),
         path_prefix: ai.path_prefix.clone(),
         api_key: None,
+        cloud,
         defaults: Default::default(),
         overrides: Default::default(),
         strip_model_prefix: None,

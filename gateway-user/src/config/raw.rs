@@ -285,6 +285,8 @@ pub struct RawAiProvider {
     pub azure: Option<RawAzure>,
     #[serde(rename = "azureOpenAI")]
     pub azure_open_ai: Option<RawAzure>,
+    pub bedrock: Option<RawBedrock>,
+    pub vertex: Option<RawVertex>,
     #[serde(flatten)]
     pub presets: BTreeMap<String, Option<RawModelOnly>>,
 }
@@ -295,6 +297,26 @@ pub struct RawAiProvider {
 pub struct RawModelOnly {
     /// Model sent upstream, overriding the client's.
     pub model: Option<String>,
+}
+
+/// `provider.bedrock` (agentgateway's `BedrockProvider`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawBedrock {
+    pub model: Option<String>,
+    pub region: String,
+    pub guardrail_identifier: Option<String>,
+    pub guardrail_version: Option<String>,
+}
+
+/// `provider.vertex` (agentgateway's `VertexProvider`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawVertex {
+    pub model: Option<String>,
+    /// Default `global`.
+    pub region: Option<String>,
+    pub project_id: String,
 }
 
 /// `provider.azure` / `provider.azureOpenAI`.
@@ -356,6 +378,34 @@ pub struct RawPolicies {
 pub struct RawBackendAuth {
     pub key: Option<RawSecretRef>,
     pub passthrough: Option<yaml_serde::Value>,
+    pub aws: Option<RawAwsAuth>,
+    pub gcp: Option<RawGcpAuth>,
+}
+
+/// `backendAuth.aws` (agentgateway's `AwsAuth`): explicit keys, or `{}` for the standard AWS
+/// credential sources.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAwsAuth {
+    pub access_key_id: Option<RawSecretRef>,
+    pub secret_access_key: Option<RawSecretRef>,
+    pub session_token: Option<RawSecretRef>,
+    pub region: Option<String>,
+    pub service_name: Option<String>,
+    /// Not supported: a load error.
+    pub assume_role: Option<yaml_serde::Value>,
+}
+
+/// `backendAuth.gcp` (agentgateway's `GcpAuth`): an access token from a service-account key
+/// (`credential`) or the ambient sources.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawGcpAuth {
+    /// `accessToken` (default); `idToken` is not supported (a load error).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub audience: Option<String>,
+    pub credential: Option<RawSecretRef>,
 }
 
 /// A secret inline, from a file, or `{value, location}`.
@@ -550,6 +600,11 @@ pub struct RawLlmParams {
     pub azure_resource_type: Option<String>,
     pub azure_api_version: Option<String>,
     pub azure_project_name: Option<String>,
+    /// Bedrock: the AWS region (required).
+    pub aws_region: Option<String>,
+    /// Vertex AI: the Google Cloud project (required) and region (default `global`).
+    pub vertex_project: Option<String>,
+    pub vertex_region: Option<String>,
 }
 
 /// `mcp:` shorthand (agentgateway's `LocalSimpleMcpConfig`). Unknown keys are rejected by the

@@ -228,6 +228,8 @@ pub enum BackendAuth {
     Key(Secret),
     /// Forward the client's credential unchanged.
     Passthrough,
+    /// Sign with AWS SigV4, or send a Google access token (`ai` backends only).
+    Cloud(crate::cloud::CloudAuth),
 }
 
 /// `policies.ai`, compiled.
@@ -301,6 +303,9 @@ pub struct AiBackend {
     pub path_prefix: Option<String>,
     /// Key from `llm.models[].params.apiKey` (route `backendAuth` takes precedence).
     pub api_key: Option<Secret>,
+    /// Bedrock's SigV4 signing and Vertex AI's access tokens from the ambient sources, when
+    /// no key is configured (route `backendAuth` takes precedence).
+    pub cloud: Option<crate::cloud::CloudAuth>,
     pub defaults: serde_json::Map<String, serde_json::Value>,
     pub overrides: serde_json::Map<String, serde_json::Value>,
     /// `stripPrefix` transformation of the `llm:` shorthand.

@@ -10,6 +10,8 @@ use crate::sse::SseEvent;
 
 /// `anthropic-version` sent when the client did not send one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
+/// The `anthropic_version` body field Claude on Vertex AI takes instead of the header.
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
 /// Anthropic error `type` for a status.
 pub fn error_type(status: http::StatusCode) -> &'static str {

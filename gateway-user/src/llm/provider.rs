@@ -76,6 +76,20 @@ pub enum Provider {
         foundry: bool,
     },
     Compatible(&'static Preset),
+    /// AWS Bedrock's Converse API (`/model/{id}/converse`): OpenAI chat translated to and from
+    /// Converse at the edge (`llm::translate::chat_bedrock`), so past it the provider reads as
+    /// OpenAI chat.
+    Bedrock {
+        region: String,
+        /// `guardrailConfig`: identifier and version.
+        guardrail: Option<(String, String)>,
+    },
+    /// Vertex AI: Gemini models (`publishers/google`, generateContent) and Anthropic models
+    /// (`publishers/anthropic`, rawPredict).
+    Vertex {
+        project: String,
+        region: String,
+    },
 }
 
 /// Default Azure OpenAI data-plane API version.
@@ -90,14 +104,34 @@ impl Provider {
             Provider::Gemini => "gemini",
             Provider::Azure { .. } => "azure.openai",
             Provider::Compatible(p) => p.name,
+            Provider::Bedrock { .. } => "aws.bedrock",
+            Provider::Vertex { .. } => "gcp.vertex_ai",
         }
     }
 
-    pub fn wire(&self) -> Wire {
+    /// The format requests for `model` travel in (past Bedrock's edge translation).
+    pub fn wire(&self, model: &str) -> Wire {
         match self {
             Provider::Anthropic => Wire::Anthropic,
             Provider::Gemini => Wire::Gemini,
+            Provider::Vertex { .. } if vertex_anthropic(model).is_some() => Wire::Anthropic,
+            Provider::Vertex { .. } => Wire::Gemini,
             _ => Wire::OpenAi,
+        }
+    }
+
+    pub fn is_bedrock(&self) -> bool {
+        matches!(self, Provider::Bedrock { .. })
+    }
+
+    /// Where Gemini's `models/{m}:{method}` paths are rooted.
+    pub fn gemini_base(&self, prefix: Option<&str>) -> String {
+        match self {
+            Provider::Vertex { project, region } => format!(
+                "{}/projects/{project}/locations/{region}/publishers/google",
+                prefix.unwrap_or("/v1")
+            ),
+            _ => prefix.unwrap_or("/v1beta").to_owned(),
         }
     }
 
@@ -118,6 +152,10 @@ impl Provider {
                 }
             }
             Provider::Compatible(p) => (p.host.into(), p.port, p.tls),
+            Provider::Bedrock { region, .. } => {
+                (format!("bedrock-runtime.{region}.amazonaws.com"), 443, true)
+            }
+            Provider::Vertex { region, .. } => (vertex_host(region), 443, true),
         }
     }
 
@@ -142,8 +180,38 @@ impl Provider {
             Provider::OpenAi => format!("{}{op}", prefix.unwrap_or("/v1")),
             Provider::Anthropic => format!("{}{op}", prefix.unwrap_or("/v1")),
             Provider::Compatible(p) => format!("{}{op}", prefix.unwrap_or(p.base_path)),
-            Provider::Gemini => {
-                let base = prefix.unwrap_or("/v1beta");
+            Provider::Bedrock { .. } => {
+                let op = if stream {
+                    "converse-stream"
+                } else {
+                    "converse"
+                };
+                format!(
+                    "{}/model/{}/{op}",
+                    prefix.unwrap_or(""),
+                    path_segment(model)
+                )
+            }
+            Provider::Vertex { project, region } if vertex_anthropic(model).is_some() => {
+                let base = format!(
+                    "{}/projects/{project}/locations/{region}/publishers/anthropic/models",
+                    prefix.unwrap_or("/v1")
+                );
+                match route {
+                    RouteType::CountTokens => format!("{base}/count-tokens:rawPredict"),
+                    _ => {
+                        let m = path_segment(vertex_anthropic(model).unwrap_or(model));
+                        let method = if stream {
+                            "streamRawPredict"
+                        } else {
+                            "rawPredict"
+                        };
+                        format!("{base}/{m}:{method}")
+                    }
+                }
+            }
+            Provider::Gemini | Provider::Vertex { .. } => {
+                let base = self.gemini_base(prefix);
                 let model = model.strip_prefix("models/").unwrap_or(model);
                 match route {
                     RouteType::Models => format!("{base}/models"),
@@ -183,6 +251,41 @@ impl Provider {
         value.set_sensitive(true);
         Some((name, value))
     }
+}
+
+/// Vertex AI's host for `region`: `global` is the global endpoint, `us` and `eu` the
+/// multi-region ones, anything else a regional location.
+pub fn vertex_host(region: &str) -> String {
+    match region {
+        "global" => "aiplatform.googleapis.com".into(),
+        "us" | "eu" => format!("aiplatform.{region}.rep.googleapis.com"),
+        r => format!("{r}-aiplatform.googleapis.com"),
+    }
+}
+
+/// The Claude model id of a Vertex request (`claude-…@date`, also written with its publisher
+/// path), or `None` for Google's own models.
+pub fn vertex_anthropic(model: &str) -> Option<&str> {
+    let m = model
+        .rsplit_once("publishers/anthropic/models/")
+        .map(|(_, m)| m)
+        .or_else(|| model.strip_prefix("anthropic/"))
+        .unwrap_or(model);
+    m.starts_with("claude").then_some(m)
+}
+
+/// `s` as one path segment: everything but unreserved characters percent-encoded (Bedrock
+/// model ids carry `:`, inference profile ARNs `/`).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Headers that carry a client's provider credential, for every provider.
@@ -235,6 +338,43 @@ mod tests {
             azure.path(RouteType::Completions, "dep", false, None),
             "/openai/deployments/dep/chat/completions?api-version=2024-10-21"
         );
+        let bedrock = Provider::Bedrock {
+            region: "us-east-1".into(),
+            guardrail: None,
+        };
+        assert_eq!(
+            bedrock.path(
+                RouteType::Completions,
+                "anthropic.claude-3-haiku-v1:0",
+                true,
+                None
+            ),
+            "/model/anthropic.claude-3-haiku-v1%3A0/converse-stream"
+        );
+        assert_eq!(
+            bedrock.default_endpoint().0,
+            "bedrock-runtime.us-east-1.amazonaws.com"
+        );
+        let vertex = Provider::Vertex {
+            project: "p".into(),
+            region: "us-east5".into(),
+        };
+        assert_eq!(
+            vertex.path(RouteType::Messages, "claude-sonnet-4@20250514", true, None),
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict"
+        );
+        assert_eq!(
+            vertex.path(RouteType::Completions, "gemini-2.5-flash", false, None),
+            "/v1/projects/p/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(vertex.wire("claude-3-haiku@20240307"), Wire::Anthropic);
+        assert_eq!(vertex.wire("gemini-2.5-flash"), Wire::Gemini);
+        assert_eq!(
+            vertex.default_endpoint().0,
+            "us-east5-aiplatform.googleapis.com"
+        );
+        assert_eq!(vertex_host("global"), "aiplatform.googleapis.com");
+        assert_eq!(vertex_host("eu"), "aiplatform.eu.rep.googleapis.com");
         let groq = Provider::Compatible(find_preset("groq").expect("preset"));
         assert_eq!(
             groq.path(RouteType::Completions, "m", false, None),

@@ -53,6 +53,9 @@ pub struct SseTransform {
     /// Events whose data was neither JSON nor `[DONE]` (forwarded as they are, but logged).
     malformed: u32,
     filter: Option<Box<dyn EventFilter>>,
+    /// A provider whose stream is not SSE (Bedrock's event-stream frames): decoded and
+    /// rewritten into SSE chunks before the filter and the handler see them.
+    adapter: Option<Adapter>,
     /// The filter ended the stream: nothing more goes to the client.
     stopped: bool,
     /// Upstream ended and the filter has seen the end (`finish_input`).
@@ -69,6 +72,7 @@ impl SseTransform {
             capture_completion,
             malformed: 0,
             filter: None,
+            adapter: None,
             stopped: false,
             input_done: false,
             scratch: Vec::new(),
@@ -78,6 +82,17 @@ impl SseTransform {
     /// Runs `filter` over upstream events before the handler.
     pub fn with_filter(mut self, filter: Box<dyn EventFilter>) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Decodes the upstream body as AWS event-stream frames and rewrites each event with
+    /// `edge` (into the SSE the handler reads) first.
+    pub fn with_adapter(mut self, edge: Box<dyn StreamHandler>) -> Self {
+        self.adapter = Some(Adapter {
+            frames: super::eventstream::Decoder::new(),
+            edge,
+            events: Vec::new(),
+        });
         self
     }
 
@@ -131,6 +146,17 @@ impl SseTransform {
             return out.freeze();
         }
         self.input_done = true;
+        if let Some(a) = self.adapter.as_mut() {
+            let mut mid = BytesMut::new();
+            a.edge.on_end(&mut mid, info);
+            self.parser.push(&mid);
+            while let Ok(Some(ev)) = self.parser.next_event() {
+                self.filtered(ev, &mut out, info);
+                if self.stopped {
+                    return out.freeze();
+                }
+            }
+        }
         if let Some(ev) = self.parser.finish() {
             self.filtered(ev, &mut out, info);
         }
@@ -161,7 +187,13 @@ impl SseTransform {
         if self.stopped {
             return Ok(Bytes::new());
         }
-        self.parser.push(chunk);
+        match self.adapter.as_mut() {
+            Some(a) => {
+                let mid = a.push(chunk, info)?;
+                self.parser.push(&mid);
+            }
+            None => self.parser.push(chunk),
+        }
         let mut out = BytesMut::new();
         while !self.busy() {
             let Some(ev) = self.parser.next_event()? else {
@@ -251,6 +283,27 @@ impl SseTransform {
         if ev.is_malformed() {
             self.malformed = self.malformed.saturating_add(1);
         }
+    }
+}
+
+/// The edge of a provider whose stream is not SSE.
+struct Adapter {
+    frames: super::eventstream::Decoder,
+    /// Provider events → SSE chunks in the format the handler reads.
+    edge: Box<dyn StreamHandler>,
+    events: Vec<SseEvent>,
+}
+
+impl Adapter {
+    fn push(&mut self, chunk: &[u8], info: &mut LlmInfo) -> Result<BytesMut, SseError> {
+        self.frames
+            .push(chunk, &mut self.events)
+            .map_err(SseError::Frame)?;
+        let mut mid = BytesMut::new();
+        for ev in self.events.drain(..) {
+            self.edge.on_event(&ev, &mut mid, info);
+        }
+        Ok(mid)
     }
 }
 

@@ -44,6 +44,9 @@ pub enum ProxyError {
     BudgetExceeded(String),
     #[error("rate limit service unavailable ({0})")]
     LimitUnavailable(&'static str),
+    /// No credential for a cloud provider (AWS, Google): the gateway cannot authenticate.
+    #[error("no credentials for the provider: {0}")]
+    Credentials(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -71,7 +74,9 @@ impl ProxyError {
             ProxyError::LimitUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) | ProxyError::Denied => StatusCode::FORBIDDEN,
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Internal(_) | ProxyError::Credentials(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -93,7 +98,9 @@ impl ProxyError {
             | ProxyError::UpstreamIdle(_)
             | ProxyError::UpstreamProtocol(_)
             | ProxyError::UpstreamTooLarge(_) => Blame::Upstream,
-            ProxyError::Internal(_) | ProxyError::LimitUnavailable(_) => Blame::Internal,
+            ProxyError::Internal(_)
+            | ProxyError::Credentials(_)
+            | ProxyError::LimitUnavailable(_) => Blame::Internal,
         }
     }
 

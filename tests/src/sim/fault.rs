@@ -182,6 +182,7 @@ pub fn error_kind(dialect: Dialect, status: StatusCode) -> &'static str {
             400 | 402 | 405..=408 | 410..=428 | 430..=498 => "INVALID_ARGUMENT",
             _ => "INTERNAL",
         },
+        Dialect::Aws => super::bedrock::error_type(status),
     }
 }
 
@@ -205,6 +206,7 @@ pub fn error_body(dialect: Dialect, status: StatusCode, message: &str) -> Json {
         Dialect::Google => json!({
             "error": {"code": status.as_u16(), "message": message, "status": kind},
         }),
+        Dialect::Aws => json!({"message": message}),
     }
 }
 

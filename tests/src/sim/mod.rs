@@ -1,5 +1,6 @@
 //! LLM provider simulator: OpenAI (chat, embeddings, models, responses), Azure OpenAI,
-//! Anthropic messages and Gemini generateContent, with deterministic replies, fault
+//! Anthropic messages, Gemini generateContent, AWS Bedrock Converse (SigV4-verified, with a
+//! simulated STS) and Vertex AI (Gemini and Claude, with a simulated token endpoint), with deterministic replies, fault
 //! injection and request introspection. Runs as the `provider-sim` binary or in-process
 //! through [`Simulator`].
 //!
@@ -10,6 +11,8 @@
 //! building blocks.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cloud;
 pub mod fault;
 pub mod gemini;
 pub mod model;
@@ -39,6 +42,8 @@ pub enum Dialect {
     Anthropic,
     /// Gemini (Google AI Studio and Vertex AI).
     Google,
+    /// AWS (Bedrock): `{"message": ...}` bodies, the type in `x-amzn-errortype`.
+    Aws,
 }
 
 /// Simulator settings.
@@ -140,10 +145,32 @@ impl Reply {
 
     /// The provider's error body with `status`.
     pub fn error(dialect: Dialect, status: StatusCode, message: &str) -> Self {
+        let mut headers = Vec::new();
+        if dialect == Dialect::Aws {
+            Self::aws_type(&mut headers, bedrock::error_type(status));
+        }
         Reply::Json {
             status,
-            headers: Vec::new(),
+            headers,
             body: fault::error_body(dialect, status, message),
+        }
+    }
+
+    /// An AWS error of a given type (`InvalidSignatureException`, ...).
+    pub fn aws_error(status: StatusCode, kind: &str, message: &str) -> Self {
+        let mut headers = Vec::new();
+        Self::aws_type(&mut headers, kind);
+        Reply::Json {
+            status,
+            headers,
+            body: serde_json::json!({"message": message}),
+        }
+    }
+
+    fn aws_type(headers: &mut Vec<(HeaderName, HeaderValue)>, kind: &str) {
+        let v = format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/");
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.push((HeaderName::from_static("x-amzn-errortype"), v));
         }
     }
 

@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::cloud::Keys;
 use super::fault::{self, BodyFault, Faults};
 use super::record::{RecordedRequest, Recorder};
 use super::stream::{self, StreamError};
-use super::{Dialect, Reply, Shared, SimConfig, SimRequest, anthropic, gemini, openai, responses};
+use super::{
+    Dialect, Reply, Shared, SimConfig, SimRequest, anthropic, bedrock, gemini, openai, responses,
+};
 
 /// Request bodies larger than this are refused with 413.
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -46,6 +49,8 @@ pub struct State {
     pub recorder: Recorder,
     /// Requests seen per fault spec, for `x-sim-fault-times`.
     fault_counts: Mutex<HashMap<String, u64>>,
+    /// AWS keys and Google tokens issued by the simulated STS and token endpoint.
+    pub keys: Keys,
 }
 
 impl State {
@@ -97,6 +102,7 @@ impl Simulator {
             config,
             recorder: Recorder::default(),
             fault_counts: Mutex::new(HashMap::new()),
+            keys: Keys::default(),
         });
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, state.clone(), rx));
@@ -188,11 +194,46 @@ pub enum Endpoint {
         batch: bool,
     },
     GeminiModels,
+    /// Bedrock Converse (`stream`: ConverseStream); the decoded model id.
+    Bedrock {
+        model: String,
+        stream: bool,
+    },
+    /// Claude on Vertex AI (`:rawPredict` / `:streamRawPredict`).
+    VertexAnthropic {
+        model: String,
+        stream: bool,
+    },
+    /// STS `AssumeRoleWithWebIdentity` (`POST /` with a form body).
+    Sts,
+    /// Google's OAuth token endpoint (`POST /token`).
+    GoogleToken,
 }
 
 impl Endpoint {
     /// Routes by path suffix, so any prefix (`/openai/v1/...`) works.
     pub fn route(path: &str, headers: &HeaderMap) -> Option<Endpoint> {
+        if path == "/" {
+            return Some(Endpoint::Sts);
+        }
+        if path == "/token" {
+            return Some(Endpoint::GoogleToken);
+        }
+        if let Some((model, stream)) = bedrock::target(path) {
+            return Some(Endpoint::Bedrock { model, stream });
+        }
+        if let Some((_, rest)) = path.split_once("/publishers/anthropic/models/") {
+            let (model, op) = rest.rsplit_once(':')?;
+            let stream = match op {
+                "rawPredict" => false,
+                "streamRawPredict" => true,
+                _ => return None,
+            };
+            return Some(Endpoint::VertexAnthropic {
+                model: model.to_owned(),
+                stream,
+            });
+        }
         if let Some((_, rest)) = path.split_once("/openai/deployments/") {
             let (deployment, op) = rest.split_once('/')?;
             return match op {
@@ -248,14 +289,22 @@ impl Endpoint {
             Endpoint::Gemini(_) => "gemini.generate",
             Endpoint::GeminiEmbed { .. } => "gemini.embed",
             Endpoint::GeminiModels => "gemini.models",
+            Endpoint::Bedrock { stream: true, .. } => "bedrock.converse_stream",
+            Endpoint::Bedrock { .. } => "bedrock.converse",
+            Endpoint::VertexAnthropic { stream: true, .. } => "vertex.anthropic.stream",
+            Endpoint::VertexAnthropic { .. } => "vertex.anthropic",
+            Endpoint::Sts => "sts.assume_role_with_web_identity",
+            Endpoint::GoogleToken => "google.token",
         }
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Endpoint::Messages | Endpoint::CountTokens | Endpoint::AnthropicModels => {
-                Dialect::Anthropic
-            }
+            Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::AnthropicModels
+            | Endpoint::VertexAnthropic { .. } => Dialect::Anthropic,
+            Endpoint::Bedrock { .. } | Endpoint::Sts => Dialect::Aws,
             Endpoint::Gemini(_) | Endpoint::GeminiEmbed { .. } | Endpoint::GeminiModels => {
                 Dialect::Google
             }
@@ -277,6 +326,9 @@ impl Endpoint {
         match self {
             Endpoint::Gemini(t) => t.model.clone(),
             Endpoint::GeminiEmbed { model, .. } => model.clone(),
+            Endpoint::Bedrock { model, .. } | Endpoint::VertexAnthropic { model, .. } => {
+                model.clone()
+            }
             Endpoint::AzureChat(d) | Endpoint::AzureEmbeddings(d) => d.clone(),
             _ => serde_json::from_slice::<Json>(body)
                 .ok()
@@ -311,6 +363,12 @@ fn has_credential(dialect: Dialect, req: &SimRequest) -> bool {
                 || present("x-goog-api-key")
                 || req.query_param("key").is_some_and(|k| !k.is_empty())
         }
+        Dialect::Aws => {
+            bearer
+                || req
+                    .header("authorization")
+                    .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 "))
+        }
     }
 }
 
@@ -320,6 +378,7 @@ fn missing_credential_message(dialect: Dialect) -> &'static str {
             "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
         }
         Dialect::Anthropic => "x-api-key header is required",
+        Dialect::Aws => "Missing Authentication Token",
         Dialect::Google => {
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."
         }
@@ -340,7 +399,41 @@ fn dispatch(endpoint: &Endpoint, req: &SimRequest) -> Reply {
         Endpoint::Gemini(t) => gemini::generate(req, t),
         Endpoint::GeminiEmbed { batch, .. } => gemini::embed(req, *batch),
         Endpoint::GeminiModels => gemini::models(),
+        Endpoint::Bedrock { model, stream } => bedrock::converse(req, model, *stream),
+        Endpoint::VertexAnthropic { model, stream } => vertex_anthropic(req, model, *stream),
+        // Answered in `cloud_answer`, before faults.
+        Endpoint::Sts | Endpoint::GoogleToken => Reply::error(
+            Dialect::OpenAi,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "not dispatched",
+        ),
     }
+}
+
+/// Claude on Vertex AI: the body carries `anthropic_version: vertex-2023-10-16` and no
+/// `model` (it is in the path); otherwise it is Anthropic's Messages body.
+fn vertex_anthropic(req: &SimRequest, model: &str, stream: bool) -> Reply {
+    let mut body = match req.json_object(Dialect::Anthropic) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let bad = |m: &str| Reply::error(Dialect::Anthropic, StatusCode::BAD_REQUEST, m);
+    if body.get("anthropic_version").and_then(Json::as_str) != Some("vertex-2023-10-16") {
+        return bad("anthropic_version: Input should be 'vertex-2023-10-16'");
+    }
+    if body.get("model").is_some() {
+        return bad("model: Extra inputs are not permitted");
+    }
+    if body.get("stream").and_then(Json::as_bool).unwrap_or(false) != stream {
+        return bad("stream must match the method (streamRawPredict streams)");
+    }
+    if let Some(o) = body.as_object_mut() {
+        o.remove("anthropic_version");
+        o.insert("model".into(), json!(model));
+    }
+    let mut inner = req.clone();
+    inner.body = Bytes::from(body.to_string());
+    anthropic::messages(&inner)
 }
 
 /// Checks that come before faults: method, credentials, mandatory headers and parameters.
@@ -353,7 +446,8 @@ fn precheck(endpoint: &Endpoint, req: &SimRequest, require_auth: bool) -> Option
             &format!("Method {} not allowed on {}.", req.method, req.path),
         ));
     }
-    if require_auth && !has_credential(dialect, req) {
+    let open = matches!(endpoint, Endpoint::Sts | Endpoint::GoogleToken);
+    if require_auth && !open && !has_credential(dialect, req) {
         return Some(Reply::error(
             dialect,
             StatusCode::UNAUTHORIZED,
@@ -467,6 +561,9 @@ async fn answer(
     if let Some(reply) = precheck(&endpoint, req, state.config.require_auth) {
         return (render(dialect, reply, &Faults::default()), None);
     }
+    if let Some(resp) = cloud_answer(state, &endpoint, req) {
+        return (resp, None);
+    }
     let mut faults = match Faults::parse(&req.headers, &endpoint.model(&req.body)) {
         Ok(f) => f,
         Err(e) => {
@@ -516,11 +613,78 @@ async fn answer(
     (render(dialect, reply, &faults), spec)
 }
 
+/// The cloud checks and endpoints: SigV4 on Bedrock, issued tokens on Vertex AI (paths under
+/// `/v1/projects/`), STS and the token endpoint themselves.
+fn cloud_answer(
+    state: &Shared,
+    endpoint: &Endpoint,
+    req: &SimRequest,
+) -> Option<Response<SimBody>> {
+    let none = Faults::default();
+    match endpoint {
+        Endpoint::Sts => Some(match state.keys.assume_role_with_web_identity(req) {
+            Ok(xml) => {
+                let mut r = Response::new(
+                    Full::new(Bytes::from(xml))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+                r
+            }
+            Err(m) => render(
+                Dialect::Aws,
+                Reply::aws_error(StatusCode::BAD_REQUEST, "InvalidParameterValue", &m),
+                &none,
+            ),
+        }),
+        Endpoint::GoogleToken => Some(match state.keys.google_token(req) {
+            Ok(v) => json_response(StatusCode::OK, &v, Vec::new()),
+            Err(m) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "invalid_grant", "error_description": m}),
+                Vec::new(),
+            ),
+        }),
+        Endpoint::Bedrock { .. } if state.config.require_auth => {
+            let auth = req.header("authorization").unwrap_or_default();
+            if auth.starts_with("Bearer ") {
+                return None;
+            }
+            let (kind, msg) = state.keys.verify_sigv4(req).err()?;
+            let status = if kind.starts_with("Incomplete") {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            Some(render(
+                Dialect::Aws,
+                Reply::aws_error(status, kind, &msg),
+                &none,
+            ))
+        }
+        _ if state.config.require_auth
+            && req.path.starts_with("/v1/projects/")
+            && !state.keys.google_token_valid(req) =>
+        {
+            let msg = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.";
+            Some(render(
+                Dialect::Google,
+                Reply::error(Dialect::Google, StatusCode::UNAUTHORIZED, msg),
+                &none,
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn request_id_header(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::OpenAi => "x-request-id",
         Dialect::Anthropic => "request-id",
         Dialect::Google => "x-goog-request-id",
+        Dialect::Aws => "x-amzn-requestid",
     }
 }
 

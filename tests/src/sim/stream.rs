@@ -33,6 +33,9 @@ pub enum Framing {
     SseCrlf,
     /// A JSON array streamed element by element (Gemini without `alt=sse`).
     JsonArray,
+    /// AWS event-stream binary frames (Bedrock's ConverseStream); the event name goes in the
+    /// `:event-type` header.
+    AwsEventStream,
 }
 
 /// A finished list of events, ready to be paced out.
@@ -48,6 +51,7 @@ impl EventStream {
     pub fn new(dialect: Dialect, framing: Framing) -> Self {
         let content_type = match framing {
             Framing::JsonArray => "application/json; charset=UTF-8",
+            Framing::AwsEventStream => "application/vnd.amazon.eventstream",
             Framing::Sse | Framing::SseCrlf => "text/event-stream; charset=utf-8",
         };
         EventStream {
@@ -86,6 +90,7 @@ impl EventStream {
             Framing::SseCrlf => format!("data: {data}\r\n\r\n").into(),
             Framing::JsonArray if self.events.is_empty() => format!("[{data}").into(),
             Framing::JsonArray => format!(",\r\n{data}").into(),
+            Framing::AwsEventStream => aws_frame("event", event.unwrap_or("chunk"), data),
         }
     }
 
@@ -99,11 +104,16 @@ impl EventStream {
             (_, Framing::Sse) => format!("data: {broken}\n\n").into(),
             (_, Framing::SseCrlf) => format!("data: {broken}\r\n\r\n").into(),
             (_, Framing::JsonArray) => format!(",\r\n{broken}").into(),
+            (_, Framing::AwsEventStream) => aws_frame("event", "contentBlockDelta", broken),
         }
     }
 
     /// The provider's in-stream error event.
     pub fn error_event(&self) -> Bytes {
+        if self.framing == Framing::AwsEventStream {
+            let data = json!({"message": "The model is overloaded (simulated)."});
+            return aws_frame("exception", "modelStreamErrorException", &data.to_string());
+        }
         let (event, data) = match self.dialect {
             Dialect::Anthropic => (
                 Some("error"),
@@ -117,6 +127,10 @@ impl EventStream {
                 None,
                 json!({"error": {"code": 503, "message": "The model is overloaded (simulated).", "status": "UNAVAILABLE"}}),
             ),
+            Dialect::Aws => (
+                None,
+                json!({"message": "The model is overloaded (simulated)."}),
+            ),
         };
         self.frame(event, &data.to_string())
     }
@@ -125,6 +139,34 @@ impl EventStream {
     pub fn concat(&self) -> Vec<u8> {
         self.events.iter().flat_map(|b| b.iter().copied()).collect()
     }
+}
+
+/// One AWS event-stream message: `:message-type` `event` (named by `:event-type`) or
+/// `exception` (named by `:exception-type`), JSON payload.
+fn aws_frame(message_type: &str, name: &str, payload: &str) -> Bytes {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let name_header = if message_type == "exception" {
+        ":exception-type"
+    } else {
+        ":event-type"
+    };
+    let m = Message::new(Bytes::from(payload.to_owned()))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String(message_type.to_owned().into()),
+        ))
+        .add_header(Header::new(
+            name_header,
+            HeaderValue::String(name.to_owned().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ));
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail short of the 16 MiB frame limit, far above any event here.
+    let _ = aws_smithy_eventstream::frame::write_message_to(&m, &mut out);
+    Bytes::from(out)
 }
 
 /// Response body fed by a channel, so events can be paced and faults timed.

@@ -597,7 +597,24 @@ fn route_table() {
             }),
         ),
         ("/v1/completions", &none, None),
-        ("/", &none, None),
+        ("/", &none, Some(Endpoint::Sts)),
+        ("/token", &none, Some(Endpoint::GoogleToken)),
+        (
+            "/model/amazon.nova-lite-v1%3A0/converse",
+            &none,
+            Some(Endpoint::Bedrock {
+                model: "amazon.nova-lite-v1:0".into(),
+                stream: false,
+            }),
+        ),
+        (
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-x@20250101:streamRawPredict",
+            &none,
+            Some(Endpoint::VertexAnthropic {
+                model: "claude-x@20250101".into(),
+                stream: true,
+            }),
+        ),
     ];
     for (path, headers, want) in cases {
         assert_eq!(&Endpoint::route(path, headers), want, "{path}");

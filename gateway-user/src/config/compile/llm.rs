@@ -18,6 +18,28 @@ fn compile_model(
         "openAI" | "openai" => Provider::OpenAi,
         "anthropic" => Provider::Anthropic,
         "gemini" => Provider::Gemini,
+        "bedrock" => {
+            let Some(region) = m.params.aws_region.as_deref() else {
+                cx.err(
+                    format!("{path}.params.awsRegion"),
+                    "required for provider bedrock",
+                );
+                return None;
+            };
+            let raw = RawBedrock::default();
+            super::cloud::bedrock(cx, region, &raw, &format!("{path}.params.awsRegion"))?
+        }
+        "vertex" => {
+            let Some(project) = m.params.vertex_project.as_deref() else {
+                cx.err(
+                    format!("{path}.params.vertexProject"),
+                    "required for provider vertex",
+                );
+                return None;
+            };
+            let region = m.params.vertex_region.as_deref().unwrap_or("global");
+            super::cloud::vertex(cx, project, region, &format!("{path}.params"))?
+        }
         "azure" | "azureOpenAI" => azure(
             m.params.azure_resource_name.clone(),
             m.params.azure_resource_type.as_deref(),
@@ -83,6 +105,11 @@ fn compile_model(
                 return None;
             }
         };
+    let cloud = if api_key.is_some() {
+        None
+    } else {
+        super::cloud::implicit(&provider)
+    };
     Some(ModelEntry {
         pattern: m.name.clone(),
         internal: m.visibility == Some(RawVisibility::Internal),
@@ -93,6 +120,7 @@ fn compile_model(
             model_override: m.params.model.clone(),
             path_override: m.params.path_override.clone(),
             path_prefix,
+            cloud,
             api_key,
             defaults: m.defaults.clone().unwrap_or_default(),
             overrides: m.overrides.clone().unwrap_or_default(),

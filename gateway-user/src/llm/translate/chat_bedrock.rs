@@ -284,6 +284,38 @@ pub fn observe_usage(u: &Value, info: &mut LlmInfo) {
     info.cache_write_tokens = n("cacheWriteInputTokens").or(info.cache_write_tokens);
 }
 
+/// A Bedrock error (`x-amzn-errortype` header `ValidationException:http://…`, body
+/// `{"message": …}`) in the client's error shape; the status is kept by the caller.
+pub fn error_body(
+    client: crate::llm::provider::Wire,
+    status: http::StatusCode,
+    kind: Option<&str>,
+    body: &[u8],
+) -> Value {
+    let msg = super::error_message(body).unwrap_or_else(|| {
+        let t = String::from_utf8_lossy(body);
+        let t = t.trim();
+        if t.is_empty() {
+            format!("upstream returned {status}")
+        } else {
+            t.chars().take(1024).collect()
+        }
+    });
+    let from_body = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("__type").and_then(Value::as_str).map(str::to_owned));
+    // `ValidationException:http://internal.amazon.com/...` or `com.amazon...#ThrottlingException`.
+    let kind = kind.or(from_body.as_deref()).map(|k| {
+        let k = k.split(':').next().unwrap_or(k);
+        k.rsplit('#').next().unwrap_or(k)
+    });
+    let msg = match kind {
+        Some(k) => format!("{k}: {msg}"),
+        None => msg,
+    };
+    crate::llm::error_body(client, status, &msg)
+}
+
 /// ConverseStream events (decoded from event-stream frames by `llm::eventstream`) → OpenAI chat
 /// chunks. The stream ends after `metadata` (which carries the usage, after `messageStop`).
 pub struct Stream(ToolChunks);

@@ -30,7 +30,13 @@ pub fn unix_now() -> u64 {
 /// The human message of an upstream error body in any provider's shape.
 pub fn error_message(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let e = v.get("error")?;
+    let Some(e) = v.get("error") else {
+        // AWS: `{"message": ...}` (or `Message`), the type in `x-amzn-errortype`.
+        return ["message", "Message"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .map(str::to_owned);
+    };
     match e {
         Value::String(s) => Some(s.clone()),
         _ => e.get("message").and_then(Value::as_str).map(str::to_owned),

@@ -25,24 +25,27 @@
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::Proxy;
 use super::error::ProxyError;
-use super::http_backend::{apply_modifier, read_limited, read_upstream};
+use super::http_backend::{apply_modifier, read_limited};
 use super::steer::{self, Candidate, Next, Targets};
 use super::upstream::{self, HttpClient};
 use crate::body::Body;
+use crate::cloud::{CloudAuth, Credential};
 use crate::config::Snapshot;
 use crate::config::snapshot::{AiBackend, BackendAuth, ModelTable, Policies};
-use crate::ctx::{Blame, LlmInfo, RequestLog};
+use crate::ctx::{LlmInfo, RequestLog};
 use crate::llm::provider::{CREDENTIAL_HEADERS, Provider, Wire, client_credential};
-use crate::llm::stream::{SseTransform, StreamHandler};
-use crate::llm::translate::{self, chat_anthropic, chat_gemini, messages_chat};
-use crate::llm::{RouteType, anthropic, gemini, observe_request, openai};
+use crate::llm::stream::SseTransform;
+use crate::llm::translate::{chat_anthropic, chat_bedrock, chat_gemini, messages_chat};
+use crate::llm::{RouteType, anthropic, gemini, observe_request};
 use crate::telemetry::Capture;
+
+mod respond;
+pub use respond::COST_HEADER;
 
 type LlmResult = Result<(Response<Body>, Option<SseTransform>), (ProxyError, Wire)>;
 
@@ -57,9 +60,21 @@ enum Plan {
     EmbeddingsToGemini,
 }
 
-fn plan(route: RouteType, provider: &Provider) -> Result<(Plan, RouteType), ProxyError> {
+/// The plan for a `route` request to `provider`, which takes it in `wire`.
+fn plan(
+    route: RouteType,
+    provider: &Provider,
+    wire: Wire,
+) -> Result<(Plan, RouteType), ProxyError> {
     use RouteType::*;
-    let wire = provider.wire();
+    let cloud = matches!(provider, Provider::Bedrock { .. } | Provider::Vertex { .. });
+    if cloud && matches!(route, Models | Passthrough | Embeddings | Responses) {
+        return Err(ProxyError::Unsupported(format!(
+            "{} requests are not supported by provider {}",
+            route.operation(),
+            provider.name()
+        )));
+    }
     Ok(match (route, wire) {
         (Completions, Wire::OpenAi) | (Messages, Wire::Anthropic) => (Plan::Same, route),
         (Completions, Wire::Anthropic) => (Plan::ChatToAnthropic, Messages),
@@ -250,8 +265,9 @@ async fn forward(
                 super::limits::llm_phase(px, policies, body_len, log).await?;
             }
             x.guard_request(px, log).await?;
-            x.translate_request();
-            let req = x.provider_request(px, log)?;
+            x.translate_request()?;
+            let cred = x.cloud_credential().await?;
+            let req = x.provider_request(px, log, cred)?;
             let sent = x
                 .call_upstream(&px.client_for(&cand.ai.upstream), req, log)
                 .await;
@@ -308,6 +324,9 @@ struct Exchange<'a> {
     route: RouteType,
     /// How the request travels, and the provider operation it becomes.
     plan: Plan,
+    /// The format the provider takes this request in (Bedrock's: OpenAI chat, translated to
+    /// and from Converse at the edge; Vertex AI's: by model).
+    wire: Wire,
     up_route: RouteType,
     /// The client's request line and headers.
     parts: &'a http::request::Parts,
@@ -357,7 +376,6 @@ impl<'a> Exchange<'a> {
         info.provider = ai.provider.name().to_owned();
         info.operation = route.operation();
 
-        let (plan, up_route) = plan(route, &ai.provider)?;
         if bytes.is_empty() && parts.method == http::Method::POST && route.needs_body() {
             // Forwarding it would only earn the client the provider's own, less clear, error.
             return Err(ProxyError::BadRequest(format!(
@@ -401,12 +419,22 @@ impl<'a> Exchange<'a> {
             .and_then(|b| b.get("model").and_then(Value::as_str))
             .unwrap_or_default()
             .to_owned();
+        let wire = match (&model[..], route) {
+            ("", RouteType::GenerateContent) => {
+                let path_model = gemini::path_model(parts.uri.path()).map(|(m, _)| m);
+                let m = ai.model_override.clone().or(path_model).unwrap_or_default();
+                ai.provider.wire(&m)
+            }
+            (m, _) => ai.provider.wire(m),
+        };
+        let (plan, up_route) = plan(route, &ai.provider, wire)?;
         Ok(Exchange {
             ai,
             policies,
             capture,
             route,
             plan,
+            wire,
             up_route,
             parts,
             bytes,
@@ -460,10 +488,11 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Step 3: the body in the provider's format, per the plan.
-    fn translate_request(&mut self) {
+    /// Step 3: the body in the provider's format, per the plan (then Bedrock's Converse, or
+    /// Vertex AI's Anthropic body). Refused when the provider cannot take what was asked.
+    fn translate_request(&mut self) -> Result<(), ProxyError> {
         let Some(mut b) = self.body.take() else {
-            return;
+            return Ok(());
         };
         // Whether the client asked for the usage chunk itself (read before the body changes).
         self.include_usage_for_client = self.streaming
@@ -500,14 +529,54 @@ impl<'a> Exchange<'a> {
             Plan::MessagesToGemini => chat_gemini::request(&messages_chat::request(&b, false)),
             Plan::EmbeddingsToGemini => chat_gemini::embeddings_request(&b),
         };
-        if self.ai.provider.wire() == Wire::Gemini && self.plan != Plan::Same {
+        if self.wire == Wire::Gemini && self.plan != Plan::Same {
             // Gemini takes the model in the path and streaming from the method name.
             if let Some(o) = up.as_object_mut() {
                 o.remove("model");
                 o.remove("stream");
             }
         }
+        match &self.ai.provider {
+            Provider::Bedrock { guardrail, .. } => {
+                up = chat_bedrock::request(&up).map_err(ProxyError::BadRequest)?;
+                if let Some((id, version)) = guardrail {
+                    up["guardrailConfig"] =
+                        json!({"guardrailIdentifier": id, "guardrailVersion": version});
+                }
+                self.reshaped = true;
+            }
+            Provider::Vertex { .. } if self.wire == Wire::Anthropic => {
+                // Vertex takes the model in the path and the API version in the body.
+                if let Some(o) = up.as_object_mut() {
+                    o.remove("model");
+                    o.insert("anthropic_version".into(), json!(anthropic::VERTEX_VERSION));
+                }
+                self.reshaped = true;
+            }
+            _ => {}
+        }
         self.body = Some(up);
+        Ok(())
+    }
+
+    /// Bedrock's and Vertex AI's credential for this request (`backendAuth.aws` / `gcp`, else
+    /// the ambient sources when the backend has no key), fetched or cached.
+    async fn cloud_credential(&self) -> Result<Option<(CloudAuth, Credential)>, ProxyError> {
+        let auth = match &self.policies.backend_auth {
+            Some(BackendAuth::Cloud(c)) => c,
+            Some(_) => return Ok(None),
+            None => match &self.ai.cloud {
+                Some(c) if self.ai.api_key.is_none() => c,
+                _ => return Ok(None),
+            },
+        };
+        match auth.credential().await {
+            Ok(cred) => Ok(Some((auth.clone(), cred))),
+            Err(e) => Err(ProxyError::Credentials(format!(
+                "backend {}: {e}",
+                self.ai.name
+            ))),
+        }
     }
 
     /// Step 4: the provider request: path, the client's headers with the backend's credential
@@ -516,6 +585,7 @@ impl<'a> Exchange<'a> {
         &mut self,
         px: &Proxy,
         log: &mut RequestLog,
+        cred: Option<(CloudAuth, Credential)>,
     ) -> Result<Request<Body>, ProxyError> {
         let ai = self.ai;
         let uri: http::Uri = format!(
@@ -535,7 +605,7 @@ impl<'a> Exchange<'a> {
         let headers = builder
             .headers_mut()
             .ok_or_else(|| ProxyError::Internal("request builder".into()))?;
-        upstream_headers(&self.parts.headers, headers, ai, self.policies, self.plan);
+        upstream_headers(&self.parts.headers, headers, self, cred.is_some());
         px.telemetry.inject_upstream(log, headers);
         let bytes = std::mem::take(&mut self.bytes);
         let out_bytes = match &self.body {
@@ -546,9 +616,18 @@ impl<'a> Exchange<'a> {
             }
             None => bytes,
         };
-        builder
-            .body(crate::body::full(out_bytes))
-            .map_err(|e| ProxyError::Internal(e.to_string()))
+        let mut req = builder
+            .body(crate::body::full(out_bytes.clone()))
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        if let Some((auth, cred)) = cred {
+            let region = match &ai.provider {
+                Provider::Bedrock { region, .. } => Some(region.as_str()),
+                _ => None,
+            };
+            auth.apply(&cred, &mut req, &out_bytes, region)
+                .map_err(|e| ProxyError::Credentials(format!("backend {}: {e}", ai.name)))?;
+        }
+        Ok(req)
     }
 
     /// Path and query of the provider request.
@@ -572,7 +651,7 @@ impl<'a> Exchange<'a> {
                     .clone()
                     .or_else(|| gemini::path_model(path).map(|(m, _)| m))
                     .unwrap_or_default();
-                let base = ai.path_prefix.as_deref().unwrap_or("/v1beta");
+                let base = ai.provider.gemini_base(ai.path_prefix.as_deref());
                 let q = query.map(|q| format!("?{q}")).unwrap_or_default();
                 format!("{base}/models/{model}:{method}{q}")
             }
@@ -613,326 +692,13 @@ impl<'a> Exchange<'a> {
             .map(|c| c.0);
         Ok(resp)
     }
-
-    /// Step 6: the provider's answer in the client's format: an error, a stream (translated
-    /// and observed event by event as it passes), or a JSON body (observed and translated).
-    async fn respond(
-        &self,
-        px: &Proxy,
-        resp: Response<Incoming>,
-        log: &mut RequestLog,
-        snap: &Snapshot,
-    ) -> Result<Answer, ProxyError> {
-        let status = resp.status();
-        let (rparts, rbody) = resp.into_parts();
-        let mut out_headers = HeaderMap::new();
-        upstream::copy_headers(&rparts.headers, &mut out_headers);
-        out_headers.remove(CONTENT_LENGTH);
-        out_headers.remove(http::header::CONTENT_ENCODING);
-
-        if !status.is_success() {
-            let resp = self
-                .error_response(status, out_headers, rbody, log, snap)
-                .await?;
-            return Ok((resp, None));
-        }
-        let is_sse = rparts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        if self.streaming && is_sse {
-            return Ok(self.stream_response(px, status, out_headers, rbody, log));
-        }
-        let resp = self
-            .json_response(px, status, out_headers, rbody, log, snap)
-            .await?;
-        Ok((resp, None))
-    }
-
-    /// The provider refused or failed: its error, in the client's format when that differs.
-    async fn error_response(
-        &self,
-        status: StatusCode,
-        out_headers: HeaderMap,
-        rbody: Incoming,
-        log: &mut RequestLog,
-        snap: &Snapshot,
-    ) -> Result<Response<Body>, ProxyError> {
-        let raw = read_upstream(
-            rbody,
-            snap.global.limits.max_response_body,
-            snap.global.limits.stream_idle_timeout,
-        )
-        .await?;
-        log.error = Some(format!(
-            "upstream returned {status}: {}",
-            translate::error_message(&raw).unwrap_or_default()
-        ));
-        log.blame = Some(if status.is_client_error() {
-            Blame::Client
-        } else {
-            Blame::Upstream
-        });
-        let mut resp = if self.plan == Plan::Same {
-            let mut r = Response::new(crate::body::full(raw));
-            *r.headers_mut() = out_headers;
-            r
-        } else {
-            let wire = self.route.client_wire();
-            let v = translate::error_body(wire, self.ai.provider.wire(), status, &raw);
-            let mut r = super::simple(status, v);
-            copy_safe(&out_headers, r.headers_mut());
-            r
-        };
-        *resp.status_mut() = status;
-        Ok(resp)
-    }
-
-    /// A stream: the body is forwarded event by event through the plan's stream handler.
-    fn stream_response(
-        &self,
-        px: &Proxy,
-        status: StatusCode,
-        mut out_headers: HeaderMap,
-        rbody: Incoming,
-        log: &RequestLog,
-    ) -> Answer {
-        let mut transform =
-            SseTransform::new(self.stream_handler(), log.start, self.capture.completion);
-        if let Some(pg) = &self.guard
-            && let Some(g) = crate::guard::stream::StreamGuard::new(
-                pg,
-                self.ai.provider.wire(),
-                self.up_route == RouteType::Responses,
-                self.route,
-                self.stream_webhooks(px, pg, log),
-            )
-        {
-            transform = transform.with_filter(Box::new(g));
-        }
-        out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        out_headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        let mut resp = Response::new(rbody.map_err(Into::into).boxed_unsync());
-        *resp.status_mut() = status;
-        *resp.headers_mut() = out_headers;
-        (resp, Some(transform))
-    }
-
-    /// The webhook response guards, prepared for a stream (their CEL headers read the
-    /// client's request now; the calls happen window by window, after this handler returned).
-    fn stream_webhooks(
-        &self,
-        px: &Proxy,
-        pg: &crate::guard::PromptGuard,
-        log: &RequestLog,
-    ) -> Option<crate::guard::stream::RemoteGuards> {
-        if !pg.streaming {
-            return None;
-        }
-        let guards: Vec<crate::guard::window::RemoteGuard> = pg
-            .response
-            .iter()
-            .filter_map(|g| match &g.kind {
-                crate::guard::GuardKind::Webhook(w) => Some(crate::guard::window::RemoteGuard {
-                    index: g.index,
-                    webhook: w.clone(),
-                    prepared: crate::guard::webhook::prepare(w, log, &self.parts.headers, false),
-                    rejection: g.rejection.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
-        if guards.is_empty() {
-            return None;
-        }
-        Some((
-            guards,
-            std::sync::Arc::new(super::guard::BoundTransport::new(px)),
-        ))
-    }
-
-    /// Observes the provider's events (tokens, finish reasons) and, when the formats differ,
-    /// rewrites them into the client's.
-    fn stream_handler(&self) -> Box<dyn StreamHandler> {
-        let model = &self.model;
-        match self.plan {
-            Plan::Same => match (self.route, self.ai.provider.wire()) {
-                (RouteType::Messages, _) => Box::new(anthropic::MessagesStream::default()),
-                (RouteType::Responses, _) => Box::<openai::ResponsesStream>::default(),
-                (_, Wire::Gemini) => Box::<gemini::GenerateStream>::default(),
-                _ => Box::new(openai::ChatStream::new(self.strip_usage)),
-            },
-            Plan::ChatToAnthropic => Box::new(chat_anthropic::Stream::new(
-                model,
-                self.include_usage_for_client,
-            )),
-            Plan::ChatToGemini => Box::new(chat_gemini::Stream::new(
-                model,
-                self.include_usage_for_client,
-            )),
-            Plan::MessagesToChat => Box::new(messages_chat::Stream::new(model)),
-            Plan::EmbeddingsToGemini => Box::new(openai::ChatStream::new(false)),
-            Plan::MessagesToGemini => Box::new(crate::llm::chain::Chain::new(
-                Box::new(chat_gemini::Stream::new(model, true)),
-                Box::new(messages_chat::Stream::new(model)),
-            )),
-        }
-    }
-
-    /// A whole JSON body: read (bounded), observed, and translated into the client's format.
-    async fn json_response(
-        &self,
-        px: &Proxy,
-        status: StatusCode,
-        mut out_headers: HeaderMap,
-        rbody: Incoming,
-        log: &mut RequestLog,
-        snap: &Snapshot,
-    ) -> Result<Response<Body>, ProxyError> {
-        let raw = read_upstream(
-            rbody,
-            snap.global.limits.max_response_body,
-            snap.global.limits.stream_idle_timeout,
-        )
-        .await?;
-        let mut parsed: Option<Value> = serde_json::from_slice(&raw).ok();
-        let mut raw = raw;
-        if let Some(v) = parsed.as_mut() {
-            match self.guard_response(px, v, log).await {
-                Ok(true) => raw = to_bytes(v),
-                Ok(false) => {}
-                Err(e) => {
-                    // The provider answered (and billed): keep its usage, not its text.
-                    self.observe(v, llm(log));
-                    llm(log).completion = None;
-                    return Err(e);
-                }
-            }
-        }
-        let info = llm(log);
-        let out_body = match (&parsed, self.plan) {
-            (None, Plan::Same) => raw,
-            (None, _) => {
-                return Err(ProxyError::UpstreamProtocol(
-                    "provider returned a body that is not JSON".into(),
-                ));
-            }
-            (Some(v), _) => {
-                self.observe(v, info);
-                self.translate_response(v, raw)
-            }
-        };
-        if !self.capture.completion {
-            info.completion = None;
-        }
-        if self.plan != Plan::Same {
-            out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        if status.is_success() && (info.input_tokens.is_some() || info.output_tokens.is_some()) {
-            px.prices.price(info);
-            if let Some(total) = info.cost.as_ref().and_then(|c| c.total())
-                && let Ok(v) = HeaderValue::from_str(&total.to_string())
-            {
-                out_headers.insert(COST_HEADER, v);
-            }
-        }
-        let mut resp = Response::new(crate::body::full(out_body));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = out_headers;
-        Ok(resp)
-    }
-
-    /// The response guards over a whole provider answer (before translation); `Ok(true)` when
-    /// they changed it.
-    async fn guard_response(
-        &self,
-        px: &Proxy,
-        v: &mut Value,
-        log: &mut RequestLog,
-    ) -> Result<bool, ProxyError> {
-        let Some(pg) = self.guard.clone() else {
-            return Ok(false);
-        };
-        if pg.response.is_empty() {
-            return Ok(false);
-        }
-        let mut info = log.guard.take().unwrap_or_default();
-        let remote = crate::guard::request::Remote {
-            transport: px,
-            log,
-            headers: &self.parts.headers,
-        };
-        let result = crate::guard::response::check(
-            &pg,
-            self.ai.provider.wire(),
-            self.up_route == RouteType::Responses,
-            v,
-            &remote,
-            &mut info,
-        )
-        .await;
-        log.guard = Some(info);
-        result.map_err(|r| ProxyError::Guarded(Box::new((r, true))))
-    }
-
-    /// Usage, models and text of the provider's JSON answer, into the request's info.
-    fn observe(&self, v: &Value, info: &mut LlmInfo) {
-        match self.ai.provider.wire() {
-            Wire::Anthropic => anthropic::observe_response(v, info),
-            Wire::Gemini => gemini::observe_response(v, info),
-            Wire::OpenAi => openai::observe_response(v, info),
-        }
-    }
-
-    /// The provider's JSON answer `v` (bytes `raw`) in the client's format.
-    fn translate_response(&self, v: &Value, raw: Bytes) -> Bytes {
-        let model = &self.model;
-        match self.plan {
-            Plan::Same => raw,
-            Plan::ChatToAnthropic => to_bytes(&chat_anthropic::response(v, model)),
-            Plan::ChatToGemini => to_bytes(&chat_gemini::response(v, model)),
-            Plan::MessagesToChat => to_bytes(&messages_chat::response(v, model)),
-            Plan::MessagesToGemini => to_bytes(&messages_chat::response(
-                &chat_gemini::response(v, model),
-                model,
-            )),
-            Plan::EmbeddingsToGemini => to_bytes(&chat_gemini::embeddings_response(v, model)),
-        }
-    }
-}
-
-/// The cost of a non-streamed response in USD, as a decimal (LiteLLM users know it as
-/// `x-litellm-response-cost`). Streams carry theirs in telemetry only: it is known after the
-/// headers went out.
-pub const COST_HEADER: http::HeaderName = http::HeaderName::from_static("x-gateway-response-cost");
-
-fn to_bytes(v: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
-}
-
-/// Headers safe to keep on a gateway-built response (no framing or encoding headers).
-fn copy_safe(from: &HeaderMap, to: &mut HeaderMap) {
-    for (k, v) in from {
-        if k == CONTENT_TYPE || k == CONTENT_LENGTH || k == http::header::CONTENT_ENCODING {
-            continue;
-        }
-        to.append(k.clone(), v.clone());
-    }
 }
 
 /// Builds the provider request headers from the client's: credentials replaced per
 /// `backendAuth`, the provider's own auth header, and identity encoding so bodies can be read.
-fn upstream_headers(
-    client: &HeaderMap,
-    out: &mut HeaderMap,
-    ai: &AiBackend,
-    policies: &Policies,
-    plan: Plan,
-) {
+/// `signed`: a cloud credential is applied after (then no key goes in here).
+fn upstream_headers(client: &HeaderMap, out: &mut HeaderMap, x: &Exchange<'_>, signed: bool) {
+    let (ai, policies) = (x.ai, x.policies);
     upstream::copy_headers(client, out);
     for h in [
         http::header::HOST,
@@ -942,8 +708,10 @@ fn upstream_headers(
         out.remove(h);
     }
     let credential = match (&policies.backend_auth, &ai.api_key) {
+        _ if signed => None,
         (Some(BackendAuth::Key(k)), _) => Some(k.expose().to_owned()),
         (Some(BackendAuth::Passthrough), _) => client_credential(client),
+        (Some(BackendAuth::Cloud(_)), _) => None,
         (None, Some(k)) => Some(k.expose().to_owned()),
         (None, None) => client_credential(client),
     };
@@ -955,14 +723,17 @@ fn upstream_headers(
     {
         out.insert(name, value);
     }
-    if plan != Plan::Same {
+    let vertex = matches!(ai.provider, Provider::Vertex { .. });
+    if x.plan != Plan::Same || ai.provider.is_bedrock() || vertex {
         // Headers of the client's SDK that mean nothing (or something else) to this provider.
         out.remove("anthropic-version");
-        out.remove("anthropic-beta");
         out.remove("openai-organization");
         out.remove("openai-project");
+        if x.plan != Plan::Same || ai.provider.is_bedrock() {
+            out.remove("anthropic-beta");
+        }
     }
-    if ai.provider.wire() == Wire::Anthropic && !out.contains_key("anthropic-version") {
+    if x.wire == Wire::Anthropic && !vertex && !out.contains_key("anthropic-version") {
         out.insert(
             "anthropic-version",
             HeaderValue::from_static(anthropic::DEFAULT_VERSION),
