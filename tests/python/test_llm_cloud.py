@@ -21,7 +21,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import CLIENT_KEY, CONFIG_HEAD, assert_no_leaks, free_port, load_error
+from conftest import CLIENT_KEY, CONFIG_HEAD, assert_no_leaks, load_error
 from opskit import metric
 
 # The simulator's static AWS key (tests/src/sim/cloud.rs).
@@ -37,7 +37,14 @@ WEATHER_TOOL = {"type": "function", "function": {
 
 CLOUD = CONFIG_HEAD + """llm:
   port: {port}
+  policies:
+    guardrails:
+      response:
+      - regex: {rules: [{builtin: ssn}]}
   models:
+  - name: gpt
+    provider: openAI
+    params: {hostOverride: "{sim}", apiKey: "sk-test-secret", model: gpt-4o-mini}
   - name: nova
     provider: bedrock
     params: {awsRegion: us-east-1, hostOverride: "{sim}", model: "amazon.nova-lite-v1:0"}
@@ -148,6 +155,90 @@ def test_bedrock_chat_plain_and_streamed_through_openai(sim, gw):
     assert line["llm.response.tokens"] == r.usage.completion_tokens
     out = gw.output()
     assert AWS_SECRET not in out and "x-amz-security-token" not in out
+
+
+@pytest.mark.parametrize("model", ["nova", "claude-bedrock", "gemini-vertex", "claude-vertex"])
+def test_same_answer_and_tokens_as_openai(sim, gw, model):
+    """The simulated model answers every provider with the same words and token counts for the
+    same prompt: what the client sees through a translation must be exactly OpenAI's."""
+    c = oa(gw)
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Tell me a joke about proxies"}]
+    want = c.chat.completions.create(model="gpt", messages=msgs)
+    got = c.chat.completions.create(model=model, messages=msgs)
+    assert got.choices[0].message.content == want.choices[0].message.content
+    assert (got.usage.prompt_tokens, got.usage.completion_tokens) == (want.usage.prompt_tokens, want.usage.completion_tokens)
+    assert got.choices[0].finish_reason == "stop"
+    assert all(r["status"] == 200 for r in sim.requests())
+
+
+@pytest.mark.parametrize("fault", ["midstream-error", "reset"])
+def test_a_broken_bedrock_stream_ends_with_an_error(sim, gw, fault):
+    stream = oa(gw).chat.completions.create(model="nova", messages=MSG, stream=True,
+                                            extra_headers={"x-sim-fault": fault})
+    got, error = [], None
+    try:
+        for ch in stream:
+            got.append(ch)
+    except (openai.APIError, Exception) as e:  # noqa: BLE001 - a reset surfaces as an httpx error
+        error = e
+    assert error is not None, "a broken stream must not end cleanly"
+    assert not [ch for ch in got if ch.choices and ch.choices[0].finish_reason], "nor look finished"
+    if fault == "midstream-error":
+        assert "overloaded" in str(error).lower(), repr(error)
+    [line] = gw.wait_for_access_log(1)
+    assert line.get("error"), line
+    with pytest.raises(anthropic.APIError) as e:
+        with an(gw).messages.stream(model="claude-bedrock", max_tokens=50, messages=MSG,
+                                    extra_headers={"x-sim-fault": "midstream-error"}) as s:
+            "".join(s.text_stream)
+    assert "overloaded" in str(e.value).lower()
+
+
+def test_guardrails_mask_bedrock_and_vertex_streams(sim, gw):
+    reply = {"x-sim-reply": "Your ssn is 123-45-6789, noted."}
+    for model in ["nova", "gemini-vertex", "claude-vertex"]:
+        plain = oa(gw).chat.completions.create(model=model, messages=MSG, extra_headers=reply)
+        assert plain.choices[0].message.content == "Your ssn is <SSN>, noted.", model
+        chunks = oa(gw).chat.completions.create(model=model, messages=MSG, extra_headers=reply, stream=True)
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text == "Your ssn is <SSN>, noted.", model
+
+
+TRACING = """
+  tracing:
+    otlpEndpoint: {otlp}
+    otlpProtocol: grpc
+    randomSampling: true
+    fields:
+      add:
+        gen_ai.system: "llm.provider"
+        gen_ai.usage.completion_tokens: "llm.output_tokens"
+"""
+
+
+def test_spans_and_metrics_name_the_cloud_provider(sim, gateway_factory, tmp_path, rotel):
+    head, rest = CLOUD.split("config:\n", 1)
+    gw = gateway_factory(head + "config:\n" + TRACING.lstrip("\n") + rest,
+                         env_vars=cloud_env(tmp_path, sim), otlp=rotel.grpc_endpoint)
+    c = oa(gw)
+    want = c.chat.completions.create(model="gpt", messages=MSG).usage
+    list(c.chat.completions.create(model="nova", messages=MSG, stream=True))
+    an(gw).messages.create(model="claude-vertex", max_tokens=100, messages=MSG)
+    for model, provider in [("nova", "aws.bedrock"), ("claude-vertex", "gcp.vertex_ai")]:
+        [server] = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_SERVER"
+                                       and s.attributes.get("gen_ai.request.model") == model)
+        a = server.attributes
+        assert a["gen_ai.provider.name"] == provider and a["gen_ai.system"] == provider
+        assert a["gen_ai.usage.output_tokens"] == a["gen_ai.usage.completion_tokens"] == want.completion_tokens
+        assert a["gen_ai.usage.input_tokens"] == want.prompt_tokens
+        [client] = rotel.wait_for_span(where=lambda s: s.kind == "SPAN_KIND_CLIENT" and s.trace_id == server.trace_id)
+        assert client.parent_id == server.span_id
+    assert metric(gw, "agentgateway_gen_ai_client_token_usage_count", gen_ai_system="aws.bedrock",
+                  gen_ai_token_type="output") == 1
+    assert metric(gw, "agentgateway_gen_ai_client_token_usage_sum", gen_ai_system="gcp.vertex_ai",
+                  gen_ai_token_type="output") == want.completion_tokens
+    everything = rotel.output()
+    assert AWS_SECRET not in everything and "ya29.sim-" not in everything and CLIENT_KEY not in everything
 
 
 def test_bedrock_tool_calls_plain_and_streamed(sim, gw):
