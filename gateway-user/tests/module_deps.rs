@@ -22,6 +22,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("limit", "proxy"),
     ("auth", "proxy"),
     ("store", "proxy"),
+    ("cloud", "proxy"),
 ];
 
 /// `from → to → [file:line, ...]`.
