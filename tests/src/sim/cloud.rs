@@ -76,20 +76,7 @@ impl Keys {
             ));
         };
         let token = req.header("x-amz-security-token");
-        let secret = if akid == ACCESS_KEY_ID && token.is_none() {
-            SECRET_ACCESS_KEY.to_owned()
-        } else {
-            let keys = self.aws.lock().unwrap_or_else(|e| e.into_inner());
-            match keys.get(akid) {
-                Some((secret, t)) if Some(t.as_str()) == token => secret.clone(),
-                _ => {
-                    return Err((
-                        "UnrecognizedClientException",
-                        "The security token included in the request is invalid.".into(),
-                    ));
-                }
-            }
-        };
+        let secret = self.secret_for(akid, token)?;
         let date = req.header("x-amz-date").unwrap_or_default();
         let time = parse_amz_date(date).ok_or((
             "IncompleteSignatureException",
@@ -149,6 +136,22 @@ impl Keys {
             ));
         }
         Ok(())
+    }
+
+    /// The secret of a known key: the static one (without a session token), or one STS issued
+    /// (with its session token).
+    fn secret_for(&self, akid: &str, token: Option<&str>) -> Result<String, Refusal> {
+        if akid == ACCESS_KEY_ID && token.is_none() {
+            return Ok(SECRET_ACCESS_KEY.to_owned());
+        }
+        let keys = self.aws.lock().unwrap_or_else(|e| e.into_inner());
+        match keys.get(akid) {
+            Some((secret, t)) if Some(t.as_str()) == token => Ok(secret.clone()),
+            _ => Err((
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.".into(),
+            )),
+        }
     }
 
     /// STS `AssumeRoleWithWebIdentity` (form body): temporary credentials valid one hour.

@@ -292,15 +292,7 @@ pub fn error_body(
     kind: Option<&str>,
     body: &[u8],
 ) -> Value {
-    let msg = super::error_message(body).unwrap_or_else(|| {
-        let t = String::from_utf8_lossy(body);
-        let t = t.trim();
-        if t.is_empty() {
-            format!("upstream returned {status}")
-        } else {
-            t.chars().take(1024).collect()
-        }
-    });
+    let msg = super::error_text(status, body);
     let from_body = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("__type").and_then(Value::as_str).map(str::to_owned));
@@ -389,6 +381,30 @@ impl StreamHandler for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_carry_the_aws_error_type() {
+        use crate::llm::provider::Wire;
+        let st = http::StatusCode::TOO_MANY_REQUESTS;
+        let v = error_body(
+            Wire::OpenAi,
+            st,
+            Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            br#"{"message":"Too many requests, please wait before trying again."}"#,
+        );
+        assert_eq!(
+            v["error"]["message"],
+            "ThrottlingException: Too many requests, please wait before trying again."
+        );
+        let v = error_body(
+            Wire::Anthropic,
+            http::StatusCode::BAD_REQUEST,
+            None,
+            br#"{"__type":"com.amazon.coral.validate#ValidationException","message":"bad"}"#,
+        );
+        assert_eq!(v["error"]["message"], "ValidationException: bad");
+        assert_eq!(v["type"], "error");
+    }
 
     #[test]
     fn chat_request_becomes_converse() {

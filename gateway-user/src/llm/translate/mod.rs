@@ -51,7 +51,13 @@ pub fn error_body(client: Wire, upstream: Wire, status: http::StatusCode, body: 
     {
         return v;
     }
-    let msg = error_message(body).unwrap_or_else(|| {
+    super::error_body(client, status, &error_text(status, body))
+}
+
+/// The message of an upstream error body: its `message` when it has one, else its text (the
+/// first 1 KiB), else the status.
+pub fn error_text(status: http::StatusCode, body: &[u8]) -> String {
+    error_message(body).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
         if text.is_empty() {
@@ -59,8 +65,7 @@ pub fn error_body(client: Wire, upstream: Wire, status: http::StatusCode, body: 
         } else {
             text.chars().take(1024).collect()
         }
-    });
-    super::error_body(client, status, &msg)
+    })
 }
 
 /// OpenAI `stop` (string or list) as a list.
