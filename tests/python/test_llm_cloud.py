@@ -372,6 +372,11 @@ def test_vertex_claude_through_the_anthropic_sdk(sim, gw):
     assert sent["path"] == "/v1/projects/sim-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
     assert sent["body"]["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent["body"]
     assert sim.requests("vertex.anthropic.stream")[0]["status"] == 200
+    counted = c.messages.count_tokens(model="claude-vertex", messages=MSG)
+    assert counted.input_tokens == m.usage.input_tokens
+    sent = sim.requests("vertex.anthropic")[-1]
+    assert sent["path"].endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert sent["body"]["model"] == CLAUDE_VERTEX and sent["status"] == 200
     # And an OpenAI client to the same Claude on Vertex.
     r = oa(gw).chat.completions.create(model="claude-vertex", messages=MSG)
     assert r.choices[0].message.content == m.content[0].text

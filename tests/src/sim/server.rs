@@ -421,6 +421,18 @@ fn vertex_anthropic(req: &SimRequest, model: &str, stream: bool) -> Reply {
     if body.get("anthropic_version").and_then(Json::as_str) != Some("vertex-2023-10-16") {
         return bad("anthropic_version: Input should be 'vertex-2023-10-16'");
     }
+    if model == "count-tokens" {
+        // `.../models/count-tokens:rawPredict`: the model is in the body.
+        if body.get("model").and_then(Json::as_str).is_none() {
+            return bad("model: Field required");
+        }
+        if let Some(o) = body.as_object_mut() {
+            o.remove("anthropic_version");
+        }
+        let mut inner = req.clone();
+        inner.body = Bytes::from(body.to_string());
+        return anthropic::count_tokens(&inner);
+    }
     if body.get("model").is_some() {
         return bad("model: Extra inputs are not permitted");
     }

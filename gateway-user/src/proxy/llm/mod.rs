@@ -546,9 +546,12 @@ impl<'a> Exchange<'a> {
                 self.reshaped = true;
             }
             Provider::Vertex { .. } if self.wire == Wire::Anthropic => {
-                // Vertex takes the model in the path and the API version in the body.
+                // Vertex takes the model in the path (count_tokens: in the body, its path names
+                // no model) and the API version in the body.
                 if let Some(o) = up.as_object_mut() {
-                    o.remove("model");
+                    if self.up_route != RouteType::CountTokens {
+                        o.remove("model");
+                    }
                     o.insert("anthropic_version".into(), json!(anthropic::VERTEX_VERSION));
                 }
                 self.reshaped = true;
