@@ -129,7 +129,12 @@ pub(super) async fn handle(
     let bytes = read_limited(body, snap.global.limits.max_request_body, false)
         .await
         .map_err(|e| (e, wire))?;
-    forward(px, targets, policies, parts, bytes, route, log, snap).await
+    let client = ClientRequest {
+        parts,
+        bytes,
+        json: None,
+    };
+    forward(px, targets, policies, client, route, log, snap).await
 }
 
 /// The `llm:` shorthand: the request's model picks the provider, or a virtual model plans the
@@ -169,7 +174,17 @@ pub(super) async fn handle_models(
         };
         return Err((e, wire));
     };
-    forward(px, targets, policies, parts, bytes, route, log, snap).await
+    let client = ClientRequest { parts, bytes, json };
+    forward(px, targets, policies, client, route, log, snap).await
+}
+
+/// The client's request as `forward` holds it: the head, the body's bytes, and the body
+/// already parsed when the `llm:` shorthand read its model from it (the first attempt takes
+/// it instead of parsing again).
+struct ClientRequest {
+    parts: http::request::Parts,
+    bytes: Bytes,
+    json: Option<Value>,
 }
 
 /// `GET /v1/models` of the `llm:` shorthand: the public models and the virtual ones.
@@ -245,20 +260,21 @@ async fn forward(
     px: &Proxy,
     targets: Targets<'_>,
     policies: &Policies,
-    parts: http::request::Parts,
-    bytes: Bytes,
+    mut client: ClientRequest,
     route: RouteType,
     log: &mut RequestLog,
     snap: &Snapshot,
 ) -> LlmResult {
-    let body_len = bytes.len();
+    let body_len = client.bytes.len();
+    let mut parsed = client.json.take();
+    let client = &client;
     let steps = async {
         let attempts = targets.attempts(policies, log);
         let mut n = 0;
         loop {
             let cand = &targets.list[attempts.target_of(n)];
             let own = cand.policies.unwrap_or(policies);
-            let mut x = Exchange::parse(px, cand, own, &parts, bytes.clone(), route, log)?;
+            let mut x = Exchange::parse(px, cand, own, client, parsed.take(), route, log)?;
             if n == 0 {
                 let asked = targets.virtual_model.map_or(x.model.as_str(), |v| &v.name);
                 check_model(asked, log)?;
@@ -363,11 +379,12 @@ impl<'a> Exchange<'a> {
         px: &Proxy,
         cand: &Candidate<'a>,
         policies: &'a Policies,
-        parts: &'a http::request::Parts,
-        bytes: Bytes,
+        client: &'a ClientRequest,
+        parsed: Option<Value>,
         route: RouteType,
         log: &mut RequestLog,
     ) -> Result<Self, ProxyError> {
+        let (parts, bytes) = (&client.parts, client.bytes.clone());
         let ai = cand.ai;
         let capture = px.telemetry.capture();
         log.backend = Some(ai.name.clone());
@@ -387,9 +404,12 @@ impl<'a> Exchange<'a> {
         let mut body: Option<Value> = None;
         let mut reshaped = false;
         if has_body && route != RouteType::Passthrough {
-            let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ProxyError::BadRequest(format!("request body is not valid JSON: {e}"))
-            })?;
+            let mut v: Value = match parsed {
+                Some(v) => v,
+                None => serde_json::from_slice(&bytes).map_err(|e| {
+                    ProxyError::BadRequest(format!("request body is not valid JSON: {e}"))
+                })?,
+            };
             if !v.is_object() {
                 return Err(ProxyError::BadRequest(
                     "request body must be a JSON object".into(),
