@@ -30,6 +30,7 @@ pub mod celbench;
 pub mod guardbench;
 mod litellm;
 mod openloop;
+mod paired;
 mod procs;
 mod report;
 pub mod spendbench;
@@ -53,7 +54,7 @@ const ROTEL_GRPC: &str = "127.0.0.1:18817";
 const ROTEL_HTTP: &str = "127.0.0.1:18818";
 const ROTEL: &str = "target/test-venv/lib/python3.11/site-packages/rotel/rotel-agent";
 pub const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":32}"#;
-const CHAT_PATH: &str = "/v1/chat/completions";
+pub const CHAT_PATH: &str = "/v1/chat/completions";
 
 /// Knobs of one run (`--quick` shrinks every duration).
 #[derive(Clone, Debug)]
@@ -560,6 +561,19 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         },
         Variant::Routed,
     )?;
+    // The A/A control of the paired CPU comparison: the plain config again.
+    let plain2 = start_gateway(
+        "gw-plain2",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18806,
+            admin: 18816,
+            stats: 18826,
+            ready: 18836,
+        },
+        Variant::Plain,
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     rep.idle_rss = vec![
         ("gw-plain", plain.proc.mem()?),
@@ -646,6 +660,27 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     rep.fixed = fixed;
+
+    let half = o.rate / 2.0;
+    println!(
+        "==> paired CPU: two gateways at {half} req/s each, at once, {} rounds of {} s",
+        paired::ROUNDS,
+        paired::SECS
+    );
+    rep.paired = vec![
+        paired::run(
+            "A/A: gw-plain and gw-plain2 (the same config)",
+            (&plain.proc, plain.addr),
+            (&plain2.proc, plain2.addr),
+            half,
+        )?,
+        paired::run(
+            "gw-plain and gw-routed (virtual model over two targets)",
+            (&plain.proc, plain.addr),
+            (&routed.proc, routed.addr),
+            half,
+        )?,
+    ];
 
     println!(
         "==> saturation: wrk -t2 -c{} , {} s per run, {} rounds",
