@@ -10,11 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::openloop;
-use super::procs::Proc;
+use super::procs::{Proc, cpu_ns};
 use super::{CHAT_BODY, CHAT_PATH};
 
 /// Rounds per pair, seconds measured per round (after 1 s of warm-up).
-pub const ROUNDS: usize = 6;
+pub const ROUNDS: usize = 8;
 pub const SECS: u64 = 5;
 
 /// One pair's gateway CPU per request, round by round: (A, B) in µs.
@@ -66,8 +66,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Serves `a` and `b` at `rate` req/s each, concurrently, for `ROUNDS` rounds; CPU per
-/// request of each from `/proc/<pid>/stat` over the round (warm-up included, as in the
-/// fixed-rate table) divided by its requests.
+/// request of each from the scheduler's per-thread run time (`procs::cpu_ns`, nanoseconds)
+/// over the round (warm-up included, as in the fixed-rate table) divided by its requests.
 pub fn run(
     label: &'static str,
     a: (&Proc, SocketAddr),
@@ -82,7 +82,7 @@ pub fn run(
     let (ta, tb) = (target(a.1), target(b.1));
     let mut rounds = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
-        let (ca, cb) = (a.0.cpu()?, b.0.cpu()?);
+        let (ca, cb) = (cpu_ns(a.0.pid())?, cpu_ns(b.0.pid())?);
         let run = |t: &openloop::Target| {
             openloop::run(t, rate, Duration::from_secs(1), Duration::from_secs(SECS))
         };
@@ -98,11 +98,10 @@ pub fn run(
         if sa.errors + sb.errors > 0 {
             anyhow::bail!("{label}: {} and {} errors", sa.errors, sb.errors);
         }
-        let per = |cpu: Duration, s: &openloop::Samples| {
-            cpu.as_secs_f64() * 1e6 / (s.latency_us.len().max(1) as f64)
-        };
-        let ua = per(a.0.cpu()?.saturating_sub(ca), &sa);
-        let ub = per(b.0.cpu()?.saturating_sub(cb), &sb);
+        let per =
+            |ns: u64, s: &openloop::Samples| ns as f64 / 1e3 / (s.latency_us.len().max(1) as f64);
+        let ua = per(cpu_ns(a.0.pid())?.saturating_sub(ca), &sa);
+        let ub = per(cpu_ns(b.0.pid())?.saturating_sub(cb), &sb);
         println!(
             "    round {} {label}: A {ua:.1} µs/req  B {ub:.1} µs/req  B − A {:+.1} µs",
             round + 1,
