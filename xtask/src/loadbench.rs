@@ -220,6 +220,9 @@ enum Variant {
     Traced,
     /// `llm:` shorthand: the request's model is a weighted virtual model over two targets.
     Routed,
+    /// `llm:` shorthand: the request's model is one plain model (the paired baseline of
+    /// `Routed`).
+    Shorthand,
 }
 
 fn gateway_config(p: &GwPorts, variant: Variant) -> String {
@@ -237,6 +240,19 @@ fn gateway_config(p: &GwPorts, variant: Variant) -> String {
     };
     if variant == Variant::Routed {
         return routed_config(p);
+    }
+    if variant == Variant::Shorthand {
+        return format!(
+            "{head}llm:
+  port: {bind}
+  models:
+  - name: gpt-4o-mini
+    provider: openAI
+    params: {{hostOverride: {UPSTREAM}, apiKey: bench-upstream-key}}
+",
+            head = config_head(p),
+            bind = p.bind,
+        );
     }
     format!(
         "{head}{ui}{tracing}binds:
@@ -574,6 +590,19 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         },
         Variant::Plain,
     )?;
+    // The `llm:` shorthand with one plain model: what the virtual model is compared with.
+    let shorthand = start_gateway(
+        "gw-shorthand",
+        &gw_bin,
+        &dir,
+        GwPorts {
+            bind: 18807,
+            admin: 18817,
+            stats: 18827,
+            ready: 18837,
+        },
+        Variant::Shorthand,
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     rep.idle_rss = vec![
         ("gw-plain", plain.proc.mem()?),
@@ -621,13 +650,15 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
 
     // gw-plain2 gets the warm-up gw-plain had as the `Gateway` path (its `/ui open` run
     // warmed the same process once more): both sides of each pair arrive warm.
-    wrk::run(
-        &format!("http://{}{CHAT_PATH}", plain2.addr),
-        &script,
-        1,
-        8,
-        Duration::from_secs(4),
-    )?;
+    for (addr, secs) in [(plain2.addr, 4), (shorthand.addr, 2)] {
+        wrk::run(
+            &format!("http://{addr}{CHAT_PATH}"),
+            &script,
+            1,
+            8,
+            Duration::from_secs(secs),
+        )?;
+    }
     let half = o.rate / 2.0;
     println!(
         "==> paired CPU: two gateways at {half} req/s each, at once, {} rounds of {} s",
@@ -642,7 +673,19 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
             half,
         )?,
         paired::run(
-            "gw-plain and gw-routed (virtual model over two targets)",
+            "gw-plain and gw-shorthand (the `llm:` shorthand, one plain model)",
+            (&plain.proc, plain.addr),
+            (&shorthand.proc, shorthand.addr),
+            half,
+        )?,
+        paired::run(
+            "gw-shorthand and gw-routed (a virtual model over two targets instead of the plain model)",
+            (&shorthand.proc, shorthand.addr),
+            (&routed.proc, routed.addr),
+            half,
+        )?,
+        paired::run(
+            "gw-plain and gw-routed",
             (&plain.proc, plain.addr),
             (&routed.proc, routed.addr),
             half,
@@ -877,7 +920,13 @@ mod tests {
             stats: 3,
             ready: 4,
         };
-        for variant in [Variant::Plain, Variant::NoRing, Variant::Traced] {
+        for variant in [
+            Variant::Plain,
+            Variant::NoRing,
+            Variant::Traced,
+            Variant::Routed,
+            Variant::Shorthand,
+        ] {
             let text = gateway_config(&ports, variant);
             let input = gateway::app::ConfigInput::Inline(text.clone());
             gateway::app::validate(&input).unwrap_or_else(|e| panic!("{e}\n{text}"));

@@ -14,7 +14,7 @@ use super::procs::{Proc, cpu_ns};
 use super::{CHAT_BODY, CHAT_PATH};
 
 /// Rounds per pair, seconds measured per round (after 1 s of warm-up).
-pub const ROUNDS: usize = 8;
+pub const ROUNDS: usize = 6;
 pub const SECS: u64 = 5;
 
 /// One pair's gateway CPU per request, round by round: (A, B) in µs.

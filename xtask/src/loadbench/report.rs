@@ -353,15 +353,18 @@ impl Report {
             let per =
                 |row: &FixedRow| row.usage.gw_cpu.as_secs_f64() * 1e6 / row.requests().max(1.0);
             let added = per(r) - per(p);
-            // The paired comparison resolves what the sequential rows cannot.
-            let (figure, ok) = match (self.paired.first(), self.paired.get(1)) {
-                (Some(aa), Some(vm)) => (
+            // The paired comparison resolves what the sequential rows cannot: the virtual
+            // model against the same `llm:` config with its plain model (pairs: A/A,
+            // plain→shorthand, shorthand→routed, plain→routed).
+            let (figure, ok) = match (self.paired.first(), self.paired.get(2), self.paired.get(3)) {
+                (Some(aa), Some(vm), Some(all)) => (
                     format!(
-                        "{:+.1} µs paired (median of {} rounds, {:.0} req/s each; A/A control {:+.1} µs); sequential rows {added:+.1} µs",
+                        "{:+.1} µs paired over the same `llm:` config's plain model (median of {} rounds, {:.0} req/s each; A/A control {:+.1} µs; over the plain `ai` route {:+.1} µs); sequential rows {added:+.1} µs",
                         vm.median_diff(),
                         vm.rounds.len(),
                         vm.rate,
-                        aa.median_diff()
+                        aa.median_diff(),
+                        all.median_diff()
                     ),
                     vm.median_diff() <= 2.0,
                 ),
