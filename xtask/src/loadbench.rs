@@ -4,11 +4,14 @@
 //! generators must not be debug code) and, on loopback:
 //!
 //! 1. starts `fast-upstream` (tests/src/bin/fast-upstream.rs), a rotel OTLP receiver with the
-//!    blackhole exporter, and four gateways on the same upstream: `plain` (tracing off),
+//!    blackhole exporter, and the gateways on the same upstream: `plain` (tracing off),
 //!    `noring` (tracing off, the viewer's ring off), `traced` (every request sampled, OTLP
-//!    gRPC to rotel) and `streams` (kept untouched for the idle-stream test); `plain` is also
+//!    gRPC to rotel), `streams` (kept untouched for the idle-stream test), `routed` (a
+//!    virtual model over two targets), and for the paired comparison `plain2` (the plain
+//!    config again) and `shorthand` (the `llm:` shorthand, one plain model); `plain` is also
 //!    run while a client polls its viewer API as an open `/ui` page does (`viewer.rs`);
-//! 2. idle RSS of the fresh gateways;
+//! 2. idle RSS of the fresh gateways; then pairs of gateways served at once, their CPU per
+//!    request compared (`paired.rs`);
 //! 3. fixed rate (default 2,000 req/s, open loop, `openloop.rs`): direct, plain, traced, in
 //!    alternating rounds; latency from each request's due time; gateway CPU from
 //!    `/proc/<pid>/stat` deltas and RSS after each run;
@@ -297,7 +300,8 @@ config:
 }
 
 /// The `Routed` gateway: the bench's model name is a virtual model whose two targets both send
-/// to the fast-upstream (so both stay healthy and the draw alternates by weight).
+/// to the fast-upstream (so both stay healthy and the draw alternates by weight), each an
+/// entry naming its provider model, as two deployments of one model would.
 fn routed_config(p: &GwPorts) -> String {
     format!(
         "{head}llm:
@@ -306,11 +310,11 @@ fn routed_config(p: &GwPorts) -> String {
   - name: target-a
     visibility: internal
     provider: openAI
-    params: {{hostOverride: {UPSTREAM}, apiKey: bench-upstream-key}}
+    params: {{model: gpt-4o-mini, hostOverride: {UPSTREAM}, apiKey: bench-upstream-key}}
   - name: target-b
     visibility: internal
     provider: openAI
-    params: {{hostOverride: {UPSTREAM}, apiKey: bench-upstream-key}}
+    params: {{model: gpt-4o-mini, hostOverride: {UPSTREAM}, apiKey: bench-upstream-key}}
   virtualModels:
   - name: gpt-4o-mini
     routing:
@@ -475,7 +479,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     }
     let mut rep = Report::new(&o, &root);
 
-    println!("==> starting fast-upstream, rotel and four gateways on loopback");
+    println!("==> starting fast-upstream, rotel and the gateways on loopback");
     let mut upstream = Proc::spawn(
         "fast-upstream",
         Command::new(bin.join("fast-upstream"))
@@ -596,10 +600,10 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         &gw_bin,
         &dir,
         GwPorts {
-            bind: 18807,
-            admin: 18817,
-            stats: 18827,
-            ready: 18837,
+            bind: 18840,
+            admin: 18841,
+            stats: 18842,
+            ready: 18843,
         },
         Variant::Shorthand,
     )?;

@@ -205,7 +205,9 @@ fn model_list(table: &ModelTable) -> Response<Body> {
 }
 
 /// Applies aliases, defaults, overrides and the backend's model to the client body. Returns
-/// whether anything changed (an unchanged body is forwarded as the client's own bytes).
+/// whether a field other than `model` changed (the caller compares the model with the
+/// client's: a model set to a virtual model's target and back by the entry's own `model` is
+/// no change, and an unchanged body is forwarded as the client's own bytes).
 fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool {
     let Some(obj) = body.as_object_mut() else {
         return false;
@@ -214,7 +216,7 @@ fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool 
     let mut set = |obj: &mut serde_json::Map<String, Value>, k: &str, v: Value| {
         if obj.get(k) != Some(&v) {
             obj.insert(k.to_owned(), v);
-            changed = true;
+            changed |= k != "model";
         }
     };
     if let Some(p) = &policies.ai {
@@ -423,14 +425,13 @@ impl<'a> Exchange<'a> {
                 info.request_model = Some(m);
                 info.streaming = stream;
             }
-            if let Some(target) = cand.model
-                && v.get("model").and_then(Value::as_str) != Some(target)
-            {
+            let client_model = v.get("model").cloned();
+            if let Some(target) = cand.model {
                 // A virtual model's target: the model the entry's own shaping starts from.
                 v["model"] = json!(target);
-                reshaped = true;
             }
             reshaped |= shape_request(&mut v, ai, policies);
+            reshaped |= v.get("model") != client_model.as_ref();
             body = Some(v);
         }
         let streaming = llm(log).streaming;
