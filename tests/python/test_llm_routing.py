@@ -9,6 +9,7 @@ The failing primaries are the simulator's own faults, chosen by the model name t
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -71,7 +72,12 @@ ROUTING = CONFIG_HEAD + """llm:
         targets:
         - {model: w-a, weight: 3}
         - {model: w-b, weight: 1}
-""" + failover("claude", "claude-down", "claude-up")
+""" + failover("claude", "claude-down", "claude-up") + """  - name: gpt-4o
+    routing:
+      weighted:
+        targets:
+        - {model: w-a, weight: 1}
+"""
 
 
 @pytest.fixture
@@ -117,6 +123,25 @@ def base(served: str) -> str:
 def client(gw) -> openai.OpenAI:
     # No SDK retries: every success below is the gateway's doing.
     return openai.OpenAI(base_url=f"{gw.url}/v1", api_key="client", max_retries=0, timeout=20)
+
+
+def test_a_target_that_keeps_the_clients_model_forwards_the_clients_bytes(sim, gw):
+    """A virtual model named like its target's provider model: nothing in the body changes, so
+    the client's own bytes go upstream (not a re-serialisation)."""
+    raw = b'{ "model" :  "gpt-4o",\n  "messages": [ {"role": "user", "content": "hi"} ] }'
+    r = requests.post(f"{gw.url}/v1/chat/completions", data=raw, timeout=10,
+                      headers={"content-type": "application/json", "authorization": "Bearer client"})
+    assert r.status_code == 200 and r.headers["x-gateway-target"] == "w-a", r.text
+    sent = sim.requests("openai.chat")[-1]
+    assert sent["headers"]["content-length"] == str(len(raw)), "the body was re-serialised"
+    # A target whose model differs rewrites the model (and so the body).
+    requests.post(f"{gw.url}/v1/chat/completions", data=raw.replace(b'"gpt-4o"', b'"split"'), timeout=10,
+                  headers={"content-type": "application/json", "authorization": "Bearer client"})
+    sent = sim.requests("openai.chat")[-1]
+    assert sent["body"]["model"] in ("gpt-4o", "gpt-4o-mini")
+    compact = json.dumps({"model": sent["body"]["model"], "messages": [{"role": "user", "content": "hi"}]},
+                         separators=(",", ":"))
+    assert sent["headers"]["content-length"] == str(len(compact))
 
 
 def test_failover_serves_every_request_and_ejects_the_failing_primary(sim, gw):
