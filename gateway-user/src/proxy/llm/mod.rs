@@ -205,18 +205,21 @@ fn model_list(table: &ModelTable) -> Response<Body> {
 }
 
 /// Applies aliases, defaults, overrides and the backend's model to the client body. Returns
-/// whether a field other than `model` changed (the caller compares the model with the
-/// client's: a model set to a virtual model's target and back by the entry's own `model` is
-/// no change, and an unchanged body is forwarded as the client's own bytes).
-fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool {
+/// whether a field other than `model` changed, and whether `model` was set to another value
+/// (an unchanged body is forwarded as the client's own bytes).
+fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> (bool, bool) {
     let Some(obj) = body.as_object_mut() else {
-        return false;
+        return (false, false);
     };
-    let mut changed = false;
+    let (mut others, mut model) = (false, false);
     let mut set = |obj: &mut serde_json::Map<String, Value>, k: &str, v: Value| {
         if obj.get(k) != Some(&v) {
             obj.insert(k.to_owned(), v);
-            changed |= k != "model";
+            if k == "model" {
+                model = true;
+            } else {
+                others = true;
+            }
         }
     };
     if let Some(p) = &policies.ai {
@@ -252,7 +255,7 @@ fn shape_request(body: &mut Value, ai: &AiBackend, policies: &Policies) -> bool 
     if let Some(m) = &ai.model_override {
         set(obj, "model", json!(m));
     }
-    changed
+    (others, model)
 }
 
 /// The upstream phase of one LLM request, as the steps in the module doc. Every step returns
@@ -425,13 +428,19 @@ impl<'a> Exchange<'a> {
                 info.request_model = Some(m);
                 info.streaming = stream;
             }
-            let client_model = v.get("model").cloned();
+            // A virtual model's target is the model the entry's own shaping starts from; set
+            // there and back by the entry's own `model` it is no change, so only then is the
+            // client's model kept to compare with.
+            let client_model = cand.model.and_then(|_| v.get("model").cloned());
             if let Some(target) = cand.model {
-                // A virtual model's target: the model the entry's own shaping starts from.
                 v["model"] = json!(target);
             }
-            reshaped |= shape_request(&mut v, ai, policies);
-            reshaped |= v.get("model") != client_model.as_ref();
+            let (others, model_set) = shape_request(&mut v, ai, policies);
+            reshaped |= others
+                || match cand.model {
+                    Some(_) => v.get("model") != client_model.as_ref(),
+                    None => model_set,
+                };
             body = Some(v);
         }
         let streaming = llm(log).streaming;

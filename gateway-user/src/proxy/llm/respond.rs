@@ -88,24 +88,39 @@ impl Exchange<'_> {
         } else {
             Blame::Upstream
         });
-        let mut resp = if self.ai.provider.is_bedrock() {
+        // Bedrock's errors always, others when the client speaks another format: rebuilt in
+        // the client's shape; otherwise the provider's own body and headers.
+        let translated = if self.ai.provider.is_bedrock() {
             let kind = out_headers
                 .get("x-amzn-errortype")
                 .and_then(|v| v.to_str().ok());
-            let v = chat_bedrock::error_body(self.route.client_wire(), status, kind, &raw);
-            let mut r = crate::proxy::simple(status, v);
-            copy_safe(&out_headers, r.headers_mut());
-            r
+            Some(chat_bedrock::error_body(
+                self.route.client_wire(),
+                status,
+                kind,
+                &raw,
+            ))
         } else if self.plan == Plan::Same {
-            let mut r = Response::new(crate::body::full(raw));
-            *r.headers_mut() = out_headers;
-            r
+            None
         } else {
-            let wire = self.route.client_wire();
-            let v = translate::error_body(wire, self.wire, status, &raw);
-            let mut r = crate::proxy::simple(status, v);
-            copy_safe(&out_headers, r.headers_mut());
-            r
+            Some(translate::error_body(
+                self.route.client_wire(),
+                self.wire,
+                status,
+                &raw,
+            ))
+        };
+        let mut resp = match translated {
+            Some(v) => {
+                let mut r = crate::proxy::simple(status, v);
+                copy_safe(&out_headers, r.headers_mut());
+                r
+            }
+            None => {
+                let mut r = Response::new(crate::body::full(raw));
+                *r.headers_mut() = out_headers;
+                r
+            }
         };
         *resp.status_mut() = status;
         Ok(resp)
