@@ -150,11 +150,10 @@ impl SseTransform {
             let mut mid = BytesMut::new();
             a.edge.on_end(&mut mid, info);
             self.parser.push(&mid);
-            while let Ok(Some(ev)) = self.parser.next_event() {
-                self.filtered(ev, &mut out, info);
-                if self.stopped {
-                    return out.freeze();
-                }
+            // The adapter writes whole events; an oversized one is left to `parser.finish`.
+            let _ = self.drain(&mut out, info);
+            if self.stopped {
+                return out.freeze();
             }
         }
         if let Some(ev) = self.parser.finish() {
@@ -195,16 +194,23 @@ impl SseTransform {
             None => self.parser.push(chunk),
         }
         let mut out = BytesMut::new();
+        self.drain(&mut out, info)?;
+        Ok(out.freeze())
+    }
+
+    /// Hands the parser's complete events on until a remote check holds the filter or the
+    /// stream stops; the rest wait in the parser.
+    fn drain(&mut self, out: &mut BytesMut, info: &mut LlmInfo) -> Result<(), SseError> {
         while !self.busy() {
             let Some(ev) = self.parser.next_event()? else {
                 break;
             };
-            self.filtered(ev, &mut out, info);
+            self.filtered(ev, out, info);
             if self.stopped {
                 break;
             }
         }
-        Ok(out.freeze())
+        Ok(())
     }
 
     /// Upstream finished; returns the closing bytes for the client.
