@@ -116,6 +116,50 @@ pub fn run(
     })
 }
 
+/// The paired section of BENCHMARKS.md: method and one row per pair (empty without pairs).
+pub fn markdown(pairs: &[Pair]) -> String {
+    let Some(first) = pairs.first() else {
+        return String::new();
+    };
+    let mut m = format!(
+        "**Paired CPU.** Two gateways served at once, each at {:.0} req/s by its own open-loop generator, for {} rounds of {SECS} s (`loadbench/paired.rs`): both see the same load, clock and neighbours, so the difference of their CPU per request is their own work; run one after the other (the table above), the same gateway's figure moves by ±10 µs on this VM. The A/A row pairs two gateways with the same config: its spread is what is left of the noise.\n\n",
+        first.rate,
+        first.rounds.len(),
+    );
+    m.push_str("| pair (A, B) | A µs/req (median) | B µs/req (median) | B − A median µs | B − A range µs |\n");
+    m.push_str("|---|---|---|---|---|\n");
+    for p in pairs {
+        let (lo, hi) = p.range();
+        m.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:+.1} | {lo:+.1} to {hi:+.1} |\n",
+            p.label,
+            p.median_a(),
+            p.median_b(),
+            p.median_diff()
+        ));
+    }
+    m.push('\n');
+    m
+}
+
+/// The virtual-model target's figure and verdict from the pairs (A/A, plain→shorthand,
+/// shorthand→routed, plain→routed): the virtual model against the same `llm:` config's plain
+/// model, with the control and the plain `ai` route beside it. `None` without those pairs.
+pub fn virtual_model_target(pairs: &[Pair]) -> Option<(String, bool)> {
+    let (aa, vm, all) = (pairs.first()?, pairs.get(2)?, pairs.get(3)?);
+    Some((
+        format!(
+            "{:+.1} µs paired over the same `llm:` config's plain model (median of {} rounds, {:.0} req/s each; A/A control {:+.1} µs; over the plain `ai` route {:+.1} µs)",
+            vm.median_diff(),
+            vm.rounds.len(),
+            vm.rate,
+            aa.median_diff(),
+            all.median_diff()
+        ),
+        vm.median_diff() <= 2.0,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +175,16 @@ mod tests {
         assert_eq!(p.median_diff(), 1.0);
         assert_eq!(p.range(), (-1.0, 4.0));
         assert_eq!(p.median_a(), 10.0);
+        let m = markdown(std::slice::from_ref(&p));
+        assert!(
+            m.starts_with("**Paired CPU.**") && m.ends_with("|\n\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("| x | 10.0 | 11.0 | +1.0 | -1.0 to +4.0 |\n"),
+            "{m}"
+        );
+        assert_eq!(markdown(&[]), "");
+        assert!(virtual_model_target(std::slice::from_ref(&p)).is_none());
     }
 }

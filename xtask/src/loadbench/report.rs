@@ -353,22 +353,10 @@ impl Report {
             let per =
                 |row: &FixedRow| row.usage.gw_cpu.as_secs_f64() * 1e6 / row.requests().max(1.0);
             let added = per(r) - per(p);
-            // The paired comparison resolves what the sequential rows cannot: the virtual
-            // model against the same `llm:` config with its plain model (pairs: A/A,
-            // plain→shorthand, shorthand→routed, plain→routed).
-            let (figure, ok) = match (self.paired.first(), self.paired.get(2), self.paired.get(3)) {
-                (Some(aa), Some(vm), Some(all)) => (
-                    format!(
-                        "{:+.1} µs paired over the same `llm:` config's plain model (median of {} rounds, {:.0} req/s each; A/A control {:+.1} µs; over the plain `ai` route {:+.1} µs); sequential rows {added:+.1} µs",
-                        vm.median_diff(),
-                        vm.rounds.len(),
-                        vm.rate,
-                        aa.median_diff(),
-                        all.median_diff()
-                    ),
-                    vm.median_diff() <= 2.0,
-                ),
-                _ => (
+            // The paired comparison resolves what the sequential rows cannot.
+            let (figure, ok) = match super::paired::virtual_model_target(&self.paired) {
+                Some((f, ok)) => (format!("{f}; sequential rows {added:+.1} µs"), ok),
+                None => (
                     format!("{added:+.1} µs ({:.1} against {:.1})", per(r), per(p)),
                     added <= 2.0,
                 ),
@@ -505,29 +493,9 @@ impl Report {
             ));
         }
         line("");
-        if !self.paired.is_empty() {
-            line(&format!(
-                "**Paired CPU.** Two gateways served at once, each at {:.0} req/s by its own open-loop generator, for {} rounds of {} s (`loadbench/paired.rs`): both see the same load, clock and neighbours, so the difference of their CPU per request is their own work; run one after the other (the table above), the same gateway's figure moves by ±10 µs on this VM. The A/A row pairs two gateways with the same config: its spread is what is left of the noise.",
-                self.paired[0].rate,
-                self.paired[0].rounds.len(),
-                super::paired::SECS
-            ));
-            line("");
-            line(
-                "| pair (A, B) | A µs/req (median) | B µs/req (median) | B − A median µs | B − A range µs |",
-            );
-            line("|---|---|---|---|---|");
-            for p in &self.paired {
-                let (lo, hi) = p.range();
-                line(&format!(
-                    "| {} | {:.1} | {:.1} | {:+.1} | {lo:+.1} to {hi:+.1} |",
-                    p.label,
-                    p.median_a(),
-                    p.median_b(),
-                    p.median_diff()
-                ));
-            }
-            line("");
+        let paired = super::paired::markdown(&self.paired);
+        if let Some(text) = paired.strip_suffix('\n') {
+            line(text);
         }
         line(&format!(
             "**Saturation.** `wrk -t2 -c{} -d{}s --latency` with a Lua script that POSTs the body above (closed loop: as fast as the 2 shared cores allow, with wrk, the upstream and the gateway competing for them). Cells are medians over {} rounds; CPU per request is total gateway CPU over total requests.",
